@@ -1,0 +1,38 @@
+"""Every layer's hidden states equal transformers' PyTorch models (f32, padded batches)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xtjax.models.loading import load_pretrained
+
+SENTENCES = ["The quick brown fox.", "Der schnelle braune Fuchs springt über den faulen Hund.",
+             "敏捷的棕色狐狸", "Hello world, this is a tiny corpus for a tiny tokenizer and more words."]
+
+
+def torch_hidden_states(folder, enc):
+  import torch
+  import transformers as tf
+
+  model = tf.AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+  with torch.no_grad():
+    out = model(**{k: torch.tensor(v) for k, v in enc.items()}, output_hidden_states=True)
+  return [h.numpy() for h in out.hidden_states], (out.pooler_output.numpy() if out.pooler_output is not None else None)
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta"])
+def test_hidden_states_match_pytorch(tiny_hf, kind):
+  folder = tiny_hf(kind)
+  pre = load_pretrained(folder)
+  enc = pre.tokenizer(SENTENCES, padding=True, return_tensors="np", return_token_type_ids=(kind == "bert"))
+  enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+  assert (enc["attention_mask"] == 0).any(), "the batch must contain padding"
+  ref, ref_pooled = torch_hidden_states(folder, enc)
+  out = pre.model()(jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"]),
+                    jnp.asarray(enc["token_type_ids"]) if "token_type_ids" in enc else None)
+  assert len(out.hidden_states) == len(ref) == 3
+  mask = enc["attention_mask"].astype(bool)
+  for i, (ours, theirs) in enumerate(zip(out.hidden_states, ref)):
+    np.testing.assert_allclose(np.asarray(ours)[mask], theirs[mask], atol=1e-5, rtol=0, err_msg=f"layer {i}")
+  if ref_pooled is not None:
+    np.testing.assert_allclose(np.asarray(out.pooler_output), ref_pooled, atol=1e-5, rtol=0)

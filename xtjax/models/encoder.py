@@ -1,0 +1,181 @@
+"""One bidirectional Transformer encoder for BERT/mBERT, RoBERTa and XLM-R (post-layer-norm).
+
+The families differ only by config switches: how position ids are made (BERT counts from 0;
+RoBERTa/XLM-R count from `pad_token_id + 1` over non-padding tokens), whether token-type
+embeddings exist, layer-norm epsilon and the activation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from xtjax.models import layers as L
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  vocab_size: int
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int = 3072
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2  # 0: no token-type embeddings
+  layer_norm_eps: float = 1e-12
+  hidden_act: str = "gelu"
+  pad_token_id: int = 0
+  position_style: str = "absolute"  # "absolute" (BERT) or "roberta" (offset by pad_token_id + 1)
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  pooler: bool = True  # BERT-style dense+tanh pooler over the first token
+  initializer_range: float = 0.02
+  model_type: str = "bert"  # Hugging Face model_type used on export: bert | roberta | xlm-roberta
+  dtype: str = "float32"  # compute dtype
+  param_dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+    if self.position_style not in ("absolute", "roberta"):
+      raise ValueError(f"position_style must be 'absolute' or 'roberta', got {self.position_style!r}")
+    L.activation(self.hidden_act)
+    L.to_dtype(self.dtype)
+    L.to_dtype(self.param_dtype)
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+
+class EncoderOutput(NamedTuple):
+  last_hidden_state: jax.Array  # [B, L, D]
+  hidden_states: tuple[jax.Array, ...]  # num_layers + 1 entries; 0 is the embedding output
+  pooler_output: jax.Array | None  # [B, D] dense+tanh over the first token, if the model has a pooler
+
+
+def _kw(cfg: EncoderConfig, rngs):
+  return dict(rngs=rngs, dtype=L.to_dtype(cfg.dtype), param_dtype=L.to_dtype(cfg.param_dtype))
+
+
+class Embeddings(nnx.Module):
+
+  def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
+    pdt = L.to_dtype(cfg.param_dtype)
+    init = L.normal(cfg.initializer_range)
+    self.word = L.param(rngs, init, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pdt)
+    self.position = L.param(rngs, init, (cfg.max_position_embeddings, cfg.hidden_size), ("positions", "embed"), pdt)
+    self.token_type = (L.param(rngs, init, (cfg.type_vocab_size, cfg.hidden_size), ("types", "embed"), pdt)
+                       if cfg.type_vocab_size > 0 else None)
+    self.norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **_kw(cfg, rngs))
+    self.cfg = cfg
+
+  def position_ids(self, input_ids_BxL):
+    cfg = self.cfg
+    if cfg.position_style == "roberta":
+      mask = (input_ids_BxL != cfg.pad_token_id).astype(jnp.int32)
+      return jnp.cumsum(mask, axis=1) * mask + cfg.pad_token_id
+    return jnp.broadcast_to(jnp.arange(input_ids_BxL.shape[1], dtype=jnp.int32), input_ids_BxL.shape)
+
+  def __call__(self, input_ids_BxL, token_type_ids_BxL=None, dropout_key=None):
+    dt = L.to_dtype(self.cfg.dtype)
+    x = jnp.take(self.word[...], input_ids_BxL, axis=0).astype(jnp.float32)
+    x = x + jnp.take(self.position[...], self.position_ids(input_ids_BxL), axis=0).astype(jnp.float32)
+    if self.token_type is not None:
+      if token_type_ids_BxL is None:
+        token_type_ids_BxL = jnp.zeros_like(input_ids_BxL)
+      x = x + jnp.take(self.token_type[...], token_type_ids_BxL, axis=0).astype(jnp.float32)
+    x = self.norm(x.astype(dt))
+    return L.dropout(x, self.cfg.dropout_rate, dropout_key)
+
+
+class SelfAttention(nnx.Module):
+  """Multi-head self-attention with [embed, heads, kv] projections (heads shard on `tensor`)."""
+
+  def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
+    pdt = L.to_dtype(cfg.param_dtype)
+    init = L.normal(cfg.initializer_range)
+    D, H, K = cfg.hidden_size, cfg.num_heads, cfg.head_dim
+    for name in ("query", "key", "value"):
+      setattr(self, name, L.param(rngs, init, (D, H, K), ("embed", "heads", "kv"), pdt))
+      setattr(self, name + "_bias", L.param(rngs, L.zeros, (H, K), ("heads", "kv"), pdt))
+    self.out = L.param(rngs, init, (H, K, D), ("heads", "kv", "embed"), pdt)
+    self.out_bias = L.param(rngs, L.zeros, (D,), ("norm",), pdt)
+    self.cfg = cfg
+
+  def __call__(self, x_BxLxD, bias_Bx1x1xL, dropout_key=None):
+    dt = L.to_dtype(self.cfg.dtype)
+    x = x_BxLxD.astype(dt)
+
+    def proj(w, b):
+      return jnp.einsum("bld,dhk->blhk", x, w[...].astype(dt)) + b[...].astype(dt)
+
+    q = proj(self.query, self.query_bias)
+    k = proj(self.key, self.key_bias)
+    v = proj(self.value, self.value_bias)
+    scores = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) / math.sqrt(self.cfg.head_dim)
+    probs = jax.nn.softmax(scores + bias_Bx1x1xL, axis=-1)
+    probs = L.dropout(probs, self.cfg.attention_dropout_rate, dropout_key).astype(dt)
+    ctx = jnp.einsum("bhqs,bshk->bqhk", probs, v)
+    return jnp.einsum("bqhk,hkd->bqd", ctx, self.out[...].astype(dt)) + self.out_bias[...].astype(dt)
+
+
+class Layer(nnx.Module):
+
+  def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
+    kw = _kw(cfg, rngs)
+    self.attention = SelfAttention(cfg, rngs)
+    self.attention_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
+    self.intermediate = L.Dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"),
+                                stddev=cfg.initializer_range, **kw)
+    self.output = L.Dense(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"),
+                          stddev=cfg.initializer_range, **kw)
+    self.output_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
+    self.cfg = cfg
+
+  def __call__(self, x, bias, dropout_key=None):
+    rate = self.cfg.dropout_rate
+    h = self.attention(x, bias, L.fold(dropout_key, 0))
+    x = self.attention_norm(x + L.dropout(h, rate, L.fold(dropout_key, 1)))
+    h = L.activation(self.cfg.hidden_act)(self.intermediate(x))
+    h = self.output(h)
+    return self.output_norm(x + L.dropout(h, rate, L.fold(dropout_key, 2)))
+
+
+class Encoder(nnx.Module):
+  """Embeddings, `num_layers` post-LN Transformer layers and an optional pooler."""
+
+  def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embeddings = Embeddings(cfg, rngs)
+    self.layers = nnx.List([Layer(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.pooler = (L.Dense(cfg.hidden_size, cfg.hidden_size, ("embed", None), stddev=cfg.initializer_range,
+                           **_kw(cfg, rngs)) if cfg.pooler else None)
+
+  def __call__(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
+               dropout_key: jax.Array | None = None) -> EncoderOutput:
+    if attention_mask_BxL is None:
+      attention_mask_BxL = jnp.ones_like(input_ids_BxL)
+    bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    x = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
+    hidden = [x]
+    for i, layer in enumerate(self.layers):
+      x = layer(x, bias, L.fold(dropout_key, i + 1))
+      hidden.append(x)
+    pooled = jnp.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+    return EncoderOutput(x, tuple(hidden), pooled)
+
+
+def pool(hidden_BxLxD, attention_mask_BxL, pooling: str = "mean"):
+  """Sentence vectors from hidden states: attention-masked `mean` or the first (`cls`) token."""
+  if pooling == "cls":
+    return hidden_BxLxD[:, 0]
+  if pooling == "mean":
+    m = attention_mask_BxL.astype(jnp.float32)[..., None]
+    return (hidden_BxLxD.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+  raise ValueError(f"unknown pooling {pooling!r}; expected 'mean' or 'cls'")

@@ -1,0 +1,101 @@
+"""Shape-first model construction: abstract state, sharded init, and placing loaded weights.
+
+`jax.eval_shape` gives every parameter's shape and logical axes without allocating; a jitted init
+with `out_shardings` then materialises each shard on its own device, so a model larger than one
+device's memory is never built on one device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from xtjax.errors import CheckpointError
+from xtjax.models import registry
+from xtjax.parallel.mesh import single_device_mesh
+from xtjax.parallel.rules import DEFAULT_RULES, Rules, state_shardings
+
+
+def abstract(family: registry.Family, cfg, seed: int = 0):
+  """(graphdef, abstract nnx.State) with ShapeDtypeStruct values; allocates nothing."""
+  model = nnx.eval_shape(lambda: family.build(cfg, nnx.Rngs(seed)))
+  return nnx.split(model)
+
+
+def count_params(state) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.to_pure_dict(state))))
+
+
+def init(family: registry.Family, cfg, seed: int = 0, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES):
+  """Randomly initialised (graphdef, params) with every parameter sharded by the rules."""
+  mesh = mesh or single_device_mesh()
+  graphdef, abs_state = abstract(family, cfg, seed)
+  shardings = state_shardings(abs_state, mesh, rules)
+
+  @jax.jit
+  def _init():
+    return nnx.split(family.build(cfg, nnx.Rngs(seed)))[1]
+
+  state = jax.jit(_init, out_shardings=shardings)()
+  return graphdef, state
+
+
+def _flat(tree: Mapping, prefix=()) -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(_flat(v, prefix + (k,)))
+    else:
+      out[prefix + (k,)] = v
+  return out
+
+
+def place(family: registry.Family, cfg, pure_params: Mapping, mesh: Mesh | None = None,
+          rules: Rules = DEFAULT_RULES, where: str = "checkpoint"):
+  """(graphdef, state): host arrays put onto the mesh shard by shard, cast to cfg.param_dtype.
+
+  Each device receives only its slice (`make_array_from_callback`), which is also what a
+  multi-host run needs. Structure and shapes must match the model exactly.
+  """
+  mesh = mesh or single_device_mesh()
+  graphdef, abs_state = abstract(family, cfg)
+  shardings = state_shardings(abs_state, mesh, rules)
+  want = _flat(nnx.to_pure_dict(abs_state))
+  have = _flat(pure_params)
+  missing = sorted(set(want) - set(have), key=str)
+  extra = sorted(set(have) - set(want), key=str)
+  if missing or extra:
+    fmt = lambda ks: ["/".join(map(str, k)) for k in ks[:5]]
+    raise CheckpointError(f"{where}: parameters do not match the model: missing {fmt(missing)}, unexpected {fmt(extra)}")
+  sh_flat = _flat(nnx.to_pure_dict(shardings))
+  placed = {}
+  for k, spec in want.items():
+    arr = have[k]
+    if tuple(arr.shape) != tuple(spec.shape):
+      raise CheckpointError(f"{where}: parameter {'/'.join(map(str, k))} has shape {list(arr.shape)}, "
+                            f"the model expects {list(spec.shape)}")
+    if isinstance(arr, jax.Array) and not isinstance(arr, np.ndarray):
+      placed[k] = jax.device_put(arr.astype(spec.dtype), sh_flat[k])
+      continue
+    host = np.asarray(arr)
+    placed[k] = jax.make_array_from_callback(
+        spec.shape, sh_flat[k], lambda idx, host=host, dt=spec.dtype: np.asarray(host[idx]).astype(dt))
+  nested: dict = {}
+  for k, v in placed.items():
+    d = nested
+    for p in k[:-1]:
+      d = d.setdefault(p, {})
+    d[k[-1]] = v
+  nnx.replace_by_pure_dict(abs_state, nested)
+  return graphdef, abs_state
+
+
+def with_dtypes(cfg, dtype: str | None = None, param_dtype: str | None = None):
+  """The config with compute / parameter dtypes overridden where given."""
+  changes = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v is not None}
+  return dataclasses.replace(cfg, **changes) if changes else cfg
