@@ -130,6 +130,33 @@ def config_for_tensors(cfg: EncoderConfig, names) -> EncoderConfig:
   return dataclasses.replace(cfg, pooler=has_pooler)
 
 
+def _xlmr(**kw):
+  base = dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+              pad_token_id=1, position_style="roberta", model_type="xlm-roberta")
+  return EncoderConfig(**{**base, **kw})
+
+
+def _roberta(**kw):
+  base = dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+              pad_token_id=1, position_style="roberta", model_type="roberta")
+  return EncoderConfig(**{**base, **kw})
+
+
+_LARGE = dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096)
+# Real sizes, as in the Hugging Face configs (base models with pooler, as AutoModel builds them).
+PRESETS = {
+    "xlmr-base": _xlmr(),
+    "xlmr-large": _xlmr(**_LARGE),
+    "mbert-base": EncoderConfig(vocab_size=119547, model_type="bert"),
+    "bert-base": EncoderConfig(vocab_size=30522, model_type="bert"),
+    "bert-large": EncoderConfig(vocab_size=30522, model_type="bert", **_LARGE),
+    "roberta-base": _roberta(),
+    "roberta-large": _roberta(**_LARGE),
+    # Benchmark preset: XLM-R architecture, 4 layers, hidden 256, 4 heads, FFN 1024, vocab 32000.
+    "xlmr-bench-small": _xlmr(vocab_size=32000, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+}
+
+
 FAMILY = registry.register(registry.Family(
     name="encoder",
     config_cls=EncoderConfig,
@@ -141,4 +168,5 @@ FAMILY = registry.register(registry.Family(
     params_to_hf=params_to_hf,
     hf_architecture=hf_architecture,
     config_for_tensors=config_for_tensors,
+    presets=PRESETS,
 ))

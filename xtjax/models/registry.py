@@ -35,6 +35,7 @@ class Family:
   hf_architecture: Callable[[Any], str]  # config -> "BertModel", "MT5ForConditionalGeneration", ...
   # (config, checkpoint tensor names) -> config adjusted to what the checkpoint holds (e.g. no pooler)
   config_for_tensors: Callable[[Any, Any], Any] = lambda cfg, names: cfg
+  presets: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> config of a real size
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -75,6 +76,22 @@ def for_hf_model_type(model_type: str, where: str = "config.json") -> Family:
       return fam
   supported = sorted(t for f in _FAMILIES.values() for t in f.hf_model_types)
   raise CheckpointError(f"{where}: unsupported model_type {model_type!r}; xtjax supports {supported}")
+
+
+def presets() -> dict[str, tuple[Family, Any]]:
+  """Every named preset of every family: name -> (family, config)."""
+  out = {}
+  for fam in families().values():
+    for name, cfg in fam.presets.items():
+      out[name] = (fam, cfg)
+  return out
+
+
+def preset(name: str) -> tuple[Family, Any]:
+  table = presets()
+  if name not in table:
+    raise CheckpointError(f"unknown preset {name!r}; known: {sorted(table)}")
+  return table[name]
 
 
 def config_to_dict(cfg) -> dict:

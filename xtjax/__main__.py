@@ -1,0 +1,5 @@
+import sys
+
+from xtjax.cli.main import main
+
+sys.exit(main())
