@@ -1,0 +1,55 @@
+"""An encoder shared by one head per task: the model that intermediate and target training use.
+
+Parameters live under `encoder/...` and `heads/<task>/...`, so phase bridging keeps `encoder`
+and replaces `heads`.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from xtjax.models import layers as L
+from xtjax.models.embed import encoder_outputs
+from xtjax.models.heads import Head, HeadConfig
+
+
+class TaskModel(nnx.Module):
+
+  def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs):
+    self.encoder = family.build(encoder_cfg, rngs)
+    hidden = getattr(encoder_cfg, "hidden_size", None) or getattr(encoder_cfg, "d_model")
+    eps = getattr(encoder_cfg, "layer_norm_eps", 1e-5)
+    self.heads = nnx.Dict({
+        name: Head(hc, hidden, rngs=rngs, dtype=encoder_cfg.dtype, param_dtype=encoder_cfg.param_dtype,
+                   vocab_size=encoder_cfg.vocab_size, layer_norm_eps=eps)
+        for name, hc in sorted(heads.items())})
+    self.head_types = {name: hc.type for name, hc in heads.items()}
+
+  def __call__(self, task: str, batch: dict, dropout_key: jax.Array | None = None):
+    """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the encoder."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    types = batch.get("token_type_ids")
+    mc = ids.ndim == 3
+    if mc:
+      B, C, Ln = ids.shape
+      ids, mask = ids.reshape(B * C, Ln), mask.reshape(B * C, Ln)
+      types = types.reshape(B * C, Ln) if types is not None else None
+    out = self._encode(ids, mask, types, L.fold(dropout_key, 0))
+    head = self.heads[task]
+    word = None
+    if head.cfg.type == "mlm":
+      word = self.encoder.embeddings.word[...]
+    logits = head(out.last_hidden_state, L.fold(dropout_key, 1), word)
+    if mc:
+      logits = logits.reshape(B, C)
+    return logits
+
+  def _encode(self, ids, mask, types, key):
+    fn = getattr(self.encoder, "encoder_outputs", None)
+    if fn is not None:
+      return fn(ids, mask, types, dropout_key=key)
+    return self.encoder(ids, mask, types, dropout_key=key)
+
+
+__all__ = ["TaskModel", "encoder_outputs"]

@@ -1,0 +1,117 @@
+"""Tiny random Hugging Face models and tokenizers, built offline (tests, demos, smoke runs).
+
+Needs torch (the `dev` extra) for the model builders; the tokenizers need only `tokenizers`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "El rápido zorro marrón salta sobre el perro perezoso.",
+    "敏捷的棕色狐狸跳过了懒狗。",
+    "สุนัขจิ้งจอกสีน้ำตาลกระโดดข้ามสุนัขขี้เกียจ",
+    "الثعلب البني السريع يقفز فوق الكلب الكسول",
+    "Быстрая коричневая лиса прыгает через ленивую собаку.",
+    "Hello world, this is a tiny corpus for a tiny tokenizer.",
+    "Cross-lingual transfer after intermediate-task training.",
+    "Question answering, natural language inference and tagging.",
+]
+
+
+def make_unigram_tokenizer(vocab_size: int = 300):
+  """An XLM-R-like sentencepiece-style Unigram tokenizer: <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask>."""
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+  from transformers import PreTrainedTokenizerFast
+
+  tok = Tokenizer(models.Unigram())
+  tok.normalizer = normalizers.NFKC()
+  tok.pre_tokenizer = pre_tokenizers.Metaspace()
+  tok.decoder = decoders.Metaspace()
+  trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                    unk_token="<unk>")
+  tok.train_from_iterator(CORPUS * 3, trainer=trainer)
+  tok.post_processor = processors.TemplateProcessing(
+      single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+      special_tokens=[("<s>", 0), ("</s>", 2)])
+  return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                 sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>")
+
+
+def make_wordpiece_tokenizer():
+  """A BERT-like WordPiece tokenizer: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, then characters and words."""
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+  from transformers import PreTrainedTokenizerFast
+
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+  words = sorted({w.lower().strip(".,") for s in CORPUS for w in s.split()})
+  chars = sorted({c for s in CORPUS for c in s.lower() if not c.isspace()})
+  for c in chars:
+    vocab += [c, "##" + c]
+  vocab += [w for w in words if w not in vocab][:60]
+  tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(dict.fromkeys(vocab))}, unk_token="[UNK]"))
+  tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tok.decoder = decoders.WordPiece()
+  tok.post_processor = processors.TemplateProcessing(
+      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+  return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", cls_token="[CLS]",
+                                 pad_token="[PAD]", mask_token="[MASK]")
+
+
+def make_tiny_hf(folder: Path, kind: str = "xlm-roberta", seed: int = 0, head: str | None = None,
+                 with_tokenizer: bool = True, **overrides) -> Path:
+  """Saves a tiny random transformers model of `kind` (bert | roberta | xlm-roberta) with `save_pretrained`.
+
+  `head`: None for the base model, or "mlm" to save the masked-LM model (its head is then ignored on import).
+  """
+  import torch
+  import transformers as tf
+
+  tok = make_wordpiece_tokenizer() if kind == "bert" else make_unigram_tokenizer()
+  common = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  if kind == "bert":
+    cfg = tf.BertConfig(max_position_embeddings=64, pad_token_id=0, **common)
+  elif kind == "roberta":
+    cfg = tf.RobertaConfig(max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                           type_vocab_size=1, layer_norm_eps=1e-5, **common)
+  elif kind == "xlm-roberta":
+    cfg = tf.XLMRobertaConfig(max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                              type_vocab_size=1, layer_norm_eps=1e-5, **common)
+  else:
+    raise ValueError(kind)
+  for k, v in overrides.items():
+    setattr(cfg, k, v)
+  torch.manual_seed(seed)
+  model = tf.AutoModelForMaskedLM.from_config(cfg) if head == "mlm" else tf.AutoModel.from_config(cfg)
+  # Random (not zero) biases and layer-norm parameters so that a mapping mistake cannot hide.
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "LayerNorm" in name:
+        p.add_(0.1 * torch.randn_like(p))
+  model.eval()
+  model.save_pretrained(str(folder))
+  if with_tokenizer:
+    tok.save_pretrained(str(folder))
+  return Path(folder)
+
+
+def main(argv=None) -> int:
+  import argparse
+
+  p = argparse.ArgumentParser(prog="python -m xtjax.tiny", description="save a tiny random HF model with tokenizer")
+  p.add_argument("--kind", default="xlm-roberta", choices=["bert", "roberta", "xlm-roberta"])
+  p.add_argument("--out", required=True)
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args(argv)
+  make_tiny_hf(Path(args.out), args.kind, seed=args.seed)
+  print(f"saved a tiny random {args.kind} model to {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
