@@ -1,0 +1,112 @@
+"""Orbax checkpoints of a run: keep-last-N for exact resume, plus the best by the dev metric.
+
+A checkpoint holds the whole TrainState (params, optimizer state, step, RNG), the data position
+and the resolved config. Restores go straight into the current mesh's shardings, so a run may
+resume on a different device count. A checkpoint that cannot be read is skipped with a warning in
+favour of the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from xtjax.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+def _ocp():
+  import orbax.checkpoint as ocp
+
+  return ocp
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs carrying the target shardings, for restoring into a mesh."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+class RunCheckpoints:
+  """`<workdir>/checkpoints` (last N, for resume) and `<workdir>/best` (best dev metric)."""
+
+  def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True):
+    ocp = _ocp()
+    self.workdir = Path(workdir).absolute()
+    opts = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
+                                        create=True)
+    self.last = ocp.CheckpointManager(self.workdir / "checkpoints", options=opts)
+    best_opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=True,
+                                             best_fn=lambda m: m["score"], best_mode="max")
+    self.best = ocp.CheckpointManager(self.workdir / "best", options=best_opts)
+
+  def save(self, step: int, state, data: dict, config: dict, force: bool = False) -> None:
+    ocp = _ocp()
+    self.last.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data),
+                                                 config=ocp.args.JsonSave(config)), force=force)
+
+  def save_best(self, step: int, params, score: float, info: dict) -> None:
+    ocp = _ocp()
+    self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                                 info=ocp.args.JsonSave(info)),
+                   metrics={"score": float(score)}, force=True)
+
+  def best_score(self) -> float | None:
+    step = self.best.best_step()
+    if step is None:
+      return None
+    return float(self.restore_best_info(step)["score"])
+
+  def restore_best_info(self, step: int) -> dict:
+    ocp = _ocp()
+    return self.best.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
+
+  def latest_steps(self) -> list[int]:
+    return sorted(self.last.all_steps(), reverse=True)
+
+  def restore_latest(self, abstract_state) -> tuple[Any, dict, int] | None:
+    """(state, data position json, step) from the newest readable checkpoint, or None."""
+    ocp = _ocp()
+    for step in self.latest_steps():
+      try:
+        r = self.last.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                            data=ocp.args.JsonRestore()))
+        return r.state, r.data, step
+      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
+        log.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying the previous one", step,
+                    self.workdir / "checkpoints", type(e).__name__, str(e)[:200])
+    return None
+
+  def wait(self) -> None:
+    self.last.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.last.close()
+    self.best.close()
+
+
+def restore_params_from_run(workdir: Path, abstract_params, prefer: str = "best"):
+  """Params of a finished or running run: the best checkpoint, else the latest one."""
+  ocp = _ocp()
+  workdir = Path(workdir)
+  order = ["best", "checkpoints"] if prefer == "best" else ["checkpoints", "best"]
+  for sub in order:
+    d = workdir / sub
+    if not d.exists():
+      continue
+    mngr = ocp.CheckpointManager(d.absolute(), options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    step = mngr.latest_step()
+    if step is None:
+      continue
+    item = "params" if sub == "best" else "state"
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore()}))
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"{d}: cannot restore step {step} ({type(e).__name__}: {str(e)[:200]})") from e
+    tree = restored[item]
+    return tree if sub == "best" else tree["params"], f"{d}/{step}"
+  raise CheckpointError(f"{workdir}: no checkpoint found (expected {workdir}/best or {workdir}/checkpoints)")

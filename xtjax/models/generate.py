@@ -1,0 +1,181 @@
+"""Greedy and beam-search decoding for T5-family models, each one jitted function.
+
+The encoder runs once, cross-attention keys/values are computed once, the decoder's self-attention
+keys/values go into a preallocated cache, and a `lax.while_loop` emits one token per iteration:
+no Python loop per token and one compilation per (batch, input length, max_new_tokens, beams).
+Both match transformers' `generate(do_sample=False)` token for token: greedy stops a row at EOS
+and pads after it; beam search is a port of transformers' vectorised beam search (length penalty,
+`early_stopping` False / True / "never").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_NEG = -1.0e9  # transformers' "impossible" score in beam search
+
+
+class GenerateOutput(NamedTuple):
+  sequences: jax.Array  # [B, 1 + max_new_tokens] int32: decoder start token, generated tokens, pad after EOS
+  lengths: jax.Array  # [B] int32: generated tokens per row, EOS included
+  scores: jax.Array  # [B] float32: beam score (length-penalised log-probability); sum of log-probs for greedy
+
+
+def generate(model, input_ids_BxL, attention_mask_BxL, *, max_new_tokens: int, num_beams: int = 1,
+             length_penalty: float = 1.0, early_stopping: bool | str = False) -> GenerateOutput:
+  """Decodes from a T5 module, or a (graphdef, params) pair, for every input row."""
+  graphdef, params = model if isinstance(model, tuple) else nnx.split(model)
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if num_beams < 1:
+    raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+  return _generate(graphdef, params, jnp.asarray(input_ids_BxL, jnp.int32), jnp.asarray(attention_mask_BxL, jnp.int32),
+                   max_new_tokens=max_new_tokens, num_beams=num_beams, length_penalty=float(length_penalty),
+                   early_stopping=early_stopping)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "num_beams", "length_penalty",
+                                             "early_stopping"))
+def _generate(graphdef, params, input_ids_BxL, attention_mask_BxL, *, max_new_tokens, num_beams, length_penalty,
+              early_stopping):
+  model = nnx.merge(graphdef, params)
+  if num_beams == 1:
+    return greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens)
+  return beam_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens, num_beams, length_penalty,
+                     early_stopping)
+
+
+def greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int) -> GenerateOutput:
+  """Argmax decoding; traceable (call under jit). Rows that produced EOS emit padding."""
+  cfg = model.cfg
+  B = input_ids_BxL.shape[0]
+  enc = model.encode(input_ids_BxL, attention_mask_BxL)
+  cache = model.init_cache(enc, max_new_tokens)
+  tokens = jnp.full((B, max_new_tokens + 1), cfg.pad_token_id, jnp.int32).at[:, 0].set(cfg.decoder_start_token_id)
+  zeros_B = jnp.zeros((B,), jnp.int32)
+
+  def cond(carry):
+    step, _, _, done, _, _ = carry
+    return (step < max_new_tokens) & ~jnp.all(done)
+
+  def body(carry):
+    step, tokens, cache, done, lengths, scores = carry
+    last = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
+    out = model.decode(last, enc, attention_mask_BxL, cache=cache)
+    logits_BxV = out.logits[:, -1]
+    nxt = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV), nxt[:, None], axis=-1)[:, 0]
+    nxt = jnp.where(done, cfg.pad_token_id, nxt)
+    tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], step + 1, axis=1)
+    lengths = lengths + (~done).astype(jnp.int32)
+    scores = scores + jnp.where(done, 0.0, logp)
+    return step + 1, tokens, out.cache, done | (nxt == cfg.eos_token_id), lengths, scores
+
+  init = (jnp.zeros((), jnp.int32), tokens, cache, zeros_B.astype(bool), zeros_B, jnp.zeros((B,), jnp.float32))
+  _, tokens, _, _, lengths, scores = jax.lax.while_loop(cond, body, init)
+  return GenerateOutput(tokens, lengths, scores)
+
+
+def _gather(x_BxNx, idx_BxK):
+  """x[b, idx[b, k], ...] for each batch row."""
+  idx = idx_BxK.reshape(idx_BxK.shape + (1,) * (x_BxNx.ndim - 2))
+  return jnp.take_along_axis(x_BxNx, idx, axis=1)
+
+
+def beam_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int, num_beams: int,
+                length_penalty: float = 1.0, early_stopping: bool | str = False) -> GenerateOutput:
+  """Beam search as transformers >= 4.50 runs it (static shapes); traceable (call under jit).
+
+  Each step keeps the 2*num_beams best continuations of all beams; those ending in EOS (or at the
+  length limit) compete for the `num_beams` finished slots with score
+  sum_logprobs / generated_length**length_penalty, the others continue as running beams.
+  """
+  cfg = model.cfg
+  B, N = input_ids_BxL.shape[0], num_beams
+  K = 2 * N  # one EOS token: max(2, 1 + n_eos) * num_beams
+  M = max_new_tokens + 1  # transformers' max_length: the decoder start token plus new tokens
+  enc = model.encode(input_ids_BxL, attention_mask_BxL)
+  enc = jnp.repeat(enc, N, axis=0)  # row b*N + n is beam n of input b
+  mask = jnp.repeat(attention_mask_BxL, N, axis=0)
+  cache = model.init_cache(enc, max_new_tokens)
+  top_n_K = jnp.arange(K) < N
+
+  seqs = jnp.full((B, N, M), cfg.pad_token_id, jnp.int32).at[:, :, 0].set(cfg.decoder_start_token_id)
+  state = dict(
+      cur_len=jnp.ones((), jnp.int32),
+      running_seqs=seqs,
+      running_scores=jnp.zeros((B, N), jnp.float32).at[:, 1:].set(_NEG),
+      seqs=seqs,
+      scores=jnp.full((B, N), _NEG, jnp.float32),
+      finished=jnp.zeros((B, N), bool),
+      improvable=jnp.ones((B, 1), bool),
+      hits=jnp.zeros((B, K), bool),
+      cache=cache,
+  )
+
+  def lp(length):
+    return length.astype(jnp.float32) ** length_penalty
+
+  def cond(s):
+    open_beam = ~(jnp.all(s["finished"]) & (early_stopping is True))
+    unfinished = jnp.any(s["improvable"]) & open_beam & ~jnp.all(s["hits"])
+    return (s["cur_len"] < M) & unfinished
+
+  def body(s):
+    cur_len = s["cur_len"]
+    last = s["running_seqs"][:, :, cur_len - 1].reshape(B * N, 1)
+    out = model.decode(last, enc, mask, cache=s["cache"])
+    logp = jax.nn.log_softmax(out.logits[:, -1].astype(jnp.float32), axis=-1)
+    V = logp.shape[-1]
+    logp = logp.reshape(B, N, V) + s["running_scores"][:, :, None]
+    topk_logp, topk_idx = jax.lax.top_k(logp.reshape(B, N * V), K)
+    topk_beam, topk_token = topk_idx // V, (topk_idx % V).astype(jnp.int32)
+    topk_seqs = _gather(s["running_seqs"], topk_beam)
+    topk_seqs = jax.lax.dynamic_update_slice_in_dim(topk_seqs, topk_token[:, :, None], cur_len, axis=2)
+    hits = (topk_token == cfg.eos_token_id) | (cur_len + 1 >= M)
+
+    # Running beams: the best N continuations that did not just finish.
+    running_logp = topk_logp + hits.astype(jnp.float32) * _NEG
+    keep = jax.lax.top_k(running_logp, N)[1]
+    running_seqs = _gather(topk_seqs, keep)
+    running_scores = _gather(running_logp, keep)
+    source_beam = _gather(topk_beam, keep)
+
+    # Finished beams: merge newly finished top-N continuations with the previous finished ones.
+    just_finished = hits & top_n_K[None, :]
+    fin_logp = topk_logp / lp(cur_len)  # cur_len + 1 - decoder_prompt_len generated tokens
+    fin_logp = fin_logp + (jnp.all(s["finished"], axis=-1, keepdims=True) & (early_stopping is True)) * _NEG
+    fin_logp = fin_logp + (~s["improvable"]).astype(jnp.float32) * _NEG
+    fin_logp = fin_logp + (~just_finished).astype(jnp.float32) * _NEG
+    merged_scores = jnp.concatenate([s["scores"], fin_logp], axis=1)
+    best = jax.lax.top_k(merged_scores, N)[1]
+    seqs = _gather(jnp.concatenate([s["seqs"], topk_seqs], axis=1), best)
+    scores = _gather(merged_scores, best)
+    finished = _gather(jnp.concatenate([s["finished"], just_finished], axis=1), best)
+
+    flat_source = (jnp.arange(B)[:, None] * N + source_beam).reshape(-1)
+    cache = out.cache._replace(self_keys=tuple(jnp.take(k, flat_source, axis=0) for k in out.cache.self_keys),
+                               self_values=tuple(jnp.take(v, flat_source, axis=0) for v in out.cache.self_values))
+
+    cur_len = cur_len + 1
+    # Could a running beam still beat the worst finished one? (transformers' heuristic)
+    best_len = (jnp.asarray(M - 1) if (early_stopping == "never" and length_penalty > 0.0) else cur_len - 1)
+    best_running = running_scores[:, :1] / lp(best_len)
+    worst_finished = jnp.where(finished, jnp.min(scores, axis=1, keepdims=True), _NEG)
+    improvable = s["improvable"] & jnp.any(best_running > worst_finished, axis=-1, keepdims=True)
+    return dict(cur_len=cur_len, running_seqs=running_seqs, running_scores=running_scores, seqs=seqs, scores=scores,
+                finished=finished, improvable=improvable, hits=hits, cache=cache)
+
+  s = jax.lax.while_loop(cond, body, state)
+  best_BxM = s["seqs"][:, 0]
+  generated = best_BxM[:, 1:]
+  is_eos = generated == cfg.eos_token_id
+  lengths = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1) + 1, max_new_tokens).astype(jnp.int32)
+  after = jnp.arange(max_new_tokens)[None, :] >= lengths[:, None]
+  generated = jnp.where(after, cfg.pad_token_id, generated)
+  return GenerateOutput(jnp.concatenate([best_BxM[:, :1], generated], axis=1), lengths, s["scores"][:, 0])

@@ -1,0 +1,180 @@
+"""Extractive QA tasks: SQuAD v1.1 / v2.0 (intermediate tasks), XQuAD, MLQA and TyDiQA-GoldP.
+
+All five read SQuAD-format data: local upstream JSON through `read_squad`, or rows of the
+Hugging Face datasets (`squad`, `squad_v2`, `xquad` / `xquad.{lang}`, `mlqa` / `mlqa.{lang}.{lang}`,
+`tydiqa` / `secondary_task`) or TFDS `squad` with the schema id / title / context / question /
+answers {text, answer_start}. Featurisation is in `qa_features`, answer extraction in
+`qa_postprocess`. Scores follow XTREME: SQuAD v1.1 EM/F1 for XQuAD, TyDiQA-GoldP and SQuAD v1.1,
+MLQA's language-aware normalisation for MLQA, and the official v2.0 report for SQuAD v2.0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from xtjax.data.formats.records import QAExample
+from xtjax.data.formats.squad import read_squad
+from xtjax.data.sources import DataSource, hf_rows, local_path, tfds_rows
+from xtjax.errors import DataError
+from xtjax.metrics.mlqa import mlqa
+from xtjax.metrics.squad import squad_v1, squad_v2
+from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks.qa_features import featurize_qa, recoverability
+from xtjax.tasks.qa_postprocess import SpanPredictions, postprocess
+from xtjax.tasks.registry import register
+
+# TyDi QA ids start with the language's English name ("arabic-2387335860751143628-1"); the hub's
+# GoldP data holds every language in one split.
+TYDIQA_ID_PREFIX = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
+                    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu"}
+
+
+@dataclasses.dataclass(frozen=True)
+class HubDefaults:
+  """Where a task's data lives on the hub / TFDS when the config names no dataset."""
+
+  hf_id: str | None = None
+  hf_config: str | None = None
+  tfds_name: str | None = None
+  split_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class ExtractiveQATask(Task):
+  """A SQuAD-format extractive QA task with the `span` head.
+
+  metric: "squad_v1", "squad_v2" or "mlqa". with_negative: unanswerable questions exist (SQuAD 2.0):
+  they are labelled at CLS and predicted "" when the null score wins by more than `null_threshold`.
+  """
+
+  head_type = "span"
+  main_metric = "f1"
+
+  def __init__(self, name: str, metric: str, hub: HubDefaults, *, with_negative: bool = False,
+               null_threshold: float = 0.0):
+    self.name = name
+    self.metric = metric
+    self.hub = hub
+    self.with_negative = with_negative
+    self.null_threshold = null_threshold
+
+  # ---- data -----------------------------------------------------------------------------------
+
+  def read(self, split: str, language: str, source: DataSource) -> list[QAExample]:
+    if source.kind == "local":
+      examples = read_squad(local_path(source, split, language, self.name)).examples
+      return examples[:source.limit] if source.limit is not None else examples
+    source = self._with_hub_defaults(source)
+    if source.kind == "hf":
+      rows, where = hf_rows(source, split, language, self.name), f"dataset {source.hf_id!r}"
+    else:
+      rows, where = tfds_rows(source, split, language, self.name), f"tfds {source.tfds_name!r}"
+    if self.name == "tydiqa":
+      rows = _tydiqa_language(rows, language)
+    return rows_to_examples(rows, where, with_negative=self.with_negative)
+
+  def _with_hub_defaults(self, source: DataSource) -> DataSource:
+    hub = self.hub
+    changes: dict[str, Any] = {}
+    if source.kind == "hf" and source.hf_id is None and hub.hf_id:
+      changes.update(hf_id=hub.hf_id, hf_config=source.hf_config or hub.hf_config)
+    if source.kind == "tfds" and source.tfds_name is None and hub.tfds_name:
+      changes["tfds_name"] = hub.tfds_name
+    if not source.split_names and hub.split_names:
+      changes["split_names"] = dict(hub.split_names)
+    return dataclasses.replace(source, **changes) if changes else source
+
+  def featurize(self, examples: Sequence[QAExample], tokenizer, settings: FeatureSettings) -> Features:
+    return featurize_qa(examples, tokenizer, settings)
+
+  def stats(self, examples: Sequence[QAExample], features: Features) -> dict:
+    """Examples, windows, truncated questions and gold-answer recoverability (`xtjax data stats`)."""
+    return recoverability(examples, features)
+
+  answer_recoverability = stats
+
+  # ---- evaluation -----------------------------------------------------------------------------
+
+  def predict(self, outputs: Any, features: Features, examples: Sequence[QAExample], settings: FeatureSettings,
+              null_threshold: float | None = None) -> SpanPredictions:
+    """`outputs`: the span head's (start_logits [N, L], end_logits [N, L]) or a dict with those keys."""
+    if isinstance(outputs, Mapping):
+      start, end = outputs["start_logits"], outputs["end_logits"]
+    else:
+      start, end = outputs
+    threshold = self.null_threshold if null_threshold is None else null_threshold
+    return postprocess(start, end, features, examples, settings, with_negative=self.with_negative,
+                       null_threshold=threshold)
+
+  def score(self, predictions: SpanPredictions | Mapping[str, str], examples: Sequence[QAExample],
+            language: str) -> dict[str, float]:
+    """Official EM/F1 in percent. For SQuAD 2.0, the official keys (exact, f1, HasAns_*, NoAns_*,
+    best_* with SpanPredictions) plus `exact_match` = `exact`, as for the other QA tasks."""
+    answers = predictions.answers if isinstance(predictions, SpanPredictions) else predictions
+    references = {ex.guid: [text for text, _ in ex.answers] for ex in examples}
+    if self.metric == "squad_v2":
+      if isinstance(predictions, SpanPredictions):
+        out = squad_v2(answers, references, na_probs=predictions.null_odds,
+                       na_prob_thresh=predictions.null_threshold)
+      else:
+        out = squad_v2(answers, references)
+      return {"exact_match": out["exact"], **out}
+    if self.metric == "mlqa":
+      return mlqa(answers, references, language)
+    return squad_v1(answers, references)
+
+
+def rows_to_examples(rows: Iterable[Mapping[str, Any]], where: str, *, with_negative: bool) -> list[QAExample]:
+  """Hub / TFDS rows (id, context, question, answers {text: [...], answer_start: [...]}) -> QAExamples.
+
+  Answers are checked against the context as `read_squad` does. A row without answers is
+  unanswerable when the task has unanswerable questions (SQuAD 2.0; or `is_impossible` says so),
+  otherwise unlabelled.
+  """
+  examples, seen = [], set()
+  for n, row in enumerate(rows):
+    try:
+      qid, context, question = str(row["id"]), row["context"], row["question"]
+      answers = row.get("answers") or {}
+      texts, starts = list(answers.get("text", [])), [int(s) for s in answers.get("answer_start", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+      raise DataError(f"{where} row {n}: not a SQuAD-style row ({type(e).__name__}: {e})") from e
+    if qid in seen:
+      raise DataError(f"{where} row {n}: duplicate question id {qid!r}")
+    seen.add(qid)
+    if len(texts) != len(starts):
+      raise DataError(f"{where} row {n} (id {qid}): {len(texts)} answer texts but {len(starts)} answer starts")
+    for text, start in zip(texts, starts):
+      found = context[start:start + len(text)] if start >= 0 else None
+      if found != text:
+        raise DataError(f"{where} row {n} (id {qid}): context[{start}:{start + len(text)}] is {found!r}, "
+                        f"not the answer text {text!r}")
+    impossible = bool(row.get("is_impossible", False)) or (with_negative and not texts)
+    if impossible:
+      texts, starts = [], []
+    examples.append(QAExample(qid, question, context, tuple(zip(texts, starts)), impossible))
+  return examples
+
+
+def _tydiqa_language(rows: Iterable[Mapping[str, Any]], language: str):
+  prefix = TYDIQA_ID_PREFIX.get(language)
+  known = set(TYDIQA_ID_PREFIX.values())
+  for row in rows:
+    head = str(row.get("id", "")).split("-", 1)[0]
+    if prefix is None or head not in known or head == prefix:
+      yield row
+
+
+_VALIDATION = {"dev": "validation"}
+_EVAL_ONLY = {"dev": "validation", "test": "validation"}
+
+for _task in (
+    ExtractiveQATask("squad_v1", "squad_v1", HubDefaults("squad", None, "squad/v1.1", _VALIDATION)),
+    ExtractiveQATask("squad_v2", "squad_v2", HubDefaults("squad_v2", None, "squad/v2.0", _VALIDATION),
+                     with_negative=True),
+    ExtractiveQATask("xquad", "squad_v1", HubDefaults("xquad", "xquad.{lang}", None, _EVAL_ONLY)),
+    ExtractiveQATask("mlqa", "mlqa", HubDefaults("mlqa", "mlqa.{lang}.{lang}", None, _VALIDATION)),
+    ExtractiveQATask("tydiqa", "squad_v1", HubDefaults("tydiqa", "secondary_task", None, _EVAL_ONLY)),
+):
+  register(_task)

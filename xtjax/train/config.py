@@ -1,0 +1,101 @@
+"""The typed schema of a training run (one phase), loaded from YAML by `xtjax.config.load`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from xtjax.data.sources import DataSource
+from xtjax.parallel.mesh import MeshConfig
+from xtjax.tasks.base import FeatureSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Start order (printed at start): resume from the run directory > `init_from` checkpoint >
+  `pretrained` weights > a `preset` from scratch."""
+
+  pretrained: str | None = None  # Hugging Face folder / hub id / xtjax model folder
+  preset: str | None = None  # e.g. xlmr-base, for training from scratch
+  config_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {dropout_rate: 0.0}
+  tokenizer: str | None = None  # tokenizer folder when it is not inside `pretrained`
+  dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype
+  param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights
+
+  def __post_init__(self):
+    if not self.pretrained and not self.preset:
+      raise ValueError("model: set `pretrained` (checkpoint) or `preset` (from scratch)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  name: str
+  data: DataSource = DataSource()
+  eval_data: DataSource | None = None  # zero-shot evaluation files, when they differ from `data`
+  weight: float | None = None  # multi-task sampling weight (overrides the sampling rule)
+  train_split: str = "train"
+  dev_split: str = "dev"
+  dev_language: str = "en"
+  eval_split: str = "test"
+  eval_languages: tuple[str, ...] | None = None  # None: the benchmark's list for this task, or none
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  learning_rate: float = 1e-5
+  weight_decay: float = 0.01
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  schedule: Literal["linear", "constant"] = "linear"  # linear warm-up then linear decay, or constant (mT5)
+  warmup_ratio: float = 0.1
+  warmup_steps: int | None = None  # overrides warmup_ratio
+  max_grad_norm: float | None = 1.0
+  grad_accum_steps: int = 1
+  layerwise_lr_decay: float | None = None  # lr * decay**(depth from the top) per encoder layer
+  freeze: tuple[str, ...] = ()  # regexes over parameter paths ("encoder/embeddings/.*")
+  no_decay: tuple[str, ...] = (r".*bias", r".*norm/.*", r".*_bias")  # no weight decay here
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  every_steps: int = 500
+  keep: int = 2  # last N for resume; the best (by the dev metric) is kept separately
+  async_save: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  model: ModelConfig
+  tasks: tuple[TaskConfig, ...]
+  name: str = "run"
+  init_from: str | None = None  # a run directory or xtjax model folder whose ENCODER starts this run
+  benchmark: Literal["xtreme", "xtreme-r"] = "xtreme"
+  features: FeatureSettings = FeatureSettings()
+  batch_size: int = 32  # global, per optimizer step (split over grad_accum_steps micro-batches)
+  eval_batch_size: int = 64
+  epochs: float = 3.0
+  steps: int | None = None  # overrides epochs
+  sampling: Literal["proportional", "capped", "temperature", "uniform"] = "proportional"
+  sampling_cap: int = 20000  # capped: examples per task counted at most this many
+  sampling_temperature: float = 2.0
+  eval_every: int = 0  # dev evaluation every N steps (0: at the end of every epoch)
+  log_every: int = 10
+  seed: int = 0
+  optim: OptimConfig = OptimConfig()
+  checkpoint: CheckpointConfig = CheckpointConfig()
+  mesh: MeshConfig = MeshConfig()
+  rules: tuple[tuple[str, Any], ...] | None = None  # logical-axis rules table (None: defaults)
+  zero_shot: bool = True  # at the end, evaluate the best checkpoint in every language
+  cache_dir: str | None = None  # tokenised-feature cache (None: <workdir>/../.feature_cache)
+  retrieval_layer: int | None = None  # hidden_states index for retrieval tasks (None: task default)
+
+  def __post_init__(self):
+    if not self.tasks:
+      raise ValueError("tasks: at least one task is required")
+    if self.batch_size % self.optim.grad_accum_steps:
+      raise ValueError(f"batch_size {self.batch_size} is not divisible by optim.grad_accum_steps "
+                       f"{self.optim.grad_accum_steps}")
+    names = [t.name for t in self.tasks]
+    if len(set(names)) != len(names):
+      raise ValueError(f"tasks: duplicate task names {names}")

@@ -1,0 +1,44 @@
+"""Run logs: `metrics.jsonl` and TensorBoard event files, written by process 0 only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+
+
+class Logbook:
+
+  def __init__(self, workdir: Path, tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.path = Path(workdir) / "metrics.jsonl"
+    self._tb = None
+    if self.active and tensorboard:
+      try:
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(Path(workdir) / "tb"))
+      except ImportError:  # optional: logs still go to metrics.jsonl
+        self._tb = None
+
+  def write(self, step: int, kind: str, values: dict) -> None:
+    if not self.active:
+      return
+    row = {"step": int(step), "kind": kind, "time": round(time.time(), 3)}
+    row.update({k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (str, dict)) else v)
+                for k, v in values.items()})
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if self._tb is not None:
+      for k, v in values.items():
+        if isinstance(v, (int, float)) or hasattr(v, "__float__"):
+          try:
+            self._tb.add_scalar(f"{kind}/{k}", float(v), int(step))
+          except (TypeError, ValueError):
+            pass
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()

@@ -1,0 +1,352 @@
+"""One training phase: featurise, build the sharded state, train with periodic dev evaluation,
+keep the best checkpoint, survive preemption, then evaluate zero-shot in every language."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from xtjax import config as config_lib
+from xtjax.checkpoint import RunCheckpoints, abstract_like
+from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
+from xtjax.errors import XtjaxError
+from xtjax.io_utils import write_text_atomic
+from xtjax.models import store
+from xtjax.parallel.mesh import make_mesh
+from xtjax.parallel.rules import rules_from_config
+from xtjax.tasks import registry as task_registry
+from xtjax.train import optim, setup
+from xtjax.train.config import TrainConfig
+from xtjax.train.evaluate import evaluate
+from xtjax.train.logbook import Logbook
+from xtjax.train.setup import init_state
+from xtjax.train.state import batch_sharding, state_sharding
+from xtjax.train.step import compile_eval_step, compile_train_step, make_eval_step, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(XtjaxError):
+  """Loss or gradients became NaN/Inf."""
+
+
+class _Preemption:
+  """SIGTERM (Cloud TPU spot/preemptible) -> save at the next step boundary and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread
+      self._old = None
+    return self
+
+  def _handle(self, signum, frame):
+    self.requested = True
+    log.warning("SIGTERM received: saving a checkpoint at the next step boundary")
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def _features(task, tcfg, split, language, tokenizer, settings, cache_dir, source=None):
+  source = source or tcfg.data
+  try:
+    from xtjax.data.cache import cached_features
+  except ImportError:
+    cached_features = None
+  if cached_features is not None and cache_dir is not None:
+    return cached_features(task, split, language, source, tokenizer, settings, cache_dir)
+  examples = task.read(split, language, source)
+  return examples, task.featurize(examples, tokenizer, settings)
+
+
+def _eval_languages(cfg: TrainConfig, tcfg) -> tuple[str, ...]:
+  if tcfg.eval_languages is not None:
+    return tuple(tcfg.eval_languages)
+  try:
+    from xtjax.tasks.xtreme import benchmark_tasks
+
+    spec = benchmark_tasks(cfg.benchmark).get(tcfg.name)
+  except Exception:  # noqa: BLE001 - a task outside the benchmark has no default languages
+    spec = None
+  return tuple(spec.languages) if spec is not None else ()
+
+
+class Trainer:
+  """Holds the compiled steps and state of one run; `run()` trains and evaluates."""
+
+  def __init__(self, cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None):
+    self.cfg = cfg
+    self.workdir = Path(workdir).absolute()
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.config_dict = config_dict if config_dict is not None else config_lib.to_dict(cfg)
+    self.mesh = make_mesh(cfg.mesh)
+    self.rules = rules_from_config(cfg.rules)
+    self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
+    n_data = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+    micro = cfg.batch_size // cfg.optim.grad_accum_steps
+    for what, size in (("batch_size / grad_accum_steps", micro), ("eval_batch_size", cfg.eval_batch_size)):
+      if size % n_data:
+        raise XtjaxError(f"{what} = {size} is not divisible by the {n_data} data-parallel devices of the mesh "
+                         f"{dict(self.mesh.shape)}")
+    self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
+
+  # ----------------------------------------------------------------------------------------------
+  def _put(self, batch: dict) -> dict:
+    """Host batch (global rows) -> global jax arrays sharded over the batch axes."""
+    pc, pi = jax.process_count(), jax.process_index()
+    out = {}
+    for k, v in batch.items():
+      sh = batch_sharding(self.mesh, self.rules, v.ndim, v.shape)
+      if pc == 1:
+        out[k] = jax.device_put(v, sh)
+      else:
+        per = v.shape[0] // pc
+        out[k] = jax.make_array_from_process_local_data(sh, v[pi * per:(pi + 1) * per], v.shape)
+    return out
+
+  def _put_process_batch(self, batch: dict) -> dict:
+    """This process's slice of a global batch -> global jax arrays."""
+    pc = jax.process_count()
+    out = {}
+    for k, v in batch.items():
+      shape = (v.shape[0] * pc,) + v.shape[1:]
+      sh = batch_sharding(self.mesh, self.rules, v.ndim, shape)
+      out[k] = jax.make_array_from_process_local_data(sh, v, shape) if pc > 1 else jax.device_put(v, sh)
+    return out
+
+  def setup(self):
+    cfg = self.cfg
+    t0 = time.time()
+    start = setup.encoder_start(cfg, self.mesh, self.rules)
+    self.start, self.tokenizer = start, start.tokenizer
+    settings = cfg.features
+    self.train_sets, self.dev_sets = {}, {}
+    for task, tcfg in zip(self.tasks, cfg.tasks):
+      ex, feats = _features(task, tcfg, tcfg.train_split, "en", self.tokenizer, settings, self.cache_dir)
+      if len(feats) == 0:
+        raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
+      self.train_sets[task.name] = (ex, feats)
+      try:
+        self.dev_sets[task.name] = _features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer, settings,
+                                             self.cache_dir)
+      except XtjaxError as e:
+        log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
+    self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.tasks), cfg.seed,
+                                                             self.mesh, self.rules)
+    streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed) for t in self.tasks]
+    sizes = {s.name: s.num_rows for s in streams}
+    weights = sampling_weights(sizes, cfg.sampling, cfg.sampling_cap, cfg.sampling_temperature,
+                               {t.name: t.weight for t in cfg.tasks})
+    self.stream = MultiTaskStream(streams, weights, cfg.seed, jax.process_index(), jax.process_count())
+    self.steps_per_epoch = sum(s.batches_per_epoch for s in streams)
+    self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+    num_layers = getattr(start.config, "num_layers", 0)
+    self.tx, self.schedule = optim.build(cfg.optim, params, self.total_steps, num_layers)
+    abstract_state = jax.eval_shape(lambda p: init_state(p, self.tx, cfg.seed), params)
+    self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh)
+    self.abstract_state = abstract_like(abstract_state, self.state_sh)
+    self.state = jax.jit(lambda p: init_state(p, self.tx, cfg.seed), out_shardings=self.state_sh)(params)
+    self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
+    self.position = DataPosition()
+    restored = self.ckpt.restore_latest(self.abstract_state)
+    if restored is not None:
+      self.state, data, step = restored
+      self.position = DataPosition.from_json(data)
+      self.start_how = f"resumed from {self.workdir / 'checkpoints'} at step {step}"
+    else:
+      self.start_how = start.source
+    self._train_steps, self._eval_steps = {}, {}
+    log.info("start: %s; %d tasks, %d steps (%d per epoch), mesh %s, set-up %.1fs", self.start_how,
+             len(self.tasks), self.total_steps, self.steps_per_epoch, dict(self.mesh.shape), time.time() - t0)
+    return self
+
+  # ----------------------------------------------------------------------------------------------
+  def train_step_for(self, task):
+    if task.name not in self._train_steps:
+      fn = make_train_step(self.graphdef, self.tx, task.name, task.head_type, self.cfg.optim.grad_accum_steps,
+                           task_id=self.stream.names.index(task.name))
+      self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None)
+    return self._train_steps[task.name]
+
+  def eval_step_for(self, task):
+    if task.name not in self._eval_steps:
+      self._eval_steps[task.name] = compile_eval_step(make_eval_step(self.graphdef, task.name), self.param_sh, None)
+    return self._eval_steps[task.name]
+
+  def evaluate_dev(self, params) -> dict:
+    out = {}
+    for task in self.tasks:
+      if task.name not in self.dev_sets:
+        continue
+      ex, feats = self.dev_sets[task.name]
+      out[task.name] = evaluate(task, ex, feats, self.eval_step_for(task), params, self.cfg.eval_batch_size,
+                                self.cfg.features, "en", self._put)
+    return out
+
+  def dev_score(self, dev: dict) -> float:
+    vals = [dev[t.name][t.main_metric] for t in self.tasks if t.name in dev]
+    return float(np.mean(vals)) if vals else float("nan")
+
+  # ----------------------------------------------------------------------------------------------
+  def run(self, stop_after_steps: int | None = None) -> dict:
+    """Trains to the end (or until SIGTERM / `stop_after_steps`, which simulate preemption)."""
+    cfg = self.cfg
+    book = Logbook(self.workdir)
+    task_by_name = {t.name: t for t in self.tasks}
+    eval_every = cfg.eval_every or self.steps_per_epoch
+    status = "finished"
+    pending = None  # metrics fetched one step late, so the host never waits on the device
+    started = time.time()
+    first_step = self.position.step
+    progress = _progress(self.total_steps, first_step)
+    with _Preemption() as pre:
+      it = self.stream.iterate(self.position)
+      while self.position.step < self.total_steps:
+        name, batch, next_pos = next(it)
+        task = task_by_name[name]
+        self.state, metrics = self.train_step_for(task)(self.state, self._put_process_batch(batch))
+        if pending is not None:
+          self._log_train(book, progress, *pending)
+        pending = (self.position.step + 1, name, metrics)
+        self.position = next_pos
+        step = self.position.step
+        if step % eval_every == 0 or step == self.total_steps:
+          self._log_train(book, progress, *pending)
+          pending = None
+          self._eval_and_keep_best(book, step)
+        if step % cfg.checkpoint.every_steps == 0 and step < self.total_steps:
+          self._save(step)
+        if pre.requested or (stop_after_steps is not None and step - first_step >= stop_after_steps):
+          if step < self.total_steps:
+            status = "preempted"
+            break
+      if pending is not None:
+        self._log_train(book, progress, *pending)
+    progress.close()
+    self._save(self.position.step, force=True)
+    self.ckpt.wait()
+    elapsed = time.time() - started
+    if status == "preempted":
+      book.close()
+      log.warning("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
+                  self.position.step, self.workdir / "checkpoints")
+      return {"status": "preempted", "step": self.position.step}
+    summary = self._finish(book, elapsed)
+    book.close()
+    return summary
+
+  def _log_train(self, book, progress, step, name, metrics):
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not m.pop("finite"):
+      raise TrainingDiverged(f"step {step}: loss or gradients are NaN/Inf (task {name}); the last good checkpoint "
+                             f"is in {self.workdir / 'checkpoints'}")
+    m["learning_rate"] = float(self.schedule(step - 1))
+    progress.update(step, m["loss"])
+    if step % self.cfg.log_every == 0 or step == self.total_steps:
+      book.write(step, f"train/{name}", m)
+
+  def _save(self, step: int, force: bool = False):
+    self.ckpt.save(step, self.state, self.position.to_json(), self.config_dict, force=force)
+
+  def _eval_and_keep_best(self, book, step):
+    dev = self.evaluate_dev(self.state.params)
+    for name, scores in dev.items():
+      book.write(step, f"dev/{name}", scores)
+    score = self.dev_score(dev) if dev else float(step)  # no dev set: the latest is the best
+    best = self.ckpt.best_score()
+    if best is None or score > best or (math.isnan(best) and not math.isnan(score)):
+      self.ckpt.save_best(step, self.state.params, score, {"step": step, "score": score, "dev": dev})
+    log.info("step %d dev %s (best %s)", step, json.dumps(dev), best)
+
+  def best_params(self):
+    ocp = __import__("orbax.checkpoint", fromlist=["args"])
+    step = self.ckpt.best.best_step()
+    if step is None:
+      return self.state.params, None
+    target = abstract_like(self.state.params, self.param_sh)
+    r = self.ckpt.best.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target),
+                                                             info=ocp.args.JsonRestore()))
+    return r.params, r.info
+
+  def zero_shot(self, params) -> dict:
+    """{task: {language: scores}} on every configured language of each task's eval split."""
+    results = {}
+    for task, tcfg in zip(self.tasks, self.cfg.tasks):
+      langs = _eval_languages(self.cfg, tcfg)
+      if not self.cfg.zero_shot or not langs:
+        continue
+      per_lang = {}
+      for lang in langs:
+        ex, feats = _features(task, tcfg, tcfg.eval_split, lang, self.tokenizer, self.cfg.features, self.cache_dir,
+                              source=tcfg.eval_data or tcfg.data)
+        per_lang[lang] = evaluate(task, ex, feats, self.eval_step_for(task), params, self.cfg.eval_batch_size,
+                                  self.cfg.features, lang, self._put)
+      metrics = sorted({k for v in per_lang.values() for k in v})
+      per_lang["avg"] = {k: float(np.mean([v[k] for v in per_lang.values() if k in v])) for k in metrics}
+      results[task.name] = per_lang
+    return results
+
+  def _finish(self, book, elapsed) -> dict:
+    params, info = self.best_params()
+    zs = self.zero_shot(params)
+    for name, per_lang in zs.items():
+      for lang, scores in per_lang.items():
+        book.write(self.position.step, f"zero_shot/{name}/{lang}", scores)
+    summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
+               "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
+               "examples_per_second": round(self.position.step * self.cfg.batch_size / max(elapsed, 1e-9), 2)}
+    if jax.process_index() == 0:
+      enc = jax.tree.map(lambda x: x, params["encoder"])
+      store.save(self.workdir / "model", self.start.family, self.start.config, enc, self.tokenizer)
+      write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
+      write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+class _progress:
+  """A tqdm bar with step, loss and examples/s (quiet on non-zero processes)."""
+
+  def __init__(self, total, initial):
+    self.bar = None
+    if jax.process_index() == 0:
+      from tqdm import tqdm
+
+      self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    self.last = initial
+
+  def update(self, step, loss):
+    if self.bar is not None:
+      self.bar.update(max(0, step - self.last))
+      self.bar.set_postfix(loss=f"{loss:.4f}")
+    self.last = step
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+
+
+def train(cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None,
+          stop_after_steps: int | None = None) -> dict:
+  """Runs one phase in `workdir` (resuming if it has checkpoints). Returns the summary."""
+  trainer = Trainer(cfg, workdir, config_dict).setup()
+  try:
+    return trainer.run(stop_after_steps)
+  finally:
+    trainer.ckpt.close()
+
+
+__all__ = ["Trainer", "train", "TrainingDiverged", "nnx"]

@@ -1,0 +1,94 @@
+"""optax AdamW with a weight-decay mask, warm-up + linear decay (or constant), clipping,
+layer-wise learning-rate decay and freezing, all chosen by regexes over parameter paths."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from xtjax.train.config import OptimConfig
+
+
+def path_str(path) -> str:
+  """'encoder/layers/0/attention/query' for a jax tree path (the trailing `.value` dropped)."""
+  parts = []
+  for k in path:
+    name = getattr(k, "key", None)
+    if name is None:
+      name = getattr(k, "name", None)
+    if name is None:
+      name = getattr(k, "idx", None)
+    if name == "value" and k is path[-1]:
+      continue
+    parts.append(str(name))
+  return "/".join(parts)
+
+
+def tree_paths(params):
+  return jax.tree_util.tree_map_with_path(lambda p, _: path_str(p), params)
+
+
+def _matches(patterns, path: str) -> bool:
+  return any(re.fullmatch(p, path) for p in patterns)
+
+
+def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+  warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(cfg.warmup_ratio * total_steps))
+  warmup = max(0, min(warmup, total_steps))
+  if cfg.schedule == "constant":
+    if warmup == 0:
+      return optax.constant_schedule(cfg.learning_rate)
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, warmup),
+                                 optax.constant_schedule(cfg.learning_rate)], [warmup])
+  # HF get_linear_schedule_with_warmup: lr * step / warmup, then lr * (total - step) / (total - warmup).
+  decay = max(total_steps - warmup, 1)
+  return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
+                               optax.linear_schedule(cfg.learning_rate, 0.0, decay)], [warmup])
+
+
+def lr_scales(cfg: OptimConfig, params, num_layers: int):
+  """Per-parameter multipliers: 0 for frozen parameters, decay**depth with layer-wise decay."""
+  layer_re = re.compile(r"(?:^|/)layers/(\d+)/")
+
+  def one(path: str) -> float:
+    if _matches(cfg.freeze, path):
+      return 0.0
+    if cfg.layerwise_lr_decay is None or not path.startswith("encoder/"):
+      return 1.0
+    m = layer_re.search(path)
+    layer_id = int(m.group(1)) + 1 if m else (0 if "embed" in path else num_layers + 1)
+    return float(cfg.layerwise_lr_decay ** (num_layers + 1 - layer_id))
+
+  return jax.tree.map(one, tree_paths(params))
+
+
+def _scale_by_tree(scales) -> optax.GradientTransformation:
+  def init(_):
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales), state
+
+  return optax.GradientTransformation(init, update)
+
+
+def build(cfg: OptimConfig, params, total_steps: int, num_layers: int):
+  """(optax transformation, learning-rate schedule) for `params` (an nnx.State or pytree)."""
+  paths = tree_paths(params)
+  decay_mask = jax.tree.map(lambda p: not _matches(cfg.no_decay, p), paths)
+  sched = schedule(cfg, total_steps)
+  parts = []
+  if cfg.max_grad_norm:
+    parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
+  parts += [
+      optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
+      optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+      optax.scale_by_learning_rate(sched),
+  ]
+  scales = lr_scales(cfg, params, num_layers)
+  if any(s != 1.0 for s in jax.tree.leaves(scales)):
+    parts.append(_scale_by_tree(scales))
+  return optax.chain(*parts), sched

@@ -1,0 +1,66 @@
+"""The train state pytree and its shape-first, sharded construction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from xtjax.parallel.rules import Rules, logical_to_spec, state_shardings
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: optimizer steps taken
+  params: nnx.State
+  opt_state: Any
+  rng: jax.Array  # uint32[2] raw key; dropout keys are folded from it by step
+
+  def apply_gradients(self, tx: optax.GradientTransformation, grads):
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    params = optax.apply_updates(self.params, updates)
+    return self.replace(step=self.step + 1, params=params, opt_state=opt_state), updates
+
+
+def _replicated(mesh: Mesh):
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def state_sharding(abstract_state: TrainState, param_shardings, mesh: Mesh) -> TrainState:
+  """Shardings for a TrainState: params by the rules; every optimizer-state subtree with the
+  params' structure (Adam's moments) like the params; everything else replicated."""
+  repl = _replicated(mesh)
+  params_def = jax.tree.structure(abstract_state.params)
+
+  def walk(node):
+    if jax.tree.structure(node) == params_def:
+      return param_shardings
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+      return type(node)(*[walk(c) for c in node])
+    if isinstance(node, (tuple, list)):
+      return type(node)(walk(c) for c in node)
+    if isinstance(node, dict):
+      return {k: walk(v) for k, v in node.items()}
+    return jax.tree.map(lambda _: repl, node)
+
+  return TrainState(step=repl, params=param_shardings, opt_state=walk(abstract_state.opt_state), rng=repl)
+
+
+def param_shardings(abstract_params: nnx.State, mesh: Mesh, rules: Rules):
+  """Plain NamedSharding tree matching the params' array leaves."""
+  sh_state = state_shardings(abstract_params, mesh, rules)
+  return jax.tree.map(lambda s: s, sh_state)
+
+
+def batch_sharding(mesh: Mesh, rules: Rules, ndim: int, shape=None) -> NamedSharding:
+  names = ("batch",) + (None,) * (ndim - 1)
+  return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
+
+
+def new_rng(seed: int) -> jax.Array:
+  return jax.random.PRNGKey(seed)

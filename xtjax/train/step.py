@@ -1,0 +1,95 @@
+"""Pure train and eval steps: `train_step(state, batch) -> (state, metrics)`, `eval_step(params, batch)`.
+
+Compiled once per task (heads differ) with explicit in/out shardings and the state donated.
+Gradient accumulation is a `lax.scan` over micro-batches inside the step, so one compiled program
+does one optimizer update. Losses are sums over terms divided by the total count, which makes the
+result independent of how a batch is split over micro-batches, devices or hosts.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from xtjax.models.heads import loss_terms
+from xtjax.models.layers import fold
+from xtjax.train.state import TrainState
+
+
+def _global_norm(tree) -> jax.Array:
+  return optax.global_norm(tree)
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
+                    dropout: bool = True, task_id: int = 0):
+  """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches)."""
+
+  def loss_fn(params, micro, key):
+    model = nnx.merge(graphdef, params)
+    logits = model(task, micro, dropout_key=key)
+    total, count = loss_terms(head_type, logits, micro)
+    return total, count
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def step(state: TrainState, batch: dict):
+    base = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), task_id) if dropout else None
+
+    def split(x):
+      return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])
+
+    micro = jax.tree.map(split, batch)
+
+    def body(carry, xs):
+      g_acc, l_acc, n_acc = carry
+      i, mb = xs
+      (loss, count), g = grad_fn(state.params, mb, fold(base, i) if base is not None else None)
+      return (jax.tree.map(jnp.add, g_acc, g), l_acc + loss, n_acc + count), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (g_sum, loss_sum, n), _ = jax.lax.scan(body, (zeros, 0.0, 0.0), (jnp.arange(accum_steps), micro))
+    denom = jnp.maximum(n, 1.0)
+    grads = jax.tree.map(lambda g: g / denom, g_sum)
+    loss = loss_sum / denom
+    grad_norm = _global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state, updates = state.apply_gradients(tx, grads)
+    # A non-finite loss or gradient leaves the state untouched; the loop stops on `finite == 0`.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    metrics = {
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "update_norm": _global_norm(updates),
+        "param_norm": _global_norm(new_state.params),
+        "terms": n,
+        "finite": finite.astype(jnp.int32),
+    }
+    return new_state, metrics
+
+  return step
+
+
+def make_eval_step(graphdef, task: str):
+  """Head outputs for one batch (no dropout), as f32."""
+
+  def step(params, batch):
+    model = nnx.merge(graphdef, params)
+    out = model(task, batch)
+    return jax.tree.map(lambda x: x.astype(jnp.float32), out)
+
+  return step
+
+
+def compile_train_step(step_fn, state_sh, batch_sh):
+  return jax.jit(step_fn, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=(0,))
+
+
+def compile_eval_step(step_fn, params_sh, batch_sh):
+  return jax.jit(step_fn, in_shardings=(params_sh, batch_sh))
+
+
+__all__ = ["make_train_step", "make_eval_step", "compile_train_step", "compile_eval_step", "functools"]
