@@ -76,3 +76,30 @@ def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer:
   if with_tokenizer:
     tok.save_pretrained(str(folder))
   return Path(folder)
+
+
+def tiny_t5_folder(tmp_path_factory, kind: str) -> Path:
+  """A tiny model folder built once per test session (shared by every T5 test module)."""
+  folder = tmp_path_factory.getbasetemp() / f"tiny-t5-{kind}"
+  if not (folder / "config.json").exists():
+    make_tiny_t5(folder, kind)
+  return folder
+
+
+def hf_model(folder: Path, kind: str):
+  import transformers as tf
+
+  return getattr(tf, KINDS[kind][1]).from_pretrained(str(folder), attn_implementation="eager").eval()
+
+
+def hf_generated(sequences_BxT, eos_token_id: int = 1) -> list[list[int]]:
+  """Generated tokens per row of transformers' `generate` output: after the start token, up to EOS."""
+  out = []
+  for row in sequences_BxT:
+    toks = []
+    for t in list(row[1:]):
+      toks.append(int(t))
+      if t == eos_token_id:
+        break
+    out.append(toks)
+  return out

@@ -45,6 +45,8 @@ class RunCheckpoints:
 
   def save(self, step: int, state, data: dict, config: dict, force: bool = False) -> None:
     ocp = _ocp()
+    if step in self.last.all_steps():  # e.g. preempted right after a periodic save
+      return
     self.last.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data),
                                                  config=ocp.args.JsonSave(config)), force=force)
 

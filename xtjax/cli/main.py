@@ -14,6 +14,10 @@ COMMAND_MODULES = (
     "xtjax.cli.model_cmds",  # convert, export, presets
     "xtjax.cli.embed_cmd",  # embed
     "xtjax.cli.generate_cmd",  # generate (mT5 / T5)
+    "xtjax.cli.train_cmds",  # train, eval
+    "xtjax.cli.pipeline_cmd",  # pipeline
+    "xtjax.cli.data_cmds",  # data stats, score
+    "xtjax.cli.bench_cmds",  # bench infer, bench train
 )
 
 

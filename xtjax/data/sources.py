@@ -22,7 +22,8 @@ class DataSource:
   or `tfds` (tensorflow_datasets.load by name and version).
 
   Local files are found by `files["<split>.<lang>"]`, then `files["<split>"]`, then `path` with
-  `{split}` (renamed by `split_names`, e.g. dev -> val for XCOPA's files) and `{lang}` filled in. `hf_config` and `tfds_name` may also contain `{lang}`.
+  `{split}` (renamed by `split_names`, e.g. dev -> val for XCOPA's files) and `{lang}` filled in.
+  `hf_config` and `tfds_name` may also contain `{lang}`.
   `split_names` renames our split names (train/dev/test) to the source's (e.g. dev -> validation).
   """
 
@@ -44,8 +45,12 @@ class DataSource:
     return self.split_names.get(split, split)
 
 
-def _fill(pattern: str, split: str, lang: str) -> str:
+def fill_pattern(pattern: str, split: str, lang: str) -> str:
+  """`pattern` with `{split}` and `{lang}` filled in."""
   return pattern.replace("{split}", split).replace("{lang}", lang)
+
+
+_fill = fill_pattern
 
 
 def local_path(source: DataSource, split: str, lang: str, task: str = "") -> Path:
@@ -73,7 +78,7 @@ def hf_rows(source: DataSource, split: str, lang: str, task: str = "") -> Iterat
   config = _fill(source.hf_config, split, lang) if source.hf_config else None
   kwargs = {}
   if source.path:  # local files through a builder, e.g. hf_id: json, path: data/{split}.jsonl
-    kwargs["data_files"] = {source.split_name(split): _fill(source.path, split, lang)}
+    kwargs["data_files"] = {source.split_name(split): _fill(source.path, source.split_name(split), lang)}
   try:
     ds = datasets.load_dataset(source.hf_id, config, split=source.split_name(split), **kwargs)
   except Exception as e:  # datasets raises many types; the user needs the id and the reason

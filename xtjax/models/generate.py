@@ -179,3 +179,52 @@ def beam_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int, n
   after = jnp.arange(max_new_tokens)[None, :] >= lengths[:, None]
   generated = jnp.where(after, cfg.pad_token_id, generated)
   return GenerateOutput(jnp.concatenate([best_BxM[:, :1], generated], axis=1), lengths, s["scores"][:, 0])
+
+
+def bucket_length(n: int, max_length: int, minimum: int = 8) -> int:
+  """The padded input length for `n` tokens: the next power of two (at least `minimum`), capped at
+  `max_length`, so a run compiles for a handful of shapes only."""
+  return min(max(minimum, 1 << max(n - 1, 0).bit_length()), max_length)
+
+
+def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 16, max_length: int = 512,
+                   num_beams: int = 1, length_penalty: float = 1.0) -> tuple[list[dict], dict]:
+  """Generates for each prompt, in batches of similar length; results come back in prompt order.
+
+  Each result is {"output": decoded text, "tokens": generated ids (EOS included)}; the stats give
+  counts, seconds and tokens per second. Every batch has the same number of rows (filled with
+  one-token rows) and a power-of-two length, which bounds the number of compilations.
+  """
+  import time
+
+  import numpy as np
+
+  cfg = model.cfg
+  ids = tokenizer(list(prompts), truncation=True, max_length=max_length)["input_ids"]
+  n = len(ids)
+  rows = min(batch_size, n)
+  order = sorted(range(n), key=lambda i: -len(ids[i]))
+  graphdef, params = nnx.split(model)
+  results: list[dict] = [{} for _ in range(n)]
+  shapes, new_tokens, start = set(), 0, time.perf_counter()
+  for b in range(0, n, rows):
+    batch = order[b:b + rows]
+    width = bucket_length(max(len(ids[i]) for i in batch), max_length)
+    input_ids = np.full((rows, width), cfg.pad_token_id, np.int32)
+    mask = np.zeros((rows, width), np.int32)
+    input_ids[:, 0], mask[:, 0] = cfg.eos_token_id, 1  # filler rows: a lone EOS
+    for r, i in enumerate(batch):
+      input_ids[r, :len(ids[i])], mask[r, :len(ids[i])] = ids[i], 1
+    out = generate((graphdef, params), input_ids, mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                   length_penalty=length_penalty)
+    seqs, lengths = np.asarray(out.sequences), np.asarray(out.lengths)
+    shapes.add(width)
+    for r, i in enumerate(batch):
+      toks = seqs[r, 1:1 + lengths[r]].tolist()
+      results[i] = {"output": tokenizer.decode(toks, skip_special_tokens=True), "tokens": toks}
+      new_tokens += len(toks)
+  seconds = time.perf_counter() - start
+  stats = {"sequences": n, "new_tokens": new_tokens, "seconds": seconds,
+           "tokens_per_second": new_tokens / max(seconds, 1e-9), "input_lengths": sorted(shapes),
+           "truncated": sum(len(x) >= max_length for x in ids)}
+  return results, stats

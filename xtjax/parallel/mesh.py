@@ -19,6 +19,7 @@ class MeshConfig:
   data: int = -1
   fsdp: int = 1
   tensor: int = 1
+  devices: int = -1  # use only the first N devices (-1: all); handy for tests and benchmarks
 
   def resolve(self, n_devices: int) -> tuple[int, int, int]:
     sizes = [self.data, self.fsdp, self.tensor]
@@ -42,6 +43,10 @@ def make_mesh(cfg: MeshConfig | None = None, devices=None) -> Mesh:
   """Builds a Mesh over all (or the given) devices with axes (data, fsdp, tensor)."""
   cfg = cfg or MeshConfig()
   devices = list(devices if devices is not None else jax.devices())
+  if cfg.devices != -1:
+    if not 1 <= cfg.devices <= len(devices):
+      raise ConfigError(f"mesh.devices: {cfg.devices} requested, {len(devices)} available")
+    devices = devices[:cfg.devices]
   shape = cfg.resolve(len(devices))
   try:
     from jax.experimental import mesh_utils
@@ -53,4 +58,4 @@ def make_mesh(cfg: MeshConfig | None = None, devices=None) -> Mesh:
 
 
 def single_device_mesh() -> Mesh:
-  return make_mesh(MeshConfig(1, 1, 1), devices=jax.devices()[:1])
+  return make_mesh(MeshConfig(1, 1, 1, devices=1))

@@ -11,6 +11,7 @@ MLQA's language-aware normalisation for MLQA, and the official v2.0 report for S
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from xtjax.errors import DataError
 from xtjax.metrics.mlqa import mlqa
 from xtjax.metrics.squad import squad_v1, squad_v2
 from xtjax.tasks.base import Features, FeatureSettings, Task
-from xtjax.tasks.qa_features import featurize_qa, recoverability
+from xtjax.tasks.qa_features import QA_FEATURES_VERSION, featurize_qa, recoverability
 from xtjax.tasks.qa_postprocess import SpanPredictions, postprocess
 from xtjax.tasks.registry import register
 
@@ -39,6 +40,8 @@ class HubDefaults:
   hf_config: str | None = None
   tfds_name: str | None = None
   split_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  # Hub data holding every language in one split, told apart by a language prefix of the id.
+  id_prefixes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class ExtractiveQATask(Task):
@@ -70,8 +73,8 @@ class ExtractiveQATask(Task):
       rows, where = hf_rows(source, split, language, self.name), f"dataset {source.hf_id!r}"
     else:
       rows, where = tfds_rows(source, split, language, self.name), f"tfds {source.tfds_name!r}"
-    if self.name == "tydiqa":
-      rows = _tydiqa_language(rows, language)
+    if self.hub.id_prefixes:
+      rows = _rows_in_language(rows, language, self.hub.id_prefixes)
     return rows_to_examples(rows, where, with_negative=self.with_negative)
 
   def _with_hub_defaults(self, source: DataSource) -> DataSource:
@@ -93,6 +96,10 @@ class ExtractiveQATask(Task):
     return recoverability(examples, features)
 
   answer_recoverability = stats
+
+  def fingerprint(self) -> dict:
+    """What the feature cache keys on besides the inputs: a change to featurisation bumps the version."""
+    return {"task": self.name, "class": type(self).__qualname__, "qa_features": QA_FEATURES_VERSION}
 
   # ---- evaluation -----------------------------------------------------------------------------
 
@@ -124,6 +131,11 @@ class ExtractiveQATask(Task):
       return mlqa(answers, references, language)
     return squad_v1(answers, references)
 
+  def submission_text(self, predictions: SpanPredictions | Mapping[str, str], examples) -> tuple[str, str]:
+    """XTREME's QA submission file (`test-{lang}.json`): {question id: answer text}."""
+    answers = predictions.answers if isinstance(predictions, SpanPredictions) else predictions
+    return "json", json.dumps({ex.guid: answers.get(ex.guid, "") for ex in examples}, ensure_ascii=False)
+
 
 def rows_to_examples(rows: Iterable[Mapping[str, Any]], where: str, *, with_negative: bool) -> list[QAExample]:
   """Hub / TFDS rows (id, context, question, answers {text: [...], answer_start: [...]}) -> QAExamples.
@@ -140,6 +152,8 @@ def rows_to_examples(rows: Iterable[Mapping[str, Any]], where: str, *, with_nega
       texts, starts = list(answers.get("text", [])), [int(s) for s in answers.get("answer_start", [])]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
       raise DataError(f"{where} row {n}: not a SQuAD-style row ({type(e).__name__}: {e})") from e
+    if not isinstance(context, str) or not isinstance(question, str):
+      raise DataError(f"{where} row {n} (id {qid}): context and question must be strings")
     if qid in seen:
       raise DataError(f"{where} row {n}: duplicate question id {qid!r}")
     seen.add(qid)
@@ -157,9 +171,10 @@ def rows_to_examples(rows: Iterable[Mapping[str, Any]], where: str, *, with_nega
   return examples
 
 
-def _tydiqa_language(rows: Iterable[Mapping[str, Any]], language: str):
-  prefix = TYDIQA_ID_PREFIX.get(language)
-  known = set(TYDIQA_ID_PREFIX.values())
+def _rows_in_language(rows: Iterable[Mapping[str, Any]], language: str, id_prefixes: Mapping[str, str]):
+  """Rows whose id starts with `language`'s prefix (and rows with no known prefix)."""
+  prefix = id_prefixes.get(language)
+  known = set(id_prefixes.values())
   for row in rows:
     head = str(row.get("id", "")).split("-", 1)[0]
     if prefix is None or head not in known or head == prefix:
@@ -175,6 +190,7 @@ for _task in (
                      with_negative=True),
     ExtractiveQATask("xquad", "squad_v1", HubDefaults("xquad", "xquad.{lang}", None, _EVAL_ONLY)),
     ExtractiveQATask("mlqa", "mlqa", HubDefaults("mlqa", "mlqa.{lang}.{lang}", None, _VALIDATION)),
-    ExtractiveQATask("tydiqa", "squad_v1", HubDefaults("tydiqa", "secondary_task", None, _EVAL_ONLY)),
+    ExtractiveQATask("tydiqa", "squad_v1", HubDefaults("tydiqa", "secondary_task", None, _EVAL_ONLY,
+                                                         TYDIQA_ID_PREFIX)),
 ):
   register(_task)

@@ -16,6 +16,7 @@ signs); tokens that cover only whitespace get no span. Post-processing reads `Fe
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ from xtjax.errors import ConfigError
 from xtjax.tasks.base import Features, FeatureSettings
 
 CHUNK = 1000  # examples per tokenizer call, to bound peak memory on SQuAD-sized inputs
+QA_FEATURES_VERSION = 1  # bump when featurisation changes what it produces (feature-cache key)
 
 
 def check_settings(tokenizer, settings: FeatureSettings) -> None:
@@ -81,10 +83,11 @@ def _next_true(flags: np.ndarray) -> np.ndarray:
   return np.minimum.accumulate(idx[::-1])[::-1]
 
 
-def context_offsets(context: str, raw_KxLx2: np.ndarray, is_context_KxL: np.ndarray) -> np.ndarray:
+def context_offsets(context: str, raw_KxLx2: np.ndarray, is_context_KxL: np.ndarray,
+                    char_classes: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
   """Exact character spans [K, L, 2] of the context tokens of one example's K windows (-1 elsewhere)."""
   n = len(context)
-  is_space, is_mark = _char_classes(context)
+  is_space, is_mark = char_classes if char_classes is not None else _char_classes(context)
   start, end = np.clip(raw_KxLx2[..., 0], 0, n), np.clip(raw_KxLx2[..., 1], 0, n)
   valid = is_context_KxL & (end > start)
   # Drop leading and trailing whitespace ("▁" pieces map to the space before the word).
@@ -129,6 +132,7 @@ def featurize_qa(examples: Sequence[QAExample], tokenizer, settings: FeatureSett
                                                          "start_positions", "end_positions",
                                                          "example_index", "offsets", "cls_index")}
   truncated = 0
+  classes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
   for lo in range(0, len(examples), CHUNK):
     chunk = examples[lo:lo + CHUNK]
     questions, cut = truncate_questions([ex.question for ex in chunk], tokenizer, settings.max_query_length)
@@ -136,15 +140,20 @@ def featurize_qa(examples: Sequence[QAExample], tokenizer, settings: FeatureSett
     enc = tokenizer(questions, [ex.context for ex in chunk], truncation="only_second",
                     max_length=settings.max_length, stride=settings.doc_stride,
                     return_overflowing_tokens=True, return_offsets_mapping=True,
-                    padding="max_length", return_token_type_ids=keep_types, return_tensors="np")
-    ids = enc["input_ids"].astype(np.int32)
+                    padding="max_length", return_token_type_ids=keep_types)
+    # Lists, not return_tensors="np": transformers' tensor conversion is slower than the tokenizer.
+    ids = np.asarray(enc["input_ids"], np.int32)
     owner = np.asarray(enc["overflow_to_sample_mapping"], np.int64)
-    is_context = np.array([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(ids))], bool)
+    raw_offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(enc["offset_mapping"])),
+                              np.int64, count=ids.size * 2).reshape(ids.shape + (2,))
+    is_context = np.array([e.sequence_ids for e in enc.encodings], dtype=object).reshape(ids.shape) == 1
     offsets = np.full(ids.shape + (2,), -1, np.int64)
     bounds = np.searchsorted(owner, np.arange(len(chunk) + 1))  # windows come in example order
     for j, ex in enumerate(chunk):
       rows = slice(bounds[j], bounds[j + 1])
-      offsets[rows] = context_offsets(ex.context, enc["offset_mapping"][rows], is_context[rows])
+      if ex.context not in classes:  # questions on one paragraph share its context
+        classes = {ex.context: _char_classes(ex.context)}
+      offsets[rows] = context_offsets(ex.context, raw_offsets[rows], is_context[rows], classes[ex.context])
     cls = np.array([_cls_index(row, tokenizer.cls_token_id) for row in ids], np.int32)
     start_pos, end_pos = cls.copy(), cls.copy()
     for i, j in enumerate(owner):
@@ -154,9 +163,9 @@ def featurize_qa(examples: Sequence[QAExample], tokenizer, settings: FeatureSett
         if span is not None:
           start_pos[i], end_pos[i] = span
     parts["input_ids"].append(ids)
-    parts["attention_mask"].append(enc["attention_mask"].astype(np.int32))
+    parts["attention_mask"].append(np.asarray(enc["attention_mask"], np.int32))
     if keep_types:
-      parts["token_type_ids"].append(enc["token_type_ids"].astype(np.int32))
+      parts["token_type_ids"].append(np.asarray(enc["token_type_ids"], np.int32))
     parts["start_positions"].append(start_pos)
     parts["end_positions"].append(end_pos)
     parts["example_index"].append((owner + lo).astype(np.int32))

@@ -103,6 +103,11 @@ class Trainer:
         raise XtjaxError(f"{what} = {size} is not divisible by the {n_data} data-parallel devices of the mesh "
                          f"{dict(self.mesh.shape)}")
     self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
+    if jax.process_index() == 0:
+      import yaml
+
+      write_text_atomic(self.workdir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False,
+                                                                       allow_unicode=True))
 
   # ----------------------------------------------------------------------------------------------
   def _put(self, batch: dict) -> dict:

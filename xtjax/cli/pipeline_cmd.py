@@ -1,0 +1,31 @@
+"""`xtjax pipeline CONFIG [key=value ...]`: pretrained -> intermediate -> targets -> zero-shot table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+  p = sub.add_parser("pipeline", help="run the three-phase pipeline (re-running skips finished phases)")
+  p.add_argument("config", help="pipeline YAML (see configs/pipeline_*.yaml)")
+  p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. defaults.seed=1")
+  p.add_argument("--workdir", default=None, help="default: runs/<name>")
+  p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  from pathlib import Path
+
+  from xtjax.experiments.pipeline import load_pipeline, run_pipeline, zero_shot_table
+  from xtjax.parallel.distributed import maybe_initialize
+
+  maybe_initialize()
+  cfg = load_pipeline(args.config, args.overrides)
+  workdir = Path(args.workdir or f"runs/{cfg.name}")
+  res = run_pipeline(cfg, workdir, where=args.config)
+  if res["status"] == "preempted":
+    print(f"preempted; run the same command again to resume ({workdir})")
+    return 0
+  print("\nzero-shot results (" + str(workdir / "results.json") + ")")
+  print(zero_shot_table(res["zero_shot"]))
+  return 0

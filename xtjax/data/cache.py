@@ -1,0 +1,147 @@
+"""Tokenised features cached on disk: a second run with the same inputs skips reading and tokenising.
+
+The key is a SHA-256 over: the cache format version; the task's name and `fingerprint()` (its
+label vocabulary and anything else that changes features); split and language; the tokenizer's
+identity (its serialised fast-tokenizer state, or vocabulary, and special tokens); every
+`FeatureSettings` field; the data source's fields; and the size and modification time (ns) of
+every local file the task reads (`task.source_files(split, language, source)`). Hub and TFDS
+sources are keyed by id, config, split names and data dir (the datasets' own caches version the
+content). Entries live in `{cache_dir}/{task}/{split}.{language}.{key}/` (entry.pkl: examples,
+`Features` and task state; key.json: what was hashed) and are written atomically; an unreadable
+entry is rebuilt. The cache never imports the tasks: it stores what `read` and `featurize` return.
+
+Tasks whose state is built from data (CCG's label set) expose `export_state()` /
+`restore_state(state)`; the state is stored with the entry and restored on a hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xtjax.data.sources import DataSource, fill_pattern, local_path
+from xtjax.errors import XtjaxError
+from xtjax.io_utils import atomic_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def tokenizer_identity(tokenizer) -> str:
+  """SHA-256 of what determines a tokenizer's output: the fast tokenizer's full serialised state
+  (normalizer, pre-tokenizer, model and vocabulary, post-processor, added tokens), else the
+  vocabulary, plus the special tokens and padding / truncation sides."""
+  h = hashlib.sha256(type(tokenizer).__name__.encode())
+  backend = getattr(tokenizer, "backend_tokenizer", None)
+  if backend is not None:
+    state = json.loads(backend.to_str())
+    # A call leaves its truncation / padding settings on the backend; they are per call, not identity.
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    h.update(json.dumps(state, sort_keys=True).encode())
+  else:
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+  extra = {"special": getattr(tokenizer, "special_tokens_map", {}),
+           "padding_side": getattr(tokenizer, "padding_side", None),
+           "truncation_side": getattr(tokenizer, "truncation_side", None)}
+  h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+  return h.hexdigest()
+
+
+def _stat(path: Path) -> list:
+  path = Path(path)
+  if path.is_dir():
+    return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(path.rglob("*")) if p.is_file()]
+  if not path.exists():
+    return [str(path), None]
+  st = path.stat()
+  return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _source_files(task, split: str, language: str, source) -> list[Path]:
+  files = getattr(task, "source_files", None)
+  if files is not None:
+    return list(files(split, language, source))
+  if isinstance(source, DataSource) and source.kind == "local":
+    return [local_path(source, split, language, task.name)]
+  return []
+
+
+def _describe_source(source) -> Any:
+  if isinstance(source, Mapping):
+    return {k: _describe_source(v) for k, v in sorted(source.items())}
+  if dataclasses.is_dataclass(source):
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dataclasses.asdict(source).items()}
+  return repr(source)
+
+
+def _hub_files(source, split: str, language: str) -> list[Path]:
+  """Local files a hub builder reads (`hf_id: json`, `path: data/{split}.jsonl`)."""
+  if isinstance(source, DataSource) and source.kind == "hf" and source.path:
+    return [Path(fill_pattern(source.path, source.split_name(split), language)).expanduser()]
+  return []
+
+
+def feature_key(task, split: str, language: str, source, tokenizer, settings) -> tuple[str, dict]:
+  """(hex digest, the JSON-able description it hashes)."""
+  fingerprint = getattr(task, "fingerprint", None)
+  files = _source_files(task, split, language, source) + _hub_files(source, split, language)
+  description = {
+      "format": CACHE_FORMAT,
+      "task": fingerprint() if fingerprint else {"task": task.name, "class": type(task).__qualname__},
+      "split": split,
+      "language": language,
+      "tokenizer": tokenizer_identity(tokenizer),
+      "settings": dataclasses.asdict(settings),
+      "source": _describe_source(source),
+      "files": [_stat(p) for p in files],
+  }
+  blob = json.dumps(description, sort_keys=True, default=str).encode()
+  return hashlib.sha256(blob).hexdigest(), description
+
+
+def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str) -> Path:
+  return Path(cache_dir) / task_name / f"{split}.{language}.{key[:24]}"
+
+
+def cached_features(task, split: str, language: str, source, tokenizer, settings, cache_dir):
+  """(examples, Features) of one split and language, from the cache or built and then cached."""
+  key, description = feature_key(task, split, language, source, tokenizer, settings)
+  folder = entry_dir(cache_dir, task.name, split, language, key)
+  if (folder / "entry.pkl").exists():
+    try:
+      return _load(task, folder)
+    except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError, KeyError) as e:
+      log.warning("feature cache %s unreadable (%s: %s); rebuilding", folder, type(e).__name__, e)
+  examples = task.read(split, language, source)
+  features = task.featurize(examples, tokenizer, settings)
+  state = task.export_state() if hasattr(task, "export_state") else {}
+  try:
+    with atomic_dir(folder) as tmp:
+      with open(tmp / "entry.pkl", "wb") as f:
+        pickle.dump({"examples": examples, "features": features, "state": state}, f, protocol=pickle.HIGHEST_PROTOCOL)
+      (tmp / "key.json").write_text(json.dumps(description, indent=1, sort_keys=True, default=str) + "\n")
+  except OSError as e:  # a read-only or full disk must not stop a run: it only loses the cache
+    log.warning("feature cache %s not written (%s)", folder, e)
+  log.info("task %s %s %s: %d examples -> %d features (cached in %s)", task.name, split, language, len(examples),
+           len(features), folder)
+  return examples, features
+
+
+def _load(task, folder: Path):
+  with open(folder / "entry.pkl", "rb") as f:
+    entry = pickle.load(f)
+  if entry.get("state"):
+    if not hasattr(task, "restore_state"):
+      raise XtjaxError(f"{folder}: cached task state but task {task.name!r} cannot restore it")
+    task.restore_state(entry["state"])
+  log.info("task %s: features from cache %s", task.name, folder)
+  return entry["examples"], entry["features"]

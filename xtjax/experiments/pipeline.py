@@ -1,0 +1,111 @@
+"""The three-phase pipeline: pretrained encoder -> intermediate task(s) -> each target task ->
+zero-shot evaluation in every language. Each phase is a sub-run directory; a re-run skips phases
+that finished and resumes the one that was interrupted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from xtjax import config as config_lib
+from xtjax.errors import ConfigError
+from xtjax.io_utils import write_text_atomic
+from xtjax.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseConfig:
+  name: str
+  train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig keys over `defaults`
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  name: str
+  defaults: dict[str, Any]  # TrainConfig keys shared by every phase (model, features, mesh, ...)
+  targets: tuple[PhaseConfig, ...]
+  intermediate: PhaseConfig | None = None  # None: targets start from the pretrained encoder
+
+  def __post_init__(self):
+    names = [p.name for p in self.targets] + ([self.intermediate.name] if self.intermediate else [])
+    if len(set(names)) != len(names):
+      raise ValueError(f"phase names must be unique, got {names}")
+
+
+def phase_configs(cfg: PipelineConfig, workdir: Path, where: str = "pipeline") -> list[tuple[str, TrainConfig, dict]]:
+  """Every phase's validated TrainConfig (all checked before anything trains)."""
+  out = []
+  inter_dir = None
+  phases = ([("intermediate", cfg.intermediate)] if cfg.intermediate else []) + [("target", p) for p in cfg.targets]
+  for kind, phase in phases:
+    d = config_lib._merge(json.loads(json.dumps(cfg.defaults)), phase.train)  # deep copy, then merge
+    d.setdefault("name", f"{cfg.name}/{phase.name}")
+    if kind == "target" and inter_dir is not None:
+      d.setdefault("init_from", str(inter_dir))
+    tcfg = config_lib.from_dict(TrainConfig, d, f"{where} [phase {phase.name}]")
+    out.append((phase.name, tcfg, d))
+    if kind == "intermediate":
+      inter_dir = workdir / phase.name
+  return out
+
+
+def _finished(run: Path) -> dict | None:
+  p = run / "summary.json"
+  if p.exists():
+    s = json.loads(p.read_text())
+    if s.get("status") == "finished":
+      return s
+  return None
+
+
+def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline") -> dict:
+  """Runs (or resumes) every phase; returns {"phases": {...}, "zero_shot": {task: {lang: scores}}}."""
+  from xtjax.train.loop import train
+
+  workdir = Path(workdir).absolute()
+  phases = phase_configs(cfg, workdir, where)
+  results: dict[str, Any] = {"phases": {}, "zero_shot": {}}
+  for name, tcfg, d in phases:
+    run = workdir / name
+    done = _finished(run)
+    if done is not None:
+      log.info("phase %s: finished earlier in %s, skipped", name, run)
+    else:
+      log.info("phase %s: training in %s", name, run)
+      done = train(tcfg, run, config_dict=d)
+      if done["status"] != "finished":
+        results["status"] = "preempted"
+        results["phases"][name] = done
+        return results
+    results["phases"][name] = {"step": done["step"], "best": done.get("best")}
+    for task, per_lang in done.get("zero_shot", {}).items():
+      results["zero_shot"][task] = per_lang
+  results["status"] = "finished"
+  write_text_atomic(workdir / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+  return results
+
+
+def load_pipeline(path: str | Path, overrides=()) -> PipelineConfig:
+  try:
+    return config_lib.load(path, PipelineConfig, overrides)
+  except ConfigError:
+    raise
+
+
+def zero_shot_table(zero_shot: dict) -> str:
+  """A plain-text table: one row per task and metric, one column per language, then the average."""
+  lines = []
+  for task, per_lang in zero_shot.items():
+    langs = [lang for lang in per_lang if lang != "avg"]
+    cols = langs + ["avg"]
+    for metric in sorted(per_lang.get("avg", {})):
+      if not lines or not lines[-1].startswith("task"):
+        pass
+      lines.append(f"{task:<10} {metric:<12} " + " ".join(f"{lang:>6}" for lang in cols))
+      lines.append(f"{'':<10} {'':<12} " + " ".join(f"{per_lang[lang].get(metric, float('nan')):6.1f}" for lang in cols))
+  return "\n".join(lines)
