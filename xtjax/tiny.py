@@ -107,10 +107,79 @@ def main(argv=None) -> int:
   p.add_argument("--kind", default="xlm-roberta", choices=["bert", "roberta", "xlm-roberta"])
   p.add_argument("--out", required=True)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--data", default=None, help="also write tiny upstream-format XTREME data to this folder")
   args = p.parse_args(argv)
   make_tiny_hf(Path(args.out), args.kind, seed=args.seed)
   print(f"saved a tiny random {args.kind} model to {args.out}")
+  if args.data:
+    write_tiny_xtreme(Path(args.data), seed=args.seed)
+    print(f"wrote tiny MNLI / XNLI / Tatoeba files to {args.data}")
   return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny upstream-format data for offline pipeline demos and end-to-end tests.
+
+_NLI_WORDS = {
+    "en": ("the fox runs", "a dog sleeps", "the cat eats", "a bird sings", "the man reads", "a child plays",
+           "the woman walks", "a horse jumps"),
+    "de": ("der fuchs läuft", "ein hund schläft", "die katze isst", "ein vogel singt", "der mann liest",
+           "ein kind spielt", "die frau geht", "ein pferd springt"),
+    "es": ("el zorro corre", "un perro duerme", "el gato come", "un pájaro canta", "el hombre lee",
+           "un niño juega", "la mujer camina", "un caballo salta"),
+}
+_NEG = {"en": "not", "de": "nicht", "es": "no"}
+_L3 = {"de": "deu", "es": "spa"}
+
+
+def _nli_rows(rng, lang: str, n: int):
+  """(premise, hypothesis, label): the same clause -> entailment, negated -> contradiction,
+  another clause -> neutral. Learnable by a tiny model; a true multilingual model transfers it."""
+  clauses = _NLI_WORDS[lang]
+  rows = []
+  for i in range(n):
+    a = clauses[int(rng.integers(len(clauses)))]
+    label = ("entailment", "contradiction", "neutral")[i % 3]
+    if label == "entailment":
+      h = a
+    elif label == "contradiction":
+      h = f"{a} {_NEG[lang]}"
+    else:
+      h = clauses[(clauses.index(a) + 1 + int(rng.integers(len(clauses) - 1))) % len(clauses)]
+    rows.append((f"{a} today .", f"{h} .", label))
+  return rows
+
+
+def write_tiny_xtreme(folder: Path, n_train: int = 240, n_eval: int = 60, seed: int = 0) -> Path:
+  """Writes tiny files in the upstream formats: MNLI (GLUE TSV), XNLI-1.0 test TSV (en, de, es)
+  and Tatoeba (deu, spa). Returns `folder`."""
+  import numpy as np
+
+  folder = Path(folder)
+  rng = np.random.default_rng(seed)
+  (folder / "mnli").mkdir(parents=True, exist_ok=True)
+  header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+            "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n")
+  for name, n in (("train.tsv", n_train), ("dev_matched.tsv", n_eval)):
+    with open(folder / "mnli" / name, "w", encoding="utf-8") as f:
+      f.write(header)
+      for i, (p, h, y) in enumerate(_nli_rows(rng, "en", n)):
+        f.write(f"{i}\t{i}\t{i}e\tfiction\t-\t-\t-\t-\t{p}\t{h}\t{y}\t{y}\n")
+  (folder / "xnli").mkdir(exist_ok=True)
+  with open(folder / "xnli" / "xnli.test.tsv", "w", encoding="utf-8") as f:
+    f.write("language\tgold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+            "sentence2_parse\tsentence1\tsentence2\tpromptID\tpairID\tgenre\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\n")
+    for lang in ("en", "de", "es"):
+      for i, (p, h, y) in enumerate(_nli_rows(rng, lang, n_eval)):
+        f.write(f"{lang}\t{y}\t-\t-\t-\t-\t{p}\t{h}\t{i}\t{i}\tfiction\t{y}\t{y}\t{y}\t{y}\t{y}\n")
+  (folder / "tatoeba").mkdir(exist_ok=True)
+  for lang, l3 in _L3.items():
+    pairs = list(zip(_NLI_WORDS[lang], _NLI_WORDS["en"]))
+    with open(folder / "tatoeba" / f"tatoeba.{l3}-eng.{l3}", "w", encoding="utf-8") as f:
+      f.writelines(f"{x} .\n" for x, _ in pairs)
+    with open(folder / "tatoeba" / f"tatoeba.{l3}-eng.eng", "w", encoding="utf-8") as f:
+      f.writelines(f"{y} .\n" for _, y in pairs)
+  return folder
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ class Encoder(nnx.Module):
 
   def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
     self.cfg = cfg
+    rngs = L.KeySequence(rngs)
     self.embeddings = Embeddings(cfg, rngs)
     self.layers = nnx.List([Layer(cfg, rngs) for _ in range(cfg.num_layers)])
     self.pooler = (L.Dense(cfg.hidden_size, cfg.hidden_size, ("embed", None), stddev=cfg.initializer_range,

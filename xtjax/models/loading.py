@@ -44,7 +44,7 @@ def load_hf(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES
   graphdef, state = model_init.place(family, cfg, pure, mesh, rules, where=str(folder))
   tok = hf_io.load_tokenizer(folder) if with_tokenizer and hf_io.has_tokenizer(folder) else None
   if ignored:
-    log.info("%s: ignored %d tensors not used by the encoder (e.g. %s)", folder, len(ignored), ignored[0])
+    log.info("%s: ignored %d tensors not used by the model (e.g. %s)", folder, len(ignored), ignored[0])
   return Pretrained(family, cfg, graphdef, state, tok, f"hf:{folder}", tuple(ignored))
 
 

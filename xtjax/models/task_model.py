@@ -17,6 +17,7 @@ from xtjax.models.heads import Head, HeadConfig
 class TaskModel(nnx.Module):
 
   def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs):
+    rngs = L.KeySequence(rngs)
     self.encoder = family.build(encoder_cfg, rngs)
     hidden = getattr(encoder_cfg, "hidden_size", None) or getattr(encoder_cfg, "d_model")
     eps = getattr(encoder_cfg, "layer_norm_eps", 1e-5)

@@ -96,6 +96,8 @@ class Trainer:
     self.mesh = make_mesh(cfg.mesh)
     self.rules = rules_from_config(cfg.rules)
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
+    # Retrieval tasks (Tatoeba, BUCC, LAReQA, Mewsli-X) have no head: the encoder is evaluated as is.
+    self.train_tasks = [t for t in self.tasks if t.head_type != "retrieval"]
     n_data = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
     micro = cfg.batch_size // cfg.optim.grad_accum_steps
     for what, size in (("batch_size / grad_accum_steps", micro), ("eval_batch_size", cfg.eval_batch_size)):
@@ -141,6 +143,8 @@ class Trainer:
     settings = cfg.features
     self.train_sets, self.dev_sets = {}, {}
     for task, tcfg in zip(self.tasks, cfg.tasks):
+      if task not in self.train_tasks:
+        continue
       ex, feats = _features(task, tcfg, tcfg.train_split, "en", self.tokenizer, settings, self.cache_dir)
       if len(feats) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
@@ -150,15 +154,19 @@ class Trainer:
                                              self.cache_dir)
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
-    self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.tasks), cfg.seed,
+    self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
                                                              self.mesh, self.rules)
-    streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed) for t in self.tasks]
+    streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed)
+               for t in self.train_tasks]
     sizes = {s.name: s.num_rows for s in streams}
     weights = sampling_weights(sizes, cfg.sampling, cfg.sampling_cap, cfg.sampling_temperature,
-                               {t.name: t.weight for t in cfg.tasks})
+                               {t.name: t.weight for t in cfg.tasks if t.name in sizes})
     self.stream = MultiTaskStream(streams, weights, cfg.seed, jax.process_index(), jax.process_count())
-    self.steps_per_epoch = sum(s.batches_per_epoch for s in streams)
-    self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
+    self.steps_per_epoch = max(1, sum(s.batches_per_epoch for s in streams))
+    if not streams:  # evaluation-only phase (e.g. Tatoeba / BUCC straight from the encoder)
+      self.total_steps = 0
+    else:
+      self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
     num_layers = getattr(start.config, "num_layers", 0)
     self.tx, self.schedule = optim.build(cfg.optim, params, self.total_steps, num_layers)
     abstract_state = jax.eval_shape(lambda p: init_state(p, self.tx, cfg.seed), params)
@@ -194,7 +202,7 @@ class Trainer:
 
   def evaluate_dev(self, params) -> dict:
     out = {}
-    for task in self.tasks:
+    for task in self.train_tasks:
       if task.name not in self.dev_sets:
         continue
       ex, feats = self.dev_sets[task.name]
@@ -203,7 +211,7 @@ class Trainer:
     return out
 
   def dev_score(self, dev: dict) -> float:
-    vals = [dev[t.name][t.main_metric] for t in self.tasks if t.name in dev]
+    vals = [dev[t.name][t.main_metric] for t in self.train_tasks if t.name in dev]
     return float(np.mean(vals)) if vals else float("nan")
 
   # ----------------------------------------------------------------------------------------------
@@ -296,6 +304,9 @@ class Trainer:
         continue
       per_lang = {}
       for lang in langs:
+        if task.head_type == "retrieval":
+          per_lang[lang] = self._retrieval(task, tcfg, params, lang)
+          continue
         ex, feats = _features(task, tcfg, tcfg.eval_split, lang, self.tokenizer, self.cfg.features, self.cache_dir,
                               source=tcfg.eval_data or tcfg.data)
         per_lang[lang] = evaluate(task, ex, feats, self.eval_step_for(task), params, self.cfg.eval_batch_size,
@@ -304,6 +315,23 @@ class Trainer:
       per_lang["avg"] = {k: float(np.mean([v[k] for v in per_lang.values() if k in v])) for k in metrics}
       results[task.name] = per_lang
     return results
+
+  def encoder_view(self, params):
+    """The encoder part of `params` as a Pretrained model (for embeddings and retrieval)."""
+    from xtjax.models.init import abstract
+    from xtjax.models.loading import Pretrained
+
+    graphdef, _ = abstract(self.start.family, self.start.config)
+    return Pretrained(self.start.family, self.start.config, graphdef, params["encoder"], self.tokenizer,
+                      f"run:{self.workdir}")
+
+  def _retrieval(self, task, tcfg, params, lang) -> dict:
+    from xtjax.tasks.retrieval import evaluate_retrieval
+
+    out = evaluate_retrieval(task, self.encoder_view(params), tcfg.eval_data or tcfg.data, lang, split=tcfg.eval_split,
+                             dev_split=tcfg.dev_split, layer=self.cfg.retrieval_layer,
+                             batch_size=self.cfg.eval_batch_size, max_length=self.cfg.features.max_length)
+    return {k: float(v) for k, v in out["scores"].items() if isinstance(v, (int, float, np.floating, np.integer))}
 
   def _finish(self, book, elapsed) -> dict:
     params, info = self.best_params()
