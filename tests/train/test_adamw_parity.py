@@ -24,7 +24,7 @@ from xtjax.train import optim, setup  # noqa: E402
 from xtjax.train.step import make_train_step  # noqa: E402
 
 TASK = "toy_cls"
-LR, WD, MAX_NORM = 1e-3, 0.01, 1.0
+LR = 1e-3
 ATOL = 1e-5
 # torch Linear [out, in] <-> our kernel [in, out].
 HEAD_TO_TORCH = {
@@ -46,11 +46,11 @@ def seqcls_env(toy_env, tmp_path_factory):
   return {**toy_env, "hf": folder}
 
 
-def _ours(env, grad_accum_steps):
+def _ours(env, grad_accum_steps, max_norm, weight_decay):
   """(cfg, encoder start, graphdef, params, tx, batch) for one step on one device."""
   cfg = toy_config(env, mesh={"data": 1, "devices": 1},
-                   optim={"learning_rate": LR, "weight_decay": WD, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
-                          "schedule": "constant", "warmup_steps": 0, "max_grad_norm": MAX_NORM,
+                   optim={"learning_rate": LR, "weight_decay": weight_decay, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
+                          "schedule": "constant", "warmup_steps": 0, "max_grad_norm": max_norm,
                           "grad_accum_steps": grad_accum_steps})
   mesh, rules = make_mesh(cfg.mesh), rules_from_config(cfg.rules)
   start = setup.encoder_start(cfg, mesh, rules)
@@ -80,12 +80,12 @@ def _torch_model(env, params):
     sd = model.state_dict()
     for (a, b), hf in HEAD_TO_TORCH.items():
       w = np.asarray(head[a][b])
-      sd[hf].copy_(torch.from_numpy(np.ascontiguousarray(w.T if b == "kernel" else w)))
+      sd[hf].copy_(torch.from_numpy(np.array(w.T if b == "kernel" else w)))
   return model
 
 
-def _run_both(env, grad_accum_steps):
-  cfg, start, graphdef, params, tx, batch = _ours(env, grad_accum_steps)
+def _run_both(env, grad_accum_steps, max_norm, weight_decay):
+  cfg, start, graphdef, params, tx, batch = _ours(env, grad_accum_steps, max_norm, weight_decay)
   to_torch = _our_path_to_torch(start)
   model = _torch_model(env, params)
 
@@ -97,7 +97,7 @@ def _run_both(env, grad_accum_steps):
   assert set(named) == set(to_torch.values())
   # The usual Hugging Face rule (biases and LayerNorm weights), which our regexes must reproduce.
   assert no_decay == {n for n in named if n.endswith("bias") or "LayerNorm" in n}
-  groups = [{"params": [p for n, p in named.items() if n not in no_decay], "weight_decay": WD},
+  groups = [{"params": [p for n, p in named.items() if n not in no_decay], "weight_decay": weight_decay},
             {"params": [p for n, p in named.items() if n in no_decay], "weight_decay": 0.0}]
   opt = torch.optim.AdamW(groups, lr=LR, betas=(0.9, 0.999), eps=1e-8)
   before = {n: p.detach().numpy().copy() for n, p in named.items()}
@@ -106,7 +106,7 @@ def _run_both(env, grad_accum_steps):
                  attention_mask=torch.from_numpy(batch["attention_mask"][real]).long()).logits
   torch_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(batch["labels"][real]).long())
   torch_loss.backward()
-  torch_grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM))
+  torch_grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
   opt.step()
 
   # ours
@@ -123,20 +123,26 @@ def _run_both(env, grad_accum_steps):
   theirs = {n: p.detach().numpy() for n, p in model.named_parameters()}
   assert set(ours) == set(theirs)
   diffs = {n: float(np.abs(ours[n] - theirs[n]).max()) for n in theirs}
-  return {"loss": (float(metrics["loss"]), float(torch_loss)),
+  return {"loss": (float(metrics["loss"]), float(torch_loss.detach())),
           "grad_norm": (float(metrics["grad_norm"]), torch_grad_norm), "diffs": diffs, "theirs": theirs,
           "before": before}
 
 
-@pytest.mark.parametrize("grad_accum_steps", [1, 2])
-def test_one_adamw_step_equals_pytorch(seqcls_env, grad_accum_steps):
-  r = _run_both(seqcls_env, grad_accum_steps)
+# The tiny model's gradient norm is ~0.14: max_norm 1.0 (the default) leaves it alone, 0.05 clips.
+# With weight decay 0.01 one step decays a weight by lr * 0.01 * |w| <= 1e-5, below the tolerance,
+# so the last case uses 1.0 to make a wrong no-decay mask visible (1e-3 on layer-norm scales).
+@pytest.mark.parametrize("grad_accum_steps,max_norm,weight_decay", [(1, 1.0, 0.01), (2, 1.0, 0.01), (2, 0.05, 1.0)])
+def test_one_adamw_step_equals_pytorch(seqcls_env, grad_accum_steps, max_norm, weight_decay):
+  r = _run_both(seqcls_env, grad_accum_steps, max_norm, weight_decay)
   ours_loss, torch_loss = r["loss"]
   assert abs(ours_loss - torch_loss) <= ATOL, (ours_loss, torch_loss)
   np.testing.assert_allclose(*r["grad_norm"], rtol=1e-5)
-  assert r["grad_norm"][0] > MAX_NORM, "clipping must be active for this test to check it"
+  assert (r["grad_norm"][0] > max_norm) == (max_norm < 1.0)  # clipping active exactly where intended
   worst = max(r["diffs"], key=r["diffs"].get)
+  print(f"accum {grad_accum_steps} max_norm {max_norm} wd {weight_decay}: loss {ours_loss:.7f} vs {torch_loss:.7f}, grad norm "
+        f"{r['grad_norm'][0]:.6f}, worst {worst} {r['diffs'][worst]:.3g}")
   assert r["diffs"][worst] <= ATOL, f"{worst}: max abs diff {r['diffs'][worst]:.3g} (all: {r['diffs']})"
   # Not vacuous: the step moved the weights by about the learning rate.
   moved = {n: float(np.abs(r["theirs"][n] - r["before"][n]).max()) for n in r["theirs"]}
-  assert moved["classifier.out_proj.weight"] > 0.5 * LR and moved["roberta.encoder.layer.0.attention.self.query.weight"] > 0.5 * LR
+  for name in ("classifier.out_proj.weight", "roberta.encoder.layer.0.attention.self.query.weight"):
+    assert moved[name] > 0.5 * LR, (name, moved[name])

@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args, extra = parser.parse_known_args(argv)
+  # `key=value` overrides may come after options (`train CONFIG --workdir W a.b=1`).
+  if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+    args.overrides = list(args.overrides) + extra
+  elif extra:
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
   logging.basicConfig(level="DEBUG" if args.debug else args.log_level,
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
   for noisy in ("absl", "jax._src", "orbax", "etils", "urllib3", "httpx", "filelock", "huggingface_hub"):
