@@ -9,23 +9,33 @@ from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
 from xtjax.train.config import TrainConfig
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+# Files included by others with `base:` are fragments: named `_*.yaml` or under configs/models/.
+CONFIGS = [p for p in ALL if not p.name.startswith("_") and p.parent.name != "models"]
 
 
 def _kind(path: Path):
-  data = config_lib.read_yaml(path)
+  data = config_lib.read_with_bases(path)
   return PipelineConfig if "targets" in data else TrainConfig
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_config_parses(path, tmp_path):
+  from xtjax.tasks import registry
+
   cfg = config_lib.load(path, _kind(path))
-  if isinstance(cfg, PipelineConfig):
-    assert phase_configs(cfg, tmp_path, str(path))
+  phases = [c for _, c, _ in phase_configs(cfg, tmp_path, str(path))] if isinstance(cfg, PipelineConfig) else [cfg]
+  assert phases
+  for c in phases:
+    for t in c.tasks:
+      assert t.name in registry.names(), f"{path}: unknown task {t.name!r}"
 
 
-def test_there_are_configs():
-  assert len(CONFIGS) >= 1
+def test_there_are_configs_and_every_fragment_is_used():
+  assert len(CONFIGS) >= 15
+  used = " ".join(p.read_text() for p in ALL)
+  for frag in set(ALL) - set(CONFIGS):
+    assert frag.name in used, f"{frag} is not included by any config"
 
 
 def _write(tmp_path, text):

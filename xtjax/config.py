@@ -174,7 +174,7 @@ def read_yaml(path: str | Path) -> dict:
 
 def load(path: str | Path, cls, overrides: Sequence[str] = ()):
   """Reads YAML file `path` (with `base:` includes resolved), applies overrides, builds `cls`."""
-  data = _with_bases(Path(path))
+  data = read_with_bases(Path(path))
   apply_overrides(data, overrides)
   where = str(path) + (" (with overrides)" if overrides else "")
   return from_dict(cls, data, where)
@@ -187,7 +187,7 @@ def _merge(base: dict, over: dict) -> dict:
   return out
 
 
-def _with_bases(path: Path, seen: tuple = ()) -> dict:
+def read_with_bases(path: Path, seen: tuple = ()) -> dict:
   """`base: other.yaml` (relative to the file) is loaded first and deep-merged under this file."""
   if path.resolve() in seen:
     raise ConfigError(f"{path}: circular 'base' include")
@@ -198,5 +198,5 @@ def _with_bases(path: Path, seen: tuple = ()) -> dict:
   bases = [base] if isinstance(base, str) else base
   merged: dict = {}
   for b in bases:
-    merged = _merge(merged, _with_bases((path.parent / b), seen + (path.resolve(),)))
+    merged = _merge(merged, read_with_bases((path.parent / b), seen + (path.resolve(),)))
   return _merge(merged, data)

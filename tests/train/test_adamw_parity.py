@@ -131,7 +131,8 @@ def _run_both(env, grad_accum_steps, max_norm, weight_decay):
 # The tiny model's gradient norm is ~0.14: max_norm 1.0 (the default) leaves it alone, 0.05 clips.
 # With weight decay 0.01 one step decays a weight by lr * 0.01 * |w| <= 1e-5, below the tolerance,
 # so the last case uses 1.0 to make a wrong no-decay mask visible (1e-3 on layer-norm scales).
-@pytest.mark.parametrize("grad_accum_steps,max_norm,weight_decay", [(1, 1.0, 0.01), (2, 1.0, 0.01), (2, 0.05, 1.0)])
+@pytest.mark.parametrize("grad_accum_steps,max_norm,weight_decay",
+                         [(1, 1.0, 0.01), (2, 1.0, 0.01), (2, 0.05, 1.0)])
 def test_one_adamw_step_equals_pytorch(seqcls_env, grad_accum_steps, max_norm, weight_decay):
   r = _run_both(seqcls_env, grad_accum_steps, max_norm, weight_decay)
   ours_loss, torch_loss = r["loss"]
