@@ -43,8 +43,10 @@ def test_pos_tags_are_scored_as_spans_not_tokens():
   gold = [["NOUN", "NOUN", "VERB", "SCONJ", "PRON"]]
   pred = [["NOUN", "VERB", "VERB", "SCONJ", "PRON"]]
   assert tagging_scores(pred, gold) == {"precision": 50.0, "recall": 50.0, "f1": 50.0}
-  # With seqeval >= 1.0, CCONJ and SCONJ both have type 'CONJ'.
-  assert tagging_scores([["SCONJ"]], [["CCONJ"]])["f1"] == 100.0
+  assert tagging_scores(pred, gold, scheme="seqeval") == {"precision": 50.0, "recall": 50.0, "f1": 50.0}
+  # With seqeval >= 1.0, CCONJ and SCONJ both have type 'CONJ'; XTREME's 0.0.12 spans keep them apart.
+  assert tagging_scores([["SCONJ"]], [["CCONJ"]], scheme="seqeval")["f1"] == 100.0
+  assert tagging_scores([["SCONJ"]], [["CCONJ"]])["f1"] == 0.0
 
 
 def test_tagging_length_mismatch():
@@ -52,3 +54,18 @@ def test_tagging_length_mismatch():
     tagging_scores([["O"]], [["O", "O"]])
   with pytest.raises(DataError):
     tagging_scores([["O"]], [])
+
+
+def test_xtreme_scheme_matches_seqeval_on_ner_and_keeps_whole_pos_types():
+  from xtjax.metrics.tagging import tagging_scores
+
+  gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG", "I-ORG", "O"]]
+  pred = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-ORG", "I-ORG", "O", "O"]]
+  assert tagging_scores(pred, gold) == pytest.approx(tagging_scores(pred, gold, scheme="seqeval"))
+  # Gold PER, LOC, ORG(3 tokens); predicted PER, ORG, ORG(2 tokens): only PER matches.
+  assert tagging_scores(pred, gold)["f1"] == pytest.approx(100.0 / 3)
+  # CCONJ vs SCONJ: seqeval >= 1.0 sees both as type 'CONJ'; 0.0.12 (XTREME) keeps them apart.
+  gold_pos = [["NOUN", "CCONJ", "VERB"]]
+  pred_pos = [["NOUN", "SCONJ", "VERB"]]
+  assert tagging_scores(pred_pos, gold_pos)["f1"] == pytest.approx(100.0 * 2 / 3)
+  assert tagging_scores(pred_pos, gold_pos, scheme="seqeval")["f1"] > tagging_scores(pred_pos, gold_pos)["f1"]

@@ -140,8 +140,8 @@ def test_one_adamw_step_equals_pytorch(seqcls_env, grad_accum_steps, max_norm, w
   np.testing.assert_allclose(*r["grad_norm"], rtol=1e-5)
   assert (r["grad_norm"][0] > max_norm) == (max_norm < 1.0)  # clipping active exactly where intended
   worst = max(r["diffs"], key=r["diffs"].get)
-  print(f"accum {grad_accum_steps} max_norm {max_norm} wd {weight_decay}: loss {ours_loss:.7f} vs {torch_loss:.7f}, grad norm "
-        f"{r['grad_norm'][0]:.6f}, worst {worst} {r['diffs'][worst]:.3g}")
+  print(f"accum {grad_accum_steps} max_norm {max_norm} wd {weight_decay}: loss {ours_loss:.7f} vs "
+        f"{torch_loss:.7f}, grad norm {r['grad_norm'][0]:.6f}, worst {worst} {r['diffs'][worst]:.3g}")
   assert r["diffs"][worst] <= ATOL, f"{worst}: max abs diff {r['diffs'][worst]:.3g} (all: {r['diffs']})"
   # Not vacuous: the step moved the weights by about the learning rate.
   moved = {n: float(np.abs(r["theirs"][n] - r["before"][n]).max()) for n in r["theirs"]}

@@ -6,6 +6,11 @@ the same tag merge into one span ('NOUN NOUN' is one entity) and tags starting w
 SYM) are single-token spans, so the number is close to, not equal to, token accuracy. With
 seqeval >= 1.0 CCONJ and SCONJ share the type 'CONJ' (seqeval 0.0.12, current when XTREME was
 published, kept the whole tag as the type), so a CCONJ/SCONJ confusion can count as correct.
+
+`tagging_scores(..., scheme="xtreme")` (the default) therefore reproduces seqeval 0.0.12's span
+extraction (type = the whole tag after any 'B-'/'I-' prefix), which is what XTREME's published
+numbers used; `scheme="seqeval"` calls the installed seqeval as is. On IOB2 NER tags (PAN-X) the
+two agree.
 """
 
 from __future__ import annotations
@@ -24,11 +29,44 @@ def _check(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]
       raise DataError(f"tagging: sentence {i} has {len(p)} predicted tags for {len(g)} gold tags")
 
 
-def tagging_scores(predictions: Sequence[Sequence[str]],
-                   labels: Sequence[Sequence[str]]) -> dict[str, float]:
-  """{"precision", "recall", "f1"} in percent: seqeval's default (conlleval-compatible) micro
-  scores over lists of per-sentence tag lists.
-  """
+def _chunk_edges(prev_tag, tag, prev_type, type_):
+  end = (prev_tag in ("E", "S") or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+         or (prev_tag not in ("O", ".") and prev_type != type_))
+  start = (tag in ("B", "S") or (prev_tag == "E" and tag in ("E", "I")) or (prev_tag == "S" and tag in ("E", "I"))
+           or (prev_tag == "O" and tag in ("E", "I")) or (tag not in ("O", ".") and prev_type != type_))
+  return end, start
+
+
+def entities_0012(seq: Sequence[Sequence[str]]) -> set[tuple[str, int, int]]:
+  """Spans (type, start, end) as seqeval 0.0.12's `get_entities` finds them (sentences joined
+  with 'O'): the prefix is the first character, the type is the text after the last '-'."""
+  flat = [t for sent in seq for t in list(sent) + ["O"]]
+  chunks, prev_tag, prev_type, begin = [], "O", "", 0
+  for i, chunk in enumerate(flat + ["O"]):
+    tag, type_ = chunk[0], chunk.split("-")[-1]
+    end, start = _chunk_edges(prev_tag, tag, prev_type, type_)
+    if end:
+      chunks.append((prev_type, begin, i - 1))
+    if start:
+      begin = i
+    prev_tag, prev_type = tag, type_
+  return set(chunks)
+
+
+def tagging_scores(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]],
+                   scheme: str = "xtreme") -> dict[str, float]:
+  """{"precision", "recall", "f1"} in percent: micro span scores over lists of per-sentence tag
+  lists, with XTREME's seqeval 0.0.12 spans (`scheme="xtreme"`) or the installed seqeval's."""
+  if scheme == "xtreme":
+    _check(predictions, labels)
+    true, pred = entities_0012(labels), entities_0012(predictions)
+    correct = len(true & pred)
+    p = correct / len(pred) if pred else 0.0
+    r = correct / len(true) if true else 0.0
+    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return {"precision": 100.0 * p, "recall": 100.0 * r, "f1": 100.0 * f}
+  if scheme != "seqeval":
+    raise ValueError(f"unknown tagging scheme {scheme!r}; expected 'xtreme' or 'seqeval'")
   # seqeval pulls in scikit-learn (over a second to import), so only when tagging is scored.
   from seqeval.metrics import f1_score, precision_score, recall_score
 

@@ -1,0 +1,132 @@
+"""Two processes joined by `jax.distributed.initialize` on localhost (CPU, 2 devices each) train a
+few steps, each building only its slice of every global batch, save a checkpoint, and a second
+invocation resumes from it and ends where an uninterrupted run ends."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("multihost_worker.py")
+REPO = Path(__file__).resolve().parents[2]
+NUM_PROCESSES = 2
+TIMEOUT_S = 240
+STEPS, STOP_AFTER, BATCH = 8, 3, 8
+
+
+def _free_port() -> int:
+  try:
+    import portpicker
+
+    return portpicker.pick_unused_port()
+  except ImportError:
+    import socket
+
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      return s.getsockname()[1]
+
+
+def _launch(env_root: Path, workdir: Path, name: str, *extra: str) -> list[dict]:
+  """Runs the worker as NUM_PROCESSES processes of one cluster; returns their JSON results."""
+  port = _free_port()
+  procs, logs, outs = [], [], []
+  for pid in range(NUM_PROCESSES):
+    env = dict(os.environ)
+    env.update(XTJAX_COORDINATOR=f"127.0.0.1:{port}", XTJAX_NUM_PROCESSES=str(NUM_PROCESSES),
+               XTJAX_PROCESS_ID=str(pid), JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2",  # replaces the test session's 8
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p]))
+    out = env_root / f"{name}.p{pid}.json"
+    log = open(env_root / f"{name}.p{pid}.log", "w")
+    cmd = [sys.executable, str(WORKER), "--hf", str(env_root / "hf"), "--data", str(env_root / "data"),
+           "--workdir", str(workdir), "--out", str(out), "--steps", str(STEPS), *extra]
+    procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO)))
+    logs.append(log)
+    outs.append(out)
+  deadline = time.monotonic() + TIMEOUT_S
+  try:
+    for p in procs:
+      p.wait(timeout=max(1.0, deadline - time.monotonic()))
+  except subprocess.TimeoutExpired:
+    pass
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+    for log in logs:
+      log.close()
+  failed = [(pid, p.returncode) for pid, p in enumerate(procs) if p.returncode != 0]
+  if failed:
+    tails = "\n".join(f"--- process {pid} (rc {rc}) ---\n" + _tail(env_root / f"{name}.p{pid}.log")
+                      for pid, rc in failed)
+    pytest.fail(f"{name}: worker processes failed or timed out after {TIMEOUT_S}s: {failed}\n{tails}")
+  return [json.loads(o.read_text()) for o in outs]
+
+
+def _tail(path: Path, n: int = 40) -> str:
+  return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def _assert_shards_partition_global_batches(results):
+  """Per step, the processes built disjoint slices that together are the whole global batch."""
+  per_process = [r["batches"] for r in results]
+  assert len({len(b) for b in per_process}) == 1
+  for step, recs in enumerate(zip(*per_process)):
+    assert [r["process_index"] for r in recs] == list(range(NUM_PROCESSES))
+    assert all(r["process_count"] == NUM_PROCESSES for r in recs)
+    assert all(r["batch_rows"] == BATCH // NUM_PROCESSES for r in recs), "each process builds only its slice"
+    assert len({(r["epoch"], r["index"]) for r in recs}) == 1, f"step {step}: processes at different positions"
+    assert len({tuple(r["global_rows"]) for r in recs}) == 1
+    shards = [set(r["rows"]) for r in recs]
+    assert not set.intersection(*shards), f"step {step}: shards overlap {shards}"
+    assert set.union(*shards) == set(recs[0]["global_rows"]), f"step {step}: shards do not cover the batch"
+
+
+@pytest.mark.slow
+def test_two_processes_train_save_and_resume(tmp_path):
+  from xtjax.tasks.synthetic import write_toy_data
+  from xtjax.tiny import make_tiny_hf
+
+  make_tiny_hf(tmp_path / "hf", "xlm-roberta")
+  write_toy_data(tmp_path / "data", n_train=44, n_eval=16, languages=("en",))  # 6 batches, the last padded
+
+  full = _launch(tmp_path, tmp_path / "full", "full")
+  cut = _launch(tmp_path, tmp_path / "cut", "cut", "--stop-after", str(STOP_AFTER))
+  resumed = _launch(tmp_path, tmp_path / "cut", "resumed")
+
+  for r in full + cut + resumed:
+    assert (r["process_count"], r["device_count"], r["local_device_count"]) == (NUM_PROCESSES, 4, 2)
+    assert r["mesh"]["data"] == 4
+  assert [r["process_index"] for r in full] == list(range(NUM_PROCESSES))
+
+  # Every process built only its slice of each global batch; together the slices are the batch.
+  for run in (full, cut, resumed):
+    _assert_shards_partition_global_batches(run)
+  assert len(full[0]["batches"]) == STEPS and len(cut[0]["batches"]) == STOP_AFTER
+  assert len(resumed[0]["batches"]) == STEPS - STOP_AFTER
+  # Resume replays the stream from the saved data position.
+  assert [b["rows"] for b in cut[0]["batches"] + resumed[0]["batches"]] == [b["rows"] for b in full[0]["batches"]]
+
+  # The processes agree on the state and on every logged loss.
+  for run in (full, cut, resumed):
+    assert run[0]["params"] == run[1]["params"]
+    assert run[0]["losses"] == run[1]["losses"]
+
+  # One checkpoint saved at the interruption, restored by the second invocation.
+  assert all(r["status"] == "preempted" and r["step"] == STOP_AFTER for r in cut)
+  assert all(r["checkpoint_steps"] == [STOP_AFTER] for r in cut)
+  assert all(r["start"].endswith(f"at step {STOP_AFTER}") for r in resumed)
+  assert all(r["status"] == "finished" and r["step"] == STEPS for r in resumed + full)
+
+  # Interrupted + resumed == uninterrupted, on the same mesh: bit for bit.
+  assert resumed[0]["params"] == full[0]["params"]
+  full_losses = {x["step"]: x["loss"] for x in full[0]["losses"]}
+  for x in cut[0]["losses"] + resumed[0]["losses"]:
+    assert x["loss"] == full_losses[x["step"]], x
