@@ -379,3 +379,25 @@ def test_bad_hub_rows_are_data_errors_naming_the_row():
     qa.rows_to_examples([_row("y", "a b", ["a"])] * 2, "dataset 'squad'", with_negative=False)
   with pytest.raises(DataError, match="not a SQuAD-style row"):
     qa.rows_to_examples([{"id": "z"}], "dataset 'squad'", with_negative=False)
+
+
+def test_tfds_mock_data_squad():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  tf = pytest.importorskip("tensorflow")
+  from xtjax.data.sources import DataSource
+  from xtjax.tasks import registry
+
+  context = "The fox jumped over the dog in Paris."
+
+  def as_dataset(self, split, *args, **kwargs):
+    assert self.name == "squad"
+    return tf.data.Dataset.from_tensor_slices({
+        "id": [b"q1", b"q2"], "title": [b"t", b"t"], "context": [context.encode()] * 2,
+        "question": [b"Who jumped?", b"Where?"],
+        "answers": {"text": tf.ragged.constant([[b"The fox"], [b"Paris"]]).to_tensor(b""),
+                    "answer_start": tf.ragged.constant([[0], [31]]).to_tensor(-1)}})
+
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    examples = registry.get("squad_v1").read("dev", "en", DataSource(kind="tfds"))
+  assert [(e.guid, e.question, e.answers[0]) for e in examples] == [
+      ("q1", "Who jumped?", ("The fox", 0)), ("q2", "Where?", ("Paris", 31))]
