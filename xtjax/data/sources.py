@@ -131,6 +131,8 @@ class HubDefaults:
   tfds_name: str | None = None
   split_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
   tfds_split_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  # Hub data holding every language in one split, told apart by a language prefix of the id.
+  id_prefixes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def with_hub_defaults(source: DataSource, hub: HubDefaults | None) -> DataSource:

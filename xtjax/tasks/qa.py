@@ -17,7 +17,7 @@ from typing import Any
 
 from xtjax.data.formats.records import QAExample
 from xtjax.data.formats.squad import read_squad
-from xtjax.data.sources import DataSource, hf_rows, local_path, tfds_rows
+from xtjax.data.sources import DataSource, HubDefaults, hf_rows, local_path, tfds_rows
 from xtjax.errors import DataError
 from xtjax.metrics.mlqa import mlqa
 from xtjax.metrics.squad import squad_v1, squad_v2
@@ -30,18 +30,6 @@ from xtjax.tasks.registry import register
 # GoldP data holds every language in one split.
 TYDIQA_ID_PREFIX = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
                     "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu"}
-
-
-@dataclasses.dataclass(frozen=True)
-class HubDefaults:
-  """Where a task's data lives on the hub / TFDS when the config names no dataset."""
-
-  hf_id: str | None = None
-  hf_config: str | None = None
-  tfds_name: str | None = None
-  split_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  # Hub data holding every language in one split, told apart by a language prefix of the id.
-  id_prefixes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class ExtractiveQATask(Task):
@@ -191,6 +179,6 @@ for _task in (
     ExtractiveQATask("xquad", "squad_v1", HubDefaults("xquad", "xquad.{lang}", None, _EVAL_ONLY)),
     ExtractiveQATask("mlqa", "mlqa", HubDefaults("mlqa", "mlqa.{lang}.{lang}", None, _VALIDATION)),
     ExtractiveQATask("tydiqa", "squad_v1", HubDefaults("tydiqa", "secondary_task", None, _EVAL_ONLY,
-                                                         TYDIQA_ID_PREFIX)),
+                                                         id_prefixes=TYDIQA_ID_PREFIX)),
 ):
   register(_task)
