@@ -36,3 +36,18 @@ def test_hidden_states_match_pytorch(tiny_hf, kind):
     np.testing.assert_allclose(np.asarray(ours)[mask], theirs[mask], atol=1e-5, rtol=0, err_msg=f"layer {i}")
   if ref_pooled is not None:
     np.testing.assert_allclose(np.asarray(out.pooler_output), ref_pooled, atol=1e-5, rtol=0)
+
+
+def test_bf16_compute_stays_close_to_f32(tiny_hf):
+  """bf16 compute (f32 master weights, f32 softmax and layer norm) tracks the f32 model."""
+  folder = tiny_hf("xlm-roberta")
+  f32 = load_pretrained(folder)
+  bf16 = load_pretrained(folder, dtype="bfloat16")
+  enc = f32.tokenizer(SENTENCES, padding=True, return_tensors="np")
+  ids, mask = jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
+  a = f32.model()(ids, mask).last_hidden_state
+  b = bf16.model()(ids, mask).last_hidden_state
+  assert b.dtype == jnp.bfloat16 and bf16.params["layers"][0]["attention"]["query"][...].dtype == jnp.float32
+  m = np.asarray(mask).astype(bool)
+  err = np.abs(np.asarray(a)[m] - np.asarray(b.astype(jnp.float32))[m])
+  assert err.max() < 0.1 and err.mean() < 0.02

@@ -142,3 +142,18 @@ def test_bad_run_inputs_give_clear_errors(toy_env, tmp_path):
     train(toy_config(toy_env, tasks=[{"name": "nope"}]), tmp_path / "b")
   with pytest.raises(XtjaxError, match="not divisible"):
     train(toy_config(toy_env, batch_size=12, mesh={"data": 8}), tmp_path / "c")
+
+
+def test_multitask_with_mlm_mixed_in(toy_env, tmp_path):
+  text = tmp_path / "text.txt"
+  text.write_text("\n".join(["the quick brown fox jumps over the lazy dog", "der schnelle braune fuchs springt",
+                             "el rápido zorro marrón salta sobre el perro"] * 12) + "\n")
+  tasks = [{"name": "toy_cls", "data": {"path": str(toy_env["data"] / "{split}.{lang}.jsonl")}, "eval_languages": []},
+           {"name": "mlm", "data": {"files": {"train": str(text)}}, "weight": 0.5}]
+  t, summary = _run(toy_env, tmp_path / "mt", tasks=tasks, steps=6, mesh={"data": 1, "devices": 1})
+  assert summary["status"] == "finished"
+  assert set(t.state.params["heads"].keys()) == {"toy_cls", "mlm"}
+  kinds = [json.loads(line)["kind"] for line in open(tmp_path / "mt" / "metrics.jsonl")]
+  assert "train/toy_cls" in kinds and "train/mlm" in kinds
+  # The stream is deterministic in the step: the same tasks in the same order on every run.
+  assert [t.stream.task_for_step(s) for s in range(6)] == [t.stream.task_for_step(s) for s in range(6)]

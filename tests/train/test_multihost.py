@@ -41,6 +41,9 @@ def _launch(env_root: Path, workdir: Path, name: str, *extra: str) -> list[dict]
                XTJAX_PROCESS_ID=str(pid), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=2",  # replaces the test session's 8
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               # The three launches compile the same programs: share them through the test cache.
+               JAX_COMPILATION_CACHE_DIR=str(REPO / ".jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
                PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p]))
     out = env_root / f"{name}.p{pid}.json"
     log = open(env_root / f"{name}.p{pid}.log", "w")
