@@ -1,0 +1,157 @@
+"""Analytic model FLOPs per step, and the device peak that MFU is measured against.
+
+Counting convention (as in the PaLM / Megatron MFU papers): a matmul [m, k] @ [k, n] costs
+2*m*n*k FLOPs; attention adds QK^T and PV (2*Q*S*H*K each per sequence); embedding lookups,
+normalisation, activations, softmax and the optimizer update count as free. Training costs 3x the
+forward pass (the backward pass is two matmuls per forward matmul: input and weight gradients).
+
+Encoder layer (BERT / XLM-R), L tokens, width D, FFN F, per sequence:
+  Q, K, V, output projections 4 * 2*L*D*D;  QK^T and PV 2 * 2*L*L*D;  FFN 2 * 2*L*D*F.
+T5 layer with inner width I = heads * d_kv: projections 4 * 2*L*D*I; attention 4*L*L*I; FFN
+(2 or 3 matrices when gated) * 2*L*D*F; decoder layers add cross-attention (Q, O on the target,
+K, V on the source, 4*T*S*I for scores) and the LM head 2*T*D*V.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+# Vendor dense bf16 peak FLOP/s per chip (per device as JAX sees it).
+PEAK_BF16 = (
+    ("TPU v4", 275e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5e", 197e12),
+    ("TPU v5p", 459e12),
+    ("TPU v5", 459e12),  # v5p reports device_kind "TPU v5"
+    ("TPU v6 lite", 918e12),
+    ("TPU v6e", 918e12),
+    ("H100", 989e12),  # SXM, dense (no sparsity)
+    ("H200", 989e12),
+)
+
+
+def _is_t5(cfg) -> bool:
+  return hasattr(cfg, "d_model")
+
+
+def head_flops(head_type: str | None, hidden: int, seq_len: int, num_labels: int = 2, vocab_size: int = 0,
+               choices: int = 1) -> int:
+  """Forward FLOPs of one head per example (multiple choice: per example of `choices` sequences)."""
+  D, L = hidden, seq_len
+  if head_type is None:
+    return 0
+  if head_type == "classification":
+    return 2 * D * D + 2 * D * num_labels
+  if head_type == "multiple_choice":
+    return choices * (2 * D * D + 2 * D)
+  if head_type == "span":
+    return 2 * L * D * 2
+  if head_type == "tagging":
+    return 2 * L * D * num_labels
+  if head_type == "mlm":
+    return 2 * L * D * D + 2 * L * D * vocab_size
+  raise ValueError(f"unknown head type {head_type!r}")
+
+
+def encoder_layer_flops(hidden: int, ffn: int, seq_len: int, inner: int | None = None, gated: bool = False) -> int:
+  """One self-attention + FFN layer over one sequence of `seq_len` tokens."""
+  D, F, L = hidden, ffn, seq_len
+  inner = inner or D
+  proj = 4 * 2 * L * D * inner
+  attn = 2 * 2 * L * L * inner
+  mlp = (3 if gated else 2) * 2 * L * D * F
+  return proj + attn + mlp
+
+
+def encoder_forward_flops(cfg, seq_len: int, head_type: str | None = None, num_labels: int = 2,
+                          choices: int = 1) -> int:
+  """Forward FLOPs per example of an encoder (BERT/XLM-R, or the T5 encoder) plus an optional head."""
+  if _is_t5(cfg):
+    inner = cfg.num_heads * cfg.d_kv
+    per_seq = cfg.num_layers * encoder_layer_flops(cfg.d_model, cfg.d_ff, seq_len, inner, cfg.is_gated)
+    hidden = cfg.d_model
+  else:
+    per_seq = cfg.num_layers * encoder_layer_flops(cfg.hidden_size, cfg.intermediate_size, seq_len)
+    hidden = cfg.hidden_size
+  return choices * per_seq + head_flops(head_type, hidden, seq_len, num_labels, cfg.vocab_size, choices)
+
+
+def t5_decoder_flops(cfg, target_len: int, source_len: int, cached_len: int | None = None) -> int:
+  """Decoder FLOPs per example for `target_len` new positions over a `source_len` encoder output.
+
+  Teacher forcing: `cached_len` None (causal self-attention over the target). Incremental decoding
+  with a cache: `cached_len` is the self-attention length attended (the cache size). The
+  cross-attention keys/values of the source are counted here once.
+  """
+  D, I, F, T, S = cfg.d_model, cfg.num_heads * cfg.d_kv, cfg.d_ff, target_len, source_len
+  self_len = T if cached_len is None else cached_len
+  per_layer = (4 * 2 * T * D * I + 2 * 2 * T * self_len * I  # self-attention
+               + 2 * 2 * T * D * I + 2 * 2 * S * D * I + 2 * 2 * T * S * I  # cross-attention
+               + (3 if cfg.is_gated else 2) * 2 * T * D * F)
+  return cfg.num_decoder_layers * per_layer + 2 * T * D * cfg.vocab_size
+
+
+def generate_flops(cfg, source_len: int, new_tokens: int) -> int:
+  """Greedy decoding per example: encoder once, cross K/V once, then one cached step per token
+  (each step attends over the whole preallocated cache of `new_tokens` positions)."""
+  enc = encoder_forward_flops(cfg, source_len)
+  D, I, S = cfg.d_model, cfg.num_heads * cfg.d_kv, source_len
+  cross_kv = cfg.num_decoder_layers * 2 * 2 * S * D * I
+  step = t5_decoder_flops(cfg, 1, S, cached_len=new_tokens) - cross_kv
+  return enc + cross_kv + new_tokens * step
+
+
+def forward_flops(cfg, batch_size: int, seq_len: int, head_type: str | None = "classification",
+                  num_labels: int = 2, choices: int = 1) -> int:
+  """Model FLOPs of one forward step over a batch (encoder + head)."""
+  return batch_size * encoder_forward_flops(cfg, seq_len, head_type, num_labels, choices)
+
+
+def train_flops(cfg, batch_size: int, seq_len: int, head_type: str | None = "classification",
+                num_labels: int = 2, choices: int = 1) -> int:
+  """Model FLOPs of one training step: 3x the forward pass (forward + backward)."""
+  return 3 * forward_flops(cfg, batch_size, seq_len, head_type, num_labels, choices)
+
+
+def peak_flops(device=None, dtype: str = "bfloat16") -> tuple[float, str]:
+  """(peak FLOP/s of one device, where the number comes from).
+
+  Accelerators: the vendor's dense bf16 peak (also used for f32 runs, the usual MFU convention).
+  CPU: measured, by timing a jitted large matmul in `dtype` on all of the process's cores.
+  """
+  import jax
+
+  device = device or jax.devices()[0]
+  kind = getattr(device, "device_kind", "") or ""
+  if device.platform == "cpu":
+    return measure_matmul_peak(dtype), f"measured {dtype} matmul on {kind or 'cpu'}"
+  for name, value in PEAK_BF16:
+    if name.lower() in kind.lower():
+      return value, f"vendor bf16 peak for {name}"
+  return float("nan"), f"unknown device kind {kind!r}"
+
+
+@functools.lru_cache(maxsize=None)
+def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
+  """Best FLOP/s of a jitted [size, size] @ [size, size] matmul (chained 4 times per call)."""
+  import jax
+  import jax.numpy as jnp
+
+  dt = jnp.dtype(dtype)
+  a = jax.random.normal(jax.random.key(0), (size, size), dt)
+  b = jax.random.normal(jax.random.key(1), (size, size), dt) / size
+
+  @jax.jit
+  def chain(a, b):
+    for _ in range(4):
+      a = a @ b
+    return a
+
+  chain(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    chain(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 4 * 2 * size ** 3 / best
