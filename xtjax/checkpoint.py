@@ -72,7 +72,9 @@ class RunCheckpoints:
   def restore_latest(self, abstract_state) -> tuple[Any, dict, int] | None:
     """(state, data position json, step) from the newest readable checkpoint, or None."""
     ocp = _ocp()
-    for step in self.latest_steps():
+    steps = self.latest_steps()
+    errors = []
+    for step in steps:
       try:
         r = self.last.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                                             data=ocp.args.JsonRestore()))
@@ -80,6 +82,10 @@ class RunCheckpoints:
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
         log.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying the previous one", step,
                     self.workdir / "checkpoints", type(e).__name__, str(e)[:200])
+        errors.append(f"step {step}: {type(e).__name__}: {str(e)[:160]}")
+    if steps:  # never silently start over next to checkpoints we cannot read
+      raise CheckpointError(f"{self.workdir / 'checkpoints'}: no checkpoint fits this run (written by another "
+                            f"model or config?); move the directory away to start afresh. {errors[0]}")
     return None
 
   def wait(self) -> None:

@@ -157,3 +157,11 @@ def test_multitask_with_mlm_mixed_in(toy_env, tmp_path):
   assert "train/toy_cls" in kinds and "train/mlm" in kinds
   # The stream is deterministic in the step: the same tasks in the same order on every run.
   assert [t.stream.task_for_step(s) for s in range(6)] == [t.stream.task_for_step(s) for s in range(6)]
+
+
+def test_checkpoint_from_another_model_is_an_error(toy_env, tmp_path, tiny_hf):
+  kw = dict(steps=4, zero_shot=False, eval_every=100, mesh={"data": 1, "devices": 1})
+  _run(toy_env, tmp_path / "run", **kw)
+  other = dict(toy_env, hf=tiny_hf("bert"))
+  with pytest.raises(XtjaxError, match="no checkpoint fits this run"):
+    Trainer(toy_config(other, **kw), tmp_path / "run").setup()

@@ -1,0 +1,303 @@
+"""Benchmarks: inference latency/throughput per (batch, length) bucket, and training step time + MFU.
+
+Timings exclude compilation (reported separately) and warm-up calls; every timed call ends with a
+host transfer / `block_until_ready`, so latency is what a caller waits. The train step here is
+self-contained (value_and_grad of the head's loss, clipped AdamW) so `infer` never imports `train`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from xtjax.infer import flops as F
+from xtjax.infer.engine import Buckets, InferenceEngine, build_task_model, resolve_mesh
+from xtjax.models.heads import HeadConfig, loss_terms
+from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
+
+log = logging.getLogger(__name__)
+
+
+def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
+  a = np.asarray(seconds, np.float64) * 1e3
+  return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+          "mean": float(a.mean()), "min": float(a.min())}
+
+
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int = 1) -> list[float]:
+  """Wall seconds of each of `iters` calls of `fn` (which must block until its result is ready)."""
+  for _ in range(warmup):
+    fn()
+  out = []
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    fn()
+    out.append(time.perf_counter() - t0)
+  return out
+
+
+def device_info() -> dict[str, Any]:
+  d = jax.devices()[0]
+  return {"platform": d.platform, "device_kind": getattr(d, "device_kind", ""), "num_devices": jax.device_count(),
+          "jax": jax.__version__}
+
+
+def random_inputs(rng: np.random.Generator, vocab_size: int, shape: tuple[int, ...], low: int = 5) -> dict:
+  """Token ids that attend everywhere (every position real), so a request fills its bucket."""
+  return {"input_ids": rng.integers(low, vocab_size, shape).astype(np.int32),
+          "attention_mask": np.ones(shape, np.int32)}
+
+
+# ---- inference ---------------------------------------------------------------------------------------
+
+
+def infer_mode(engine: InferenceEngine, task: str | None) -> str:
+  if hasattr(engine.config, "decoder_start_token_id") and not getattr(engine.config, "encoder_only", False) \
+      and not engine.heads:
+    return "generate"
+  return "predict" if engine.heads else "embed"
+
+
+def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes: Sequence[int] = (1, 8, 32),
+                seq_lens: Sequence[int] = (128,), warmup: int = 2, iters: int = 20, max_new_tokens: int = 32,
+                choices: int = 2, seed: int = 0) -> dict[str, Any]:
+  """Latency percentiles and throughput for every (batch size, sequence length); compile time apart."""
+  mode = infer_mode(engine, task)
+  if mode == "predict":
+    task = task or sorted(engine.heads)[0]
+    head = engine.head_type(task)
+  else:
+    head = None
+  rng = np.random.default_rng(seed)
+  cfg = engine.config
+  rows, compile_rows = [], []
+  for L in seq_lens:
+    for B in batch_sizes:
+      shape = (B, choices, L) if head == "multiple_choice" else (B, L)
+      inputs = random_inputs(rng, cfg.vocab_size, shape)
+      if mode == "predict":
+        call = lambda: engine.predict(task, inputs)  # noqa: E731 - results are host numpy: blocking
+        flops_step = F.forward_flops(cfg, B, L, head, engine.heads[task].num_labels, choices)
+      elif mode == "embed":
+        call = lambda: engine.embed(inputs["input_ids"], inputs["attention_mask"])  # noqa: E731
+        flops_step = F.forward_flops(cfg, B, L, None)
+      else:
+        call = lambda: engine.generate(inputs["input_ids"], inputs["attention_mask"],  # noqa: E731
+                                       max_new_tokens=max_new_tokens)
+        flops_step = B * F.generate_flops(cfg, L, max_new_tokens)
+      before = engine.stats.compile_seconds
+      t0 = time.perf_counter()
+      first = call()
+      compile_rows.append({"batch_size": B, "seq_len": L, "compile_seconds": engine.stats.compile_seconds - before,
+                           "first_call_seconds": time.perf_counter() - t0})
+      times = time_calls(call, iters, warmup)
+      lat = percentiles_ms(times)
+      sec = lat["p50"] / 1e3
+      row = {"batch_size": B, "seq_len": L, "latency_ms": lat, "examples_per_s": B / sec,
+             "tokens_per_s": B * L * (choices if head == "multiple_choice" else 1) / sec,
+             "model_flops_per_step": flops_step, "achieved_flops_per_s": flops_step / sec}
+      if mode == "generate":
+        new_tokens = int(np.asarray(first.lengths).sum())
+        ttft = percentiles_ms(time_calls(lambda: engine.generate(inputs["input_ids"], inputs["attention_mask"],
+                                                                 max_new_tokens=1), iters, warmup))
+        row.update({"time_to_first_token_ms": ttft, "new_tokens": new_tokens,
+                    "generated_tokens_per_s": new_tokens / sec,
+                    "decode_tokens_per_s": max(new_tokens - B, 0) / max(sec - ttft["p50"] / 1e3, 1e-9)})
+      rows.append(row)
+      log.info("infer B=%d L=%d: p50 %.2f ms, %.1f examples/s", B, L, lat["p50"], row["examples_per_s"])
+  return {"kind": "infer", "mode": mode, "task": task, "head_type": head, "model": engine.source,
+          "family": engine.family.name, "dtype": getattr(cfg, "dtype", None), "device": device_info(),
+          "warmup": warmup, "iters": iters, "max_new_tokens": max_new_tokens if mode == "generate" else None,
+          "compile": {"seconds": sum(r["compile_seconds"] for r in compile_rows),
+                      "compilations": engine.stats.compilations, "cache_hits": engine.stats.cache_hits,
+                      "per_shape": compile_rows},
+          "results": rows}
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+
+class BenchState(NamedTuple):
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  key: jax.Array
+
+
+def make_optimizer(learning_rate: float = 1e-5, weight_decay: float = 0.01, max_grad_norm: float | None = 1.0):
+  """AdamW with global-norm clipping, as fine-tuning runs it (torch: clip_grad_norm_ + AdamW)."""
+  adamw = optax.adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay)
+  return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw) if max_grad_norm else adamw
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, task: str = "cls", head_type: str = "classification",
+                    dropout: bool = True):
+  """`step(state, batch) -> (state, loss)`: one optimizer update on the mean loss of the batch."""
+
+  def loss_fn(params, batch, key):
+    logits = nnx.merge(graphdef, params)(task, batch, dropout_key=key)
+    total, count = loss_terms(head_type, logits, batch)
+    return total / jnp.maximum(count, 1.0)
+
+  def step(state: BenchState, batch):
+    key = jax.random.fold_in(state.key, state.step) if dropout else None
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return BenchState(params, opt_state, state.step + 1, state.key), loss
+
+  return step
+
+
+def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = None) -> BenchState:
+  key = jax.random.key(seed, impl=rng_impl) if rng_impl else jax.random.key(seed)
+  return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), key)
+
+
+def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps: int = 10, warmup: int = 2,
+                num_labels: int = 3, encoder_params=None, source: str = "", seed: int = 0, dropout: bool = True,
+                rng_impl: str | None = "unsafe_rbg", mesh=None, rules=DEFAULT_RULES) -> dict[str, Any]:
+  """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune."""
+  mesh = resolve_mesh(mesh)
+  heads = {"cls": HeadConfig("classification", num_labels)}
+  graphdef, params = build_task_model(family, cfg, heads, mesh, rules, seed)
+  if encoder_params is not None:
+    params["encoder"] = encoder_params
+  tx = make_optimizer()
+  step_fn = make_train_step(graphdef, tx, dropout=dropout)
+  state = jax.jit(lambda p: init_bench_state(p, tx, seed, rng_impl))(params)
+  rng = np.random.default_rng(seed)
+  host = random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
+  host["labels"] = rng.integers(0, num_labels, (batch_size,)).astype(np.int32)
+  host["example_mask"] = np.ones((batch_size,), np.int32)
+  batch = {k: jax.device_put(v, _batch_sharding(mesh, rules, v.shape)) for k, v in host.items()}
+  t0 = time.perf_counter()
+  compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+
+  last = {}
+
+  def one():
+    nonlocal state
+    state, loss = compiled(state, batch)
+    last["loss"] = loss.block_until_ready()
+
+  times = time_calls(one, steps, warmup)
+  lat = percentiles_ms(times)
+  sec = lat["p50"] / 1e3
+  model_flops = F.train_flops(cfg, batch_size, seq_len, "classification", num_labels)
+  dtype = getattr(cfg, "dtype", "float32")
+  peak, peak_src = F.peak_flops(dtype=dtype)
+  achieved = model_flops / sec
+  return {"kind": "train", "model": source, "family": family.name, "dtype": dtype, "batch_size": batch_size,
+          "seq_len": seq_len, "steps": steps, "warmup": warmup, "dropout": dropout, "rng_impl": rng_impl,
+          "device": device_info(), "compile_seconds": compile_s, "step_time_ms": lat,
+          "examples_per_s": batch_size / sec, "tokens_per_s": batch_size * seq_len / sec,
+          "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved, "peak_flops_per_s": peak,
+          "peak_source": peak_src, "mfu": achieved / peak if peak == peak else None,
+          "final_loss": float(jax.device_get(last["loss"]))}
+
+
+def _batch_sharding(mesh, rules, shape):
+  from jax.sharding import NamedSharding
+
+  names = ("batch",) + (None,) * (len(shape) - 1)
+  return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
+
+
+# ---- output ------------------------------------------------------------------------------------------
+
+
+def flat_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+  """One flat dict per measured configuration (for CSV)."""
+  if result["kind"] == "train":
+    r = {k: v for k, v in result.items() if not isinstance(v, Mapping)}
+    r.update({f"step_time_ms_{k}": v for k, v in result["step_time_ms"].items()})
+    return [r]
+  rows = []
+  for row in result["results"]:
+    flat = {"mode": result["mode"], "dtype": result["dtype"]}
+    for k, v in row.items():
+      if isinstance(v, Mapping):
+        flat.update({f"{k}_{q}": x for q, x in v.items()})
+      else:
+        flat[k] = v
+    rows.append(flat)
+  return rows
+
+
+def write_outputs(result: Mapping[str, Any], out_dir: str | Path, name: str) -> dict[str, Path]:
+  """`<name>.json`, `<name>.csv` and, for inference, `<name>.png` in `out_dir`."""
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {"json": out / f"{name}.json", "csv": out / f"{name}.csv"}
+  paths["json"].write_text(json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
+  rows = flat_rows(result)
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  with open(paths["csv"], "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+  if result["kind"] == "infer":
+    png = plot_infer(result, out / f"{name}.png")
+    if png is not None:
+      paths["png"] = png
+  return paths
+
+
+def _jsonable(x):
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (np.floating,)):
+    return float(x)
+  if dataclasses.is_dataclass(x):
+    return dataclasses.asdict(x)
+  return str(x)
+
+
+def plot_infer(result: Mapping[str, Any], path: Path) -> Path | None:
+  """Latency (p50) vs batch size per length, and throughput vs length per batch size."""
+  try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    log.warning("matplotlib is not installed (pip install 'xtjax[bench]'): no plot written")
+    return None
+  rows = result["results"]
+  lens = sorted({r["seq_len"] for r in rows})
+  batches = sorted({r["batch_size"] for r in rows})
+  fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+  for L in lens:
+    rs = sorted((r for r in rows if r["seq_len"] == L), key=lambda r: r["batch_size"])
+    a.plot([r["batch_size"] for r in rs], [r["latency_ms"]["p50"] for r in rs], marker="o", label=f"len {L}")
+  a.set_xlabel("batch size")
+  a.set_ylabel("latency p50 (ms)")
+  a.set_xscale("log", base=2)
+  a.set_title("latency vs batch size")
+  a.legend()
+  for B in batches:
+    rs = sorted((r for r in rows if r["batch_size"] == B), key=lambda r: r["seq_len"])
+    b.plot([r["seq_len"] for r in rs], [r["examples_per_s"] for r in rs], marker="o", label=f"batch {B}")
+  b.set_xlabel("sequence length")
+  b.set_ylabel("examples / s")
+  b.set_title("throughput vs sequence length")
+  b.legend()
+  fig.suptitle(f"{result['model']} ({result['mode']}, {result['dtype']}, {result['device']['device_kind']})")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

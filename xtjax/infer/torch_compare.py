@@ -1,0 +1,146 @@
+"""xtjax vs transformers' PyTorch `XLMRobertaForSequenceClassification`, same sizes, one process.
+
+Rounds alternate which framework runs first (jax, torch / torch, jax, ...), so load from other
+processes on a shared machine falls on both alike; each phase starts with one untimed call.
+Precision is matched: f32 vs f32, and xtjax bf16 compute (f32 master weights) vs torch bf16
+autocast. Training is a fine-tuning step with dropout, global-norm clipping at 1.0 and AdamW
+(weight decay 0.01) on both sides; inference runs the xtjax inference engine (host arrays in,
+host arrays out) vs the torch model under `inference_mode`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from xtjax.infer import bench as B
+from xtjax.infer.engine import Buckets, InferenceEngine
+from xtjax.models import registry
+from xtjax.models.heads import HeadConfig
+
+
+class _Jax:
+
+  def __init__(self, family, cfg, batch_size, seq_len, num_labels, dropout, seed=0):
+    heads = {"cls": HeadConfig("classification", num_labels)}
+    self.engine = InferenceEngine.random(family, cfg, heads=heads, seed=seed,
+                                         buckets=Buckets((1, batch_size), (seq_len,)))
+    rng = np.random.default_rng(seed)
+    self.inputs = B.random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
+    self.one = {k: v[:1] for k, v in self.inputs.items()}
+    tx = B.make_optimizer()
+    self.step = jax.jit(B.make_train_step(self.engine.graphdef, tx, dropout=dropout), donate_argnums=(0,))
+    params = jax.tree.map(lambda x: x.copy(), self.engine.params)
+    self.state = jax.jit(lambda p: B.init_bench_state(p, tx, seed, "unsafe_rbg"))(params)
+    batch = dict(self.inputs, labels=rng.integers(0, num_labels, (batch_size,)).astype(np.int32),
+                 example_mask=np.ones((batch_size,), np.int32))
+    self.batch = {k: jax.device_put(v) for k, v in batch.items()}
+
+  def train(self):
+    self.state, loss = self.step(self.state, self.batch)
+    loss.block_until_ready()
+
+  def infer(self):
+    return self.engine.predict("cls", self.inputs)
+
+  def infer_one(self):
+    return self.engine.predict("cls", self.one)
+
+
+class _Torch:
+
+  def __init__(self, family, cfg, batch_size, seq_len, num_labels, dropout, bf16, seed=0):
+    import torch
+    import transformers as tf
+
+    self.torch, self.bf16 = torch, bf16
+    hf = family.hf_config_from(cfg)
+    hf.pop("model_type", None)
+    if not dropout:
+      hf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    self.model = tf.XLMRobertaForSequenceClassification(tf.XLMRobertaConfig(**hf, num_labels=num_labels))
+    self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-5, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    self.ids = torch.from_numpy(rng.integers(5, cfg.vocab_size, (batch_size, seq_len)).astype(np.int64))
+    self.mask = torch.ones_like(self.ids)
+    self.labels = torch.from_numpy(rng.integers(0, num_labels, (batch_size,)).astype(np.int64))
+
+  def _autocast(self):
+    return self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.bf16)
+
+  def train(self):
+    self.model.train()
+    with self._autocast():
+      loss = self.model(input_ids=self.ids, attention_mask=self.mask, labels=self.labels).loss
+    loss.backward()
+    self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+    self.opt.step()
+    self.opt.zero_grad(set_to_none=True)
+
+  def _infer(self, ids, mask):
+    self.model.eval()
+    with self.torch.inference_mode(), self._autocast():
+      return self.model(input_ids=ids, attention_mask=mask).logits.float().numpy()
+
+  def infer(self):
+    return self._infer(self.ids, self.mask)
+
+  def infer_one(self):
+    return self._infer(self.ids[:1], self.mask[:1])
+
+
+def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_size: int = 16, seq_len: int = 128,
+            num_labels: int = 3, rounds: int = 5, train_steps: int = 3, infer_iters: int = 5,
+            latency_iters: int = 20, dropout: bool = True, overrides: dict | None = None) -> dict[str, Any]:
+  """Interleaved timings of both frameworks; ratios are xtjax / torch (latency: lower is better)."""
+  import torch
+
+  family, cfg = registry.preset(preset)
+  cfg = dataclasses.replace(cfg, dtype=dtype, **(overrides or {}))
+  t0 = time.perf_counter()
+  sides = {"jax": _Jax(family, cfg, batch_size, seq_len, num_labels, dropout),
+           "torch": _Torch(family, cfg, batch_size, seq_len, num_labels, dropout, dtype == "bfloat16")}
+  for s in sides.values():  # compile / first-touch outside the timings
+    s.train(), s.infer(), s.infer_one()
+  setup_s = time.perf_counter() - t0
+  times = {name: {"train": [], "infer": [], "latency": []} for name in sides}
+  for r in range(rounds):
+    order = ["jax", "torch"] if r % 2 == 0 else ["torch", "jax"]
+    for phase, n in (("train", train_steps), ("infer", infer_iters), ("latency", latency_iters)):
+      for name in order:
+        fn = {"train": sides[name].train, "infer": sides[name].infer, "latency": sides[name].infer_one}[phase]
+        times[name][phase] += B.time_calls(fn, n, warmup=1)
+  out = {"preset": preset, "dtype": dtype, "batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
+         "dropout": dropout, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+         "device": B.device_info(), "setup_seconds": setup_s}
+  for name in sides:
+    t = times[name]
+    out[name] = {"train_step_ms": B.percentiles_ms(t["train"]), "infer_ms": B.percentiles_ms(t["infer"]),
+                 "latency_batch1_ms": B.percentiles_ms(t["latency"])}
+    out[name]["train_examples_per_s"] = batch_size / (out[name]["train_step_ms"]["p50"] / 1e3)
+    out[name]["infer_examples_per_s"] = batch_size / (out[name]["infer_ms"]["p50"] / 1e3)
+  j, tt = out["jax"], out["torch"]
+  out["ratios"] = {"train_examples_per_s": j["train_examples_per_s"] / tt["train_examples_per_s"],
+                   "infer_examples_per_s": j["infer_examples_per_s"] / tt["infer_examples_per_s"],
+                   "latency_batch1_p50": j["latency_batch1_ms"]["p50"] / tt["latency_batch1_ms"]["p50"]}
+  return out
+
+
+def format_report(r: dict[str, Any]) -> str:
+  j, t, q = r["jax"], r["torch"], r["ratios"]
+  return "\n".join([
+      f"xtjax vs torch {r['torch']} ({r['preset']}, {r['dtype']}, batch {r['batch_size']} x len {r['seq_len']}, "
+      f"{r['rounds']} interleaved rounds, {r['device']['device_kind'] or r['device']['platform']})",
+      f"  train     examples/s   xtjax {j['train_examples_per_s']:8.2f}   torch {t['train_examples_per_s']:8.2f}   "
+      f"ratio {q['train_examples_per_s']:.2f}x",
+      f"  infer     examples/s   xtjax {j['infer_examples_per_s']:8.2f}   torch {t['infer_examples_per_s']:8.2f}   "
+      f"ratio {q['infer_examples_per_s']:.2f}x",
+      f"  batch-1   p50 ms       xtjax {j['latency_batch1_ms']['p50']:8.2f}   torch {t['latency_batch1_ms']['p50']:8.2f}"
+      f"   ratio {q['latency_batch1_p50']:.2f} (lower is better)",
+  ])
+
