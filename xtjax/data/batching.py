@@ -90,7 +90,11 @@ class DataPosition:
 
 def sampling_weights(sizes: Mapping[str, int], rule: str, cap: int = 20000, temperature: float = 2.0,
                      overrides: Mapping[str, float | None] | None = None) -> dict[str, float]:
-  """Task probabilities: proportional to size, to min(size, cap), to size**(1/T), or uniform."""
+  """Task probabilities: proportional to size, to min(size, cap), to size**(1/T), or uniform.
+
+  `overrides[task]` fixes that task's share of steps (e.g. 0.1 for "MLM on 10% of batches"); the
+  other tasks split the rest by the rule.
+  """
   w = {}
   for name, n in sizes.items():
     if rule == "proportional":
@@ -103,11 +107,16 @@ def sampling_weights(sizes: Mapping[str, int], rule: str, cap: int = 20000, temp
       w[name] = 1.0
     else:
       raise ValueError(f"unknown sampling rule {rule!r}")
-  for name, v in (overrides or {}).items():
-    if v is not None:
-      w[name] = float(v)
-  total = sum(w.values())
-  return {k: v / total for k, v in w.items()}
+  fixed = {k: float(v) for k, v in (overrides or {}).items() if v is not None and k in sizes}
+  if any(not 0.0 < v <= 1.0 for v in fixed.values()) or sum(fixed.values()) > 1.0 + 1e-9:
+    raise ValueError(f"task weights must be shares in (0, 1] summing to at most 1, got {fixed}")
+  rest = {k: v for k, v in w.items() if k not in fixed}
+  left = 1.0 - sum(fixed.values())
+  total = sum(rest.values())
+  out = {k: (v / total) * left if total > 0 else 0.0 for k, v in rest.items()}
+  out.update(fixed)
+  norm = sum(out.values())
+  return {k: v / norm for k, v in out.items()}
 
 
 class MultiTaskStream:

@@ -32,7 +32,7 @@ class TaskConfig:
   name: str
   data: DataSource = DataSource()
   eval_data: DataSource | None = None  # zero-shot evaluation files, when they differ from `data`
-  weight: float | None = None  # multi-task sampling weight (overrides the sampling rule)
+  weight: float | None = None  # this task's share of training steps, in (0, 1]; others split the rest by `sampling`
   train_split: str = "train"
   dev_split: str = "dev"
   dev_language: str = "en"
@@ -96,6 +96,9 @@ class TrainConfig:
     if self.batch_size % self.optim.grad_accum_steps:
       raise ValueError(f"batch_size {self.batch_size} is not divisible by optim.grad_accum_steps "
                        f"{self.optim.grad_accum_steps}")
+    shares = [t.weight for t in self.tasks if t.weight is not None]
+    if any(not 0.0 < w <= 1.0 for w in shares) or sum(shares) > 1.0 + 1e-9:
+      raise ValueError(f"tasks[].weight: shares of steps in (0, 1] summing to at most 1, got {shares}")
     names = [t.name for t in self.tasks]
     if len(set(names)) != len(names):
       raise ValueError(f"tasks: duplicate task names {names}")
