@@ -9,9 +9,11 @@ checksum of the final parameters, and writes them as JSON to `--out`.
 """
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -96,6 +98,7 @@ def main(argv=None) -> int:
   p.add_argument("--stop-after", type=int, default=None)
   p.add_argument("--mesh", default="data=4")
   args = p.parse_args(argv)
+  faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung worker where it is
   logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                       format=f"[p{jax.process_index()}] %(asctime)s %(name)s: %(message)s")
 
@@ -121,6 +124,10 @@ def main(argv=None) -> int:
       "batches": batches,
       "losses": losses,
       "params": _checksum(trainer.state.params),
+      "encoder": _checksum(trainer.state.params["encoder"]),
+      # Parameters whose shards live on both processes (FSDP across hosts), not just replicated.
+      "split_across_processes": sum(not x.is_fully_addressable and not x.is_fully_replicated
+                                    for x in jax.tree.leaves(trainer.state.params)),
   }
   Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
   return 0

@@ -37,7 +37,10 @@ def save(folder: Path, family: registry.Family, cfg, state, tokenizer=None) -> P
     meta = {"format": "xtjax-model", "version": FORMAT_VERSION, "family": family.name,
             "config": registry.config_to_dict(cfg)}
     (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    with ocp.StandardCheckpointer() as ckptr:
+    # Written by the calling process alone (multi-host: process 0): a barrier with the others would hang.
+    alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                               active_processes={jax.process_index()})
+    with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckptr:
       ckptr.save(tmp / "params", _stringify_keys(pure))
     if tokenizer is not None:
       tokenizer.save_pretrained(str(tmp / "tokenizer"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from xtjax import config as config_lib
 from xtjax.checkpoint import RunCheckpoints, abstract_like
@@ -342,8 +343,10 @@ class Trainer:
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
                "examples_per_second": round(self.position.step * self.cfg.batch_size / max(elapsed, 1e-9), 2)}
+    enc = params["encoder"]
+    if jax.process_count() > 1:  # every process joins the gather: encoder shards may live on other hosts
+      enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
     if jax.process_index() == 0:
-      enc = jax.tree.map(lambda x: x, params["encoder"])
       store.save(self.workdir / "model", self.start.family, self.start.config, enc, self.tokenizer)
       write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
       write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
