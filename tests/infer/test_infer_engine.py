@@ -107,7 +107,7 @@ def test_generate_matches_models_generate(tmp_path):
   from xtjax.models.generate import generate
 
   folder = make_tiny_t5(tmp_path / "mt5", "mt5")
-  engine = InferenceEngine.from_model(folder, mesh=MeshConfig(devices=1), buckets=Buckets((8,), (32,)))
+  engine = InferenceEngine.from_model(folder, mesh=MeshConfig(devices=1), buckets=Buckets((8,), (64,)))
   ids = engine.tokenizer(PROMPTS)["input_ids"]
   width = max(len(x) for x in ids)
   tok = np.zeros((len(ids), width), np.int32)

@@ -33,6 +33,7 @@ def _model_args(p, default_preset: str | None = None) -> None:
   p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                  help="model config override for --preset, e.g. num_layers=2 (repeatable)")
   p.add_argument("--dtype", type=_dtype, default="float32", help="compute dtype: f32 or bf16")
+  p.add_argument("--devices", type=int, default=-1, help="use the first N devices, data-parallel (-1: all)")
   p.add_argument("--json", action="store_true", help="print the result as JSON")
   p.add_argument("--out", default=None, help="folder for <name>.json, .csv and .png")
 
@@ -61,7 +62,8 @@ def register(sub) -> None:
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--num-labels", type=int, default=3)
   p.add_argument("--no-dropout", action="store_true", help="train without dropout")
-  p.add_argument("--rng-impl", default="unsafe_rbg", help="dropout PRNG: unsafe_rbg (fast), rbg or threefry2x32")
+  p.add_argument("--rng-impl", default="hash", choices=["hash", "unsafe_rbg", "rbg", "threefry2x32"],
+                 help="dropout PRNG (hash: xtjax.infer.prng, ~10x faster than threefry on CPU)")
   p.set_defaults(func=run_train)
 
   p = bsub.add_parser("compare-torch", help="xtjax vs transformers' PyTorch XLM-R, interleaved in one process")
@@ -76,6 +78,8 @@ def register(sub) -> None:
   p.add_argument("--infer-iters", type=int, default=5, help="timed batch inference calls per round")
   p.add_argument("--latency-iters", type=int, default=20, help="timed batch-1 calls per round")
   p.add_argument("--no-dropout", action="store_true")
+  p.add_argument("--torch-omp-active", action="store_true",
+                 help="keep OpenMP's default busy-waiting for torch (default: OMP_WAIT_POLICY=PASSIVE)")
   p.add_argument("--json", action="store_true")
   p.add_argument("--out", default=None)
   p.set_defaults(func=run_compare)
@@ -132,8 +136,11 @@ def run_infer(args: argparse.Namespace) -> int:
   from xtjax.infer.bench import bench_infer
   from xtjax.infer.engine import Buckets, InferenceEngine
 
+  from xtjax.parallel.mesh import MeshConfig
+
   buckets = Buckets(tuple(args.batch_sizes), tuple(args.seq_lens))
-  kw = dict(dtype=args.dtype, buckets=buckets, compilation_cache_dir=args.compilation_cache)
+  kw = dict(dtype=args.dtype, buckets=buckets, compilation_cache_dir=args.compilation_cache,
+            mesh=MeshConfig(devices=args.devices))
   if args.preset:
     engine = InferenceEngine.from_preset(args.preset, overrides=parse_overrides(args.override), **kw)
   elif _is_run(args.model):
@@ -157,8 +164,10 @@ def run_train(args: argparse.Namespace) -> int:
 
   from xtjax.infer.bench import bench_train
   from xtjax.models import registry
+  from xtjax.parallel.mesh import MeshConfig, make_mesh
 
   encoder_params, source = None, f"preset:{args.preset}"
+  mesh = make_mesh(MeshConfig(devices=args.devices))
   if args.preset:
     family, cfg = registry.preset(args.preset)
   else:
@@ -167,7 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
     from xtjax.models.loading import load_pretrained
 
     path = Path(args.model) / "model" if _is_run(args.model) else args.model
-    pre = load_pretrained(path, with_tokenizer=False)
+    pre = load_pretrained(path, mesh=mesh, with_tokenizer=False)
     family, cfg, encoder_params, source = pre.family, pre.config, pre.params, pre.source
   cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override))
   if hasattr(cfg, "encoder_only") and not cfg.encoder_only:  # T5: the classifier reads the encoder only
@@ -176,7 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
       encoder_params = _t5_encoder_state(family, cfg, encoder_params)
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,
                        warmup=args.warmup, num_labels=args.num_labels, encoder_params=encoder_params, source=source,
-                       dropout=not args.no_dropout, rng_impl=args.rng_impl or None)
+                       dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh)
   mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a"
   summary = (f"bench train {source} ({result['dtype']}, batch {args.batch_size} x len {args.seq_len}, "
              f"{result['device']['device_kind']}): step p50 {result['step_time_ms']['p50']:.1f} ms, "
@@ -207,7 +216,8 @@ def run_compare(args: argparse.Namespace) -> int:
     results.append(compare(args.preset, dtype=dt, batch_size=args.batch_size, seq_len=args.seq_len,
                            num_labels=args.num_labels, rounds=args.rounds, train_steps=args.train_steps,
                            infer_iters=args.infer_iters, latency_iters=args.latency_iters,
-                           dropout=not args.no_dropout, overrides=parse_overrides(args.override)))
+                           dropout=not args.no_dropout, overrides=parse_overrides(args.override),
+                           omp_passive=not args.torch_omp_active))
   result = {"kind": "compare-torch", "results": results}
   if args.out:
     from pathlib import Path

@@ -23,7 +23,8 @@ import optax
 from flax import nnx
 
 from xtjax.infer import flops as F
-from xtjax.infer.engine import Buckets, InferenceEngine, build_task_model, resolve_mesh
+from xtjax.infer.engine import InferenceEngine, build_task_model, is_seq2seq, resolve_mesh
+from xtjax.infer.prng import make_key
 from xtjax.models.heads import HeadConfig, loss_terms
 from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
 
@@ -63,18 +64,18 @@ def random_inputs(rng: np.random.Generator, vocab_size: int, shape: tuple[int, .
 # ---- inference ---------------------------------------------------------------------------------------
 
 
-def infer_mode(engine: InferenceEngine, task: str | None) -> str:
-  if hasattr(engine.config, "decoder_start_token_id") and not getattr(engine.config, "encoder_only", False) \
-      and not engine.heads:
-    return "generate"
-  return "predict" if engine.heads else "embed"
+def infer_mode(engine: InferenceEngine) -> str:
+  """predict (task heads), generate (a bare mT5 / T5) or embed (a bare encoder)."""
+  if engine.heads:
+    return "predict"
+  return "generate" if is_seq2seq(engine.config) else "embed"
 
 
 def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes: Sequence[int] = (1, 8, 32),
                 seq_lens: Sequence[int] = (128,), warmup: int = 2, iters: int = 20, max_new_tokens: int = 32,
                 choices: int = 2, seed: int = 0) -> dict[str, Any]:
   """Latency percentiles and throughput for every (batch size, sequence length); compile time apart."""
-  mode = infer_mode(engine, task)
+  mode = infer_mode(engine)
   if mode == "predict":
     task = task or sorted(engine.heads)[0]
     head = engine.head_type(task)
@@ -161,14 +162,14 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str = "cls
   return step
 
 
-def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = None) -> BenchState:
-  key = jax.random.key(seed, impl=rng_impl) if rng_impl else jax.random.key(seed)
-  return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), key)
+def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = "hash") -> BenchState:
+  """Params, optimizer state, step and the dropout key (`rng_impl`: see `xtjax.infer.prng`)."""
+  return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), make_key(seed, rng_impl))
 
 
 def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps: int = 10, warmup: int = 2,
                 num_labels: int = 3, encoder_params=None, source: str = "", seed: int = 0, dropout: bool = True,
-                rng_impl: str | None = "unsafe_rbg", mesh=None, rules=DEFAULT_RULES) -> dict[str, Any]:
+                rng_impl: str | None = "hash", mesh=None, rules=DEFAULT_RULES) -> dict[str, Any]:
   """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune."""
   mesh = resolve_mesh(mesh)
   heads = {"cls": HeadConfig("classification", num_labels)}

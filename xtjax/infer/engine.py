@@ -210,9 +210,18 @@ class InferenceEngine:
   def from_preset(cls, preset: str, *, heads: Mapping[str, HeadConfig] | None = None, dtype: str | None = None,
                   overrides: Mapping[str, Any] | None = None, seed: int = 0, mesh: Mesh | MeshConfig | None = None,
                   buckets: Buckets | None = None, compilation_cache_dir: str | Path | None = None) -> InferenceEngine:
-    """A randomly initialised preset with `heads` (default: one 3-way classification head `cls`)."""
+    """A randomly initialised preset with `heads` (default: one 3-way classification head `cls`, or
+    for an encoder-decoder preset the bare model, for `generate`)."""
     family, cfg = registry.preset(preset)
-    return cls.random(family, _with_overrides(_with_dtype(cfg, dtype), overrides), heads=heads, seed=seed, mesh=mesh,
+    cfg = _with_overrides(_with_dtype(cfg, dtype), overrides)
+    if heads is None and is_seq2seq(cfg):
+      from xtjax.models import init as model_init
+
+      mesh = resolve_mesh(mesh)
+      graphdef, params = model_init.init(family, cfg, seed, mesh)
+      return cls(family, cfg, graphdef, params, mesh=mesh, buckets=buckets, source=f"preset:{preset}",
+                 compilation_cache_dir=compilation_cache_dir, task_model=False)
+    return cls.random(family, cfg, heads=heads, seed=seed, mesh=mesh,
                       buckets=buckets, source=f"preset:{preset}", compilation_cache_dir=compilation_cache_dir)
 
   @classmethod
@@ -395,7 +404,7 @@ class InferenceEngine:
   def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, max_new_tokens: int = 32,
                num_beams: int = 1, length_penalty: float = 1.0, early_stopping: bool | str = False):
     """`xtjax.models.generate` per bucket: (sequences [N, 1 + max_new_tokens], lengths [N], scores [N])."""
-    if not hasattr(self.config, "decoder_start_token_id") or getattr(self.config, "encoder_only", False):
+    if not is_seq2seq(self.config) or self.task_model:
       raise XtjaxError(f"{self.source}: generate needs an encoder-decoder model (mT5 / T5)")
     if max_new_tokens < 1 or num_beams < 1:
       raise XtjaxError("max_new_tokens and num_beams must be >= 1")
@@ -453,6 +462,11 @@ class InferenceEngine:
 
 
 # ---- model building ---------------------------------------------------------------------------------
+
+
+def is_seq2seq(cfg) -> bool:
+  """An encoder-decoder config (mT5 / T5 with its decoder)."""
+  return hasattr(cfg, "decoder_start_token_id") and not getattr(cfg, "encoder_only", False)
 
 
 def _dtype_name(dtype: str | None) -> str | None:

@@ -133,8 +133,8 @@ def peak_flops(device=None, dtype: str = "bfloat16") -> tuple[float, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
-  """Best FLOP/s of a jitted [size, size] @ [size, size] matmul (chained 4 times per call)."""
+def measure_matmul_peak(dtype: str = "float32", size: int = 1024, repeats: int = 5, chain_length: int = 8) -> float:
+  """Best FLOP/s of a jitted [size, size] @ [size, size] matmul (chained `chain_length` times per call)."""
   import jax
   import jax.numpy as jnp
 
@@ -144,7 +144,7 @@ def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int =
 
   @jax.jit
   def chain(a, b):
-    for _ in range(4):
+    for _ in range(chain_length):
       a = a @ b
     return a
 
@@ -154,4 +154,4 @@ def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int =
     t0 = time.perf_counter()
     chain(a, b).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 4 * 2 * size ** 3 / best
+  return chain_length * 2 * size ** 3 / best

@@ -6,11 +6,18 @@ Precision is matched: f32 vs f32, and xtjax bf16 compute (f32 master weights) vs
 autocast. Training is a fine-tuning step with dropout, global-norm clipping at 1.0 and AdamW
 (weight decay 0.01) on both sides; inference runs the xtjax inference engine (host arrays in,
 host arrays out) vs the torch model under `inference_mode`.
+
+On a shared, oversubscribed CPU, torch's OpenMP threads busy-wait at every barrier and lose
+whole scheduler slices (batch-1 latency measured 5-30x worse than on an idle machine), while XLA's
+thread pool does not. `omp_passive` (default) sets OMP_WAIT_POLICY=PASSIVE before torch loads,
+which is torch's best setting on such a machine; it only takes effect if torch is not yet imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 from typing import Any
 
@@ -21,13 +28,14 @@ from xtjax.infer import bench as B
 from xtjax.infer.engine import Buckets, InferenceEngine
 from xtjax.models import registry
 from xtjax.models.heads import HeadConfig
+from xtjax.parallel.mesh import MeshConfig
 
 
 class _Jax:
 
   def __init__(self, family, cfg, batch_size, seq_len, num_labels, dropout, seed=0):
     heads = {"cls": HeadConfig("classification", num_labels)}
-    self.engine = InferenceEngine.random(family, cfg, heads=heads, seed=seed,
+    self.engine = InferenceEngine.random(family, cfg, heads=heads, seed=seed, mesh=MeshConfig(devices=1),
                                          buckets=Buckets((1, batch_size), (seq_len,)))
     rng = np.random.default_rng(seed)
     self.inputs = B.random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
@@ -35,10 +43,11 @@ class _Jax:
     tx = B.make_optimizer()
     self.step = jax.jit(B.make_train_step(self.engine.graphdef, tx, dropout=dropout), donate_argnums=(0,))
     params = jax.tree.map(lambda x: x.copy(), self.engine.params)
-    self.state = jax.jit(lambda p: B.init_bench_state(p, tx, seed, "unsafe_rbg"))(params)
+    self.state = jax.jit(lambda p: B.init_bench_state(p, tx, seed, "hash"))(params)
     batch = dict(self.inputs, labels=rng.integers(0, num_labels, (batch_size,)).astype(np.int32),
                  example_mask=np.ones((batch_size,), np.int32))
-    self.batch = {k: jax.device_put(v) for k, v in batch.items()}
+    device = jax.tree.leaves(params)[0].sharding
+    self.batch = {k: jax.device_put(v, device) for k, v in batch.items()}
 
   def train(self):
     self.state, loss = self.step(self.state, self.batch)
@@ -96,8 +105,12 @@ class _Torch:
 
 def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_size: int = 16, seq_len: int = 128,
             num_labels: int = 3, rounds: int = 5, train_steps: int = 3, infer_iters: int = 5,
-            latency_iters: int = 20, dropout: bool = True, overrides: dict | None = None) -> dict[str, Any]:
+            latency_iters: int = 20, dropout: bool = True, overrides: dict | None = None,
+            omp_passive: bool = True) -> dict[str, Any]:
   """Interleaved timings of both frameworks; ratios are xtjax / torch (latency: lower is better)."""
+  torch_preloaded = "torch" in sys.modules
+  if omp_passive and not torch_preloaded:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
   import torch
 
   family, cfg = registry.preset(preset)
@@ -108,6 +121,7 @@ def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_s
   for s in sides.values():  # compile / first-touch outside the timings
     s.train(), s.infer(), s.infer_one()
   setup_s = time.perf_counter() - t0
+  load_start = os.getloadavg()[0]
   times = {name: {"train": [], "infer": [], "latency": []} for name in sides}
   for r in range(rounds):
     order = ["jax", "torch"] if r % 2 == 0 else ["torch", "jax"]
@@ -117,7 +131,9 @@ def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_s
         times[name][phase] += B.time_calls(fn, n, warmup=1)
   out = {"preset": preset, "dtype": dtype, "batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
          "dropout": dropout, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-         "device": B.device_info(), "setup_seconds": setup_s}
+         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default") if not torch_preloaded else "unknown",
+         "device": B.device_info(), "setup_seconds": setup_s, "load_average": load_start,
+         "load_average_end": os.getloadavg()[0]}
   for name in sides:
     t = times[name]
     out[name] = {"train_step_ms": B.percentiles_ms(t["train"]), "infer_ms": B.percentiles_ms(t["infer"]),

@@ -1,0 +1,102 @@
+"""`xtjax bench infer|train|compare-torch` on tiny configs: valid JSON with every field, and the files."""
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from xtjax.cli.main import main
+from xtjax.infer import flops as F
+from xtjax.models import registry
+
+TINY_ENCODER = ["--preset", "xlmr-bench-small", "--override", "num_layers=1", "--override", "hidden_size=32",
+                "--override", "num_heads=2", "--override", "intermediate_size=64", "--override", "vocab_size=128"]
+TINY_T5 = ["--preset", "mt5-small", "--override", "d_model=16", "--override", "d_kv=8", "--override", "d_ff=32",
+           "--override", "num_layers=1", "--override", "num_decoder_layers=1", "--override", "num_heads=2",
+           "--override", "vocab_size=128"]
+LATENCY = {"p50", "p90", "p99", "mean", "min"}
+
+
+def _run_json(capsys, argv):
+  assert main(argv) == 0
+  return json.loads(capsys.readouterr().out)
+
+
+def test_bench_infer_predict(tmp_path, capsys):
+  r = _run_json(capsys, ["bench", "infer", *TINY_ENCODER, "--batch-sizes", "1,2", "--seq-lens", "16", "--iters", "3",
+                         "--warmup", "1", "--devices", "1", "--json", "--out", str(tmp_path)])
+  assert r["kind"] == "infer" and r["mode"] == "predict" and r["head_type"] == "classification"
+  assert r["dtype"] == "float32" and r["device"]["platform"] == "cpu"
+  assert r["compile"]["compilations"] == 2 and r["compile"]["seconds"] > 0
+  assert [(x["batch_size"], x["seq_len"]) for x in r["compile"]["per_shape"]] == [(1, 16), (2, 16)]
+  assert len(r["results"]) == 2
+  for row in r["results"]:
+    assert set(row["latency_ms"]) == LATENCY
+    assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+    assert row["examples_per_s"] > 0 and row["tokens_per_s"] == pytest.approx(row["examples_per_s"] * 16)
+    assert row["model_flops_per_step"] > 0 and row["achieved_flops_per_s"] > 0
+  assert json.loads((tmp_path / "bench_infer.json").read_text()) == r
+  with open(tmp_path / "bench_infer.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2 and "latency_ms_p99" in rows[0]
+  assert (tmp_path / "bench_infer.png").stat().st_size > 0
+
+
+def test_bench_infer_generate(capsys):
+  r = _run_json(capsys, ["bench", "infer", *TINY_T5, "--batch-sizes", "2", "--seq-lens", "8", "--iters", "2",
+                         "--warmup", "1", "--max-new-tokens", "3", "--devices", "1", "--json"])
+  assert r["mode"] == "generate" and r["max_new_tokens"] == 3
+  (row,) = r["results"]
+  assert set(row["time_to_first_token_ms"]) == LATENCY
+  assert 2 <= row["new_tokens"] <= 6
+  for k in ("generated_tokens_per_s", "decode_tokens_per_s", "examples_per_s", "tokens_per_s"):
+    assert row[k] >= 0
+  assert r["compile"]["compilations"] == 2  # max_new_tokens 3, and 1 for the time to first token
+
+
+def test_bench_train(tmp_path, capsys):
+  r = _run_json(capsys, ["bench", "train", *TINY_ENCODER, "--batch-size", "4", "--seq-len", "16", "--steps", "2",
+                         "--warmup", "1", "--devices", "1", "--json", "--out", str(tmp_path)])
+  for k in ("step_time_ms", "examples_per_s", "tokens_per_s", "model_flops_per_step", "achieved_flops_per_s",
+            "peak_flops_per_s", "peak_source", "mfu", "compile_seconds", "final_loss", "rng_impl"):
+    assert k in r, k
+  assert set(r["step_time_ms"]) == LATENCY
+  _, base = registry.preset("xlmr-bench-small")
+  tiny = dataclasses.replace(base, num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64, vocab_size=128)
+  assert r["model_flops_per_step"] == F.train_flops(tiny, 4, 16, "classification", 3)
+  assert 0 < r["mfu"] < 1 and r["peak_source"].startswith("measured float32 matmul")
+  assert r["tokens_per_s"] == pytest.approx(r["examples_per_s"] * 16)
+  assert (tmp_path / "bench_train.json").exists() and (tmp_path / "bench_train.csv").exists()
+
+
+def test_compare_torch(capsys):
+  pytest.importorskip("torch")
+  r = _run_json(capsys, ["bench", "compare-torch", *TINY_ENCODER[2:], "--batch-size", "2", "--seq-len", "8",
+                         "--rounds", "2", "--train-steps", "1", "--infer-iters", "1", "--latency-iters", "2", "--json"])
+  (res,) = r["results"]
+  assert set(res["ratios"]) == {"train_examples_per_s", "infer_examples_per_s", "latency_batch1_p50"}
+  for side in ("jax", "torch"):
+    assert set(res[side]) == {"train_step_ms", "infer_ms", "latency_batch1_ms", "train_examples_per_s",
+                              "infer_examples_per_s"}
+  assert all(v > 0 for v in res["ratios"].values())
+
+
+def test_flops_formula():
+  _, cfg = registry.preset("xlmr-bench-small")
+  L, D, F_, N = 128, 256, 1024, 4
+  per_layer = 8 * L * D * D + 4 * L * L * D + 4 * L * D * F_
+  assert F.encoder_forward_flops(cfg, L) == N * per_layer
+  assert F.forward_flops(cfg, 16, L, "classification", 3) == 16 * (N * per_layer + 2 * D * D + 2 * D * 3)
+  assert F.train_flops(cfg, 16, L, "classification", 3) == 3 * F.forward_flops(cfg, 16, L, "classification", 3)
+  _, t5 = registry.preset("mt5-small")
+  assert F.encoder_forward_flops(t5, 64) > 0 and F.generate_flops(t5, 64, 16) > F.encoder_forward_flops(t5, 64)
+
+
+def test_peak_table():
+  class Dev:
+    platform, device_kind = "tpu", "TPU v5 lite"
+
+  assert F.peak_flops(Dev())[0] == 197e12
+  Dev.platform, Dev.device_kind = "gpu", "NVIDIA H100 80GB HBM3"
+  assert F.peak_flops(Dev())[0] == 989e12
