@@ -99,6 +99,12 @@ def register(sub) -> None:
   p.set_defaults(func=run_predict)
 
 
+def _tune_cpu() -> None:
+  from xtjax.infer.engine import tune_cpu_flags
+
+  tune_cpu_flags()  # before the first JAX computation; a no-op once a backend is up (e.g. in tests)
+
+
 def parse_overrides(items) -> dict:
   import yaml
 
@@ -133,6 +139,7 @@ def _is_run(path) -> bool:
 
 
 def run_infer(args: argparse.Namespace) -> int:
+  _tune_cpu()
   from xtjax.infer.bench import bench_infer
   from xtjax.infer.engine import Buckets, InferenceEngine
 
@@ -160,6 +167,7 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+  _tune_cpu()
   import dataclasses
 
   from xtjax.infer.bench import bench_train
@@ -208,6 +216,7 @@ def _t5_encoder_state(family, cfg, params):
 
 
 def run_compare(args: argparse.Namespace) -> int:
+  _tune_cpu()
   from xtjax.infer.torch_compare import compare, format_report
 
   dtypes = ["float32", "bfloat16"] if args.dtype == "both" else [DTYPES[args.dtype]]
@@ -233,6 +242,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+  _tune_cpu()
   from pathlib import Path
 
   from xtjax.data.sources import DataSource

@@ -50,9 +50,11 @@ def time_calls(fn: Callable[[], Any], iters: int, warmup: int = 1) -> list[float
 
 
 def device_info() -> dict[str, Any]:
+  import os
+
   d = jax.devices()[0]
   return {"platform": d.platform, "device_kind": getattr(d, "device_kind", ""), "num_devices": jax.device_count(),
-          "jax": jax.__version__}
+          "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def random_inputs(rng: np.random.Generator, vocab_size: int, shape: tuple[int, ...], low: int = 5) -> dict:

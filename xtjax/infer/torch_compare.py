@@ -130,7 +130,7 @@ def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_s
         fn = {"train": sides[name].train, "infer": sides[name].infer, "latency": sides[name].infer_one}[phase]
         times[name][phase] += B.time_calls(fn, n, warmup=1)
   out = {"preset": preset, "dtype": dtype, "batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
-         "dropout": dropout, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+         "dropout": dropout, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default") if not torch_preloaded else "unknown",
          "device": B.device_info(), "setup_seconds": setup_s, "load_average": load_start,
          "load_average_end": os.getloadavg()[0]}
@@ -150,7 +150,7 @@ def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_s
 def format_report(r: dict[str, Any]) -> str:
   j, t, q = r["jax"], r["torch"], r["ratios"]
   return "\n".join([
-      f"xtjax vs torch {r['torch']} ({r['preset']}, {r['dtype']}, batch {r['batch_size']} x len {r['seq_len']}, "
+      f"xtjax vs torch {r['torch_version']} ({r['preset']}, {r['dtype']}, batch {r['batch_size']} x len {r['seq_len']}, "
       f"{r['rounds']} interleaved rounds, {r['device']['device_kind'] or r['device']['platform']})",
       f"  train     examples/s   xtjax {j['train_examples_per_s']:8.2f}   torch {t['train_examples_per_s']:8.2f}   "
       f"ratio {q['train_examples_per_s']:.2f}x",
