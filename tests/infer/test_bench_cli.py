@@ -12,9 +12,6 @@ from xtjax.models import registry
 
 TINY_ENCODER = ["--preset", "xlmr-bench-small", "--override", "num_layers=1", "--override", "hidden_size=32",
                 "--override", "num_heads=2", "--override", "intermediate_size=64", "--override", "vocab_size=128"]
-TINY_T5 = ["--preset", "mt5-small", "--override", "d_model=16", "--override", "d_kv=8", "--override", "d_ff=32",
-           "--override", "num_layers=1", "--override", "num_decoder_layers=1", "--override", "num_heads=2",
-           "--override", "vocab_size=128"]
 LATENCY = {"p50", "p90", "p99", "mean", "min"}
 
 
@@ -24,12 +21,12 @@ def _run_json(capsys, argv):
 
 
 def test_bench_infer_predict(tmp_path, capsys):
-  r = _run_json(capsys, ["bench", "infer", *TINY_ENCODER, "--batch-sizes", "1,2", "--seq-lens", "16", "--iters", "3",
+  r = _run_json(capsys, ["bench", "infer", *TINY_ENCODER, "--batch-sizes", "1,4", "--seq-lens", "16", "--iters", "3",
                          "--warmup", "1", "--devices", "1", "--json", "--out", str(tmp_path)])
   assert r["kind"] == "infer" and r["mode"] == "predict" and r["head_type"] == "classification"
   assert r["dtype"] == "float32" and r["device"]["platform"] == "cpu"
   assert r["compile"]["compilations"] == 2 and r["compile"]["seconds"] > 0
-  assert [(x["batch_size"], x["seq_len"]) for x in r["compile"]["per_shape"]] == [(1, 16), (2, 16)]
+  assert [(x["batch_size"], x["seq_len"]) for x in r["compile"]["per_shape"]] == [(1, 16), (4, 16)]
   assert len(r["results"]) == 2
   for row in r["results"]:
     assert set(row["latency_ms"]) == LATENCY
@@ -43,16 +40,20 @@ def test_bench_infer_predict(tmp_path, capsys):
   assert (tmp_path / "bench_infer.png").stat().st_size > 0
 
 
-def test_bench_infer_generate(capsys):
-  r = _run_json(capsys, ["bench", "infer", *TINY_T5, "--batch-sizes", "2", "--seq-lens", "8", "--iters", "2",
-                         "--warmup", "1", "--max-new-tokens", "3", "--devices", "1", "--json"])
-  assert r["mode"] == "generate" and r["max_new_tokens"] == 3
+def test_bench_infer_generate(tmp_path, capsys):
+  from t5_fixtures import make_tiny_t5
+
+  # The shape of test_infer_engine's generate test, so that one of them reuses the other's program.
+  folder = make_tiny_t5(tmp_path / "mt5", "mt5")
+  r = _run_json(capsys, ["bench", "infer", "--model", str(folder), "--batch-sizes", "8", "--seq-lens", "64",
+                         "--iters", "2", "--warmup", "1", "--max-new-tokens", "6", "--devices", "1", "--json"])
+  assert r["mode"] == "generate" and r["max_new_tokens"] == 6 and r["family"] == "t5"
   (row,) = r["results"]
   assert set(row["time_to_first_token_ms"]) == LATENCY
-  assert 2 <= row["new_tokens"] <= 6
+  assert 8 <= row["new_tokens"] <= 8 * 6
   for k in ("generated_tokens_per_s", "decode_tokens_per_s", "examples_per_s", "tokens_per_s"):
     assert row[k] >= 0
-  assert r["compile"]["compilations"] == 2  # max_new_tokens 3, and 1 for the time to first token
+  assert r["compile"]["compilations"] == 2  # max_new_tokens 6, and 1 for the time to first token
 
 
 def test_bench_train(tmp_path, capsys):
@@ -72,7 +73,8 @@ def test_bench_train(tmp_path, capsys):
 
 def test_compare_torch(capsys):
   pytest.importorskip("torch")
-  r = _run_json(capsys, ["bench", "compare-torch", *TINY_ENCODER[2:], "--batch-size", "2", "--seq-len", "8",
+  # The shapes of the two tests above, so that the jax side reuses their compiled programs (XLA cache).
+  r = _run_json(capsys, ["bench", "compare-torch", *TINY_ENCODER[2:], "--batch-size", "4", "--seq-len", "16",
                          "--rounds", "2", "--train-steps", "1", "--infer-iters", "1", "--latency-iters", "2", "--json"])
   (res,) = r["results"]
   assert set(res["ratios"]) == {"train_examples_per_s", "infer_examples_per_s", "latency_batch1_p50"}

@@ -34,6 +34,8 @@ def _model_args(p, default_preset: str | None = None) -> None:
                  help="model config override for --preset, e.g. num_layers=2 (repeatable)")
   p.add_argument("--dtype", type=_dtype, default="float32", help="compute dtype: f32 or bf16")
   p.add_argument("--devices", type=int, default=-1, help="use the first N devices, data-parallel (-1: all)")
+  p.add_argument("--profile", action="store_true", help="also break the step's time down by HLO op")
+  p.add_argument("--trace-dir", default=None, help="with --profile: keep the jax.profiler trace here")
   p.add_argument("--json", action="store_true", help="print the result as JSON")
   p.add_argument("--out", default=None, help="folder for <name>.json, .csv and .png")
 
@@ -120,6 +122,10 @@ def parse_overrides(items) -> dict:
 
 
 def _emit(result: dict, args, name: str, summary: str) -> int:
+  if result.get("profile"):
+    from xtjax.infer.profile import format_profile
+
+    summary += "\n" + format_profile(result["profile"])
   if args.out:
     from xtjax.infer.bench import write_outputs
 
@@ -155,7 +161,8 @@ def run_infer(args: argparse.Namespace) -> int:
   else:
     engine = InferenceEngine.from_model(args.model, **kw)
   result = bench_infer(engine, task=args.task, batch_sizes=args.batch_sizes, seq_lens=args.seq_lens,
-                       warmup=args.warmup, iters=args.iters, max_new_tokens=args.max_new_tokens)
+                       warmup=args.warmup, iters=args.iters, max_new_tokens=args.max_new_tokens,
+                       profile=args.profile, trace_dir=args.trace_dir)
   lines = [f"bench infer {engine.source} ({result['mode']}, {result['dtype']}, {result['device']['device_kind']}); "
            f"compile {result['compile']['seconds']:.1f}s for {result['compile']['compilations']} programs"]
   for r in result["results"]:
@@ -193,7 +200,8 @@ def run_train(args: argparse.Namespace) -> int:
       encoder_params = _t5_encoder_state(family, cfg, encoder_params)
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,
                        warmup=args.warmup, num_labels=args.num_labels, encoder_params=encoder_params, source=source,
-                       dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh)
+                       dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh, profile=args.profile,
+                       trace_dir=args.trace_dir)
   mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a"
   summary = (f"bench train {source} ({result['dtype']}, batch {args.batch_size} x len {args.seq_len}, "
              f"{result['device']['device_kind']}): step p50 {result['step_time_ms']['p50']:.1f} ms, "

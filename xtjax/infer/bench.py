@@ -25,6 +25,7 @@ from flax import nnx
 from xtjax.infer import flops as F
 from xtjax.infer.engine import InferenceEngine, build_task_model, is_seq2seq, resolve_mesh
 from xtjax.infer.prng import make_key
+from xtjax.infer.profile import kernel_profile
 from xtjax.models.heads import HeadConfig, loss_terms
 from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
 
@@ -75,8 +76,11 @@ def infer_mode(engine: InferenceEngine) -> str:
 
 def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes: Sequence[int] = (1, 8, 32),
                 seq_lens: Sequence[int] = (128,), warmup: int = 2, iters: int = 20, max_new_tokens: int = 32,
-                choices: int = 2, seed: int = 0) -> dict[str, Any]:
-  """Latency percentiles and throughput for every (batch size, sequence length); compile time apart."""
+                choices: int = 2, seed: int = 0, profile: bool = False, trace_dir: str | None = None) -> dict[str, Any]:
+  """Latency percentiles and throughput for every (batch size, sequence length); compile time apart.
+
+  `profile`: a per-HLO-op breakdown of the last (largest) shape.
+  """
   mode = infer_mode(engine)
   if mode == "predict":
     task = task or sorted(engine.heads)[0]
@@ -120,13 +124,17 @@ def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes
                     "decode_tokens_per_s": max(new_tokens - B, 0) / max(sec - ttft["p50"] / 1e3, 1e-9)})
       rows.append(row)
       log.info("infer B=%d L=%d: p50 %.2f ms, %.1f examples/s", B, L, lat["p50"], row["examples_per_s"])
+  prof = None
+  if profile:
+    exe = engine._compiled[engine.stats.keys[-1]][0]
+    prof = kernel_profile(call, 3, exe.as_text(), trace_dir=trace_dir)
   return {"kind": "infer", "mode": mode, "task": task, "head_type": head, "model": engine.source,
           "family": engine.family.name, "dtype": getattr(cfg, "dtype", None), "device": device_info(),
           "warmup": warmup, "iters": iters, "max_new_tokens": max_new_tokens if mode == "generate" else None,
           "compile": {"seconds": sum(r["compile_seconds"] for r in compile_rows),
                       "compilations": engine.stats.compilations, "cache_hits": engine.stats.cache_hits,
                       "per_shape": compile_rows},
-          "results": rows}
+          "results": rows, "profile": prof}
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -171,8 +179,12 @@ def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = "hash") -
 
 def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps: int = 10, warmup: int = 2,
                 num_labels: int = 3, encoder_params=None, source: str = "", seed: int = 0, dropout: bool = True,
-                rng_impl: str | None = "hash", mesh=None, rules=DEFAULT_RULES) -> dict[str, Any]:
-  """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune."""
+                rng_impl: str | None = "hash", mesh=None, rules=DEFAULT_RULES, profile: bool = False,
+                trace_dir: str | None = None) -> dict[str, Any]:
+  """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune.
+
+  `profile`: also a per-HLO-op breakdown of the step (`xtjax.infer.profile`).
+  """
   mesh = resolve_mesh(mesh)
   heads = {"cls": HeadConfig("classification", num_labels)}
   graphdef, params = build_task_model(family, cfg, heads, mesh, rules, seed)
@@ -200,6 +212,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   times = time_calls(one, steps, warmup)
   lat = percentiles_ms(times)
   sec = lat["p50"] / 1e3
+  prof = kernel_profile(one, 3, compiled.as_text(), trace_dir=trace_dir) if profile else None
   model_flops = F.train_flops(cfg, batch_size, seq_len, "classification", num_labels)
   dtype = getattr(cfg, "dtype", "float32")
   peak, peak_src = F.peak_flops(dtype=dtype)
@@ -210,7 +223,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
           "examples_per_s": batch_size / sec, "tokens_per_s": batch_size * seq_len / sec,
           "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved, "peak_flops_per_s": peak,
           "peak_source": peak_src, "mfu": achieved / peak if peak == peak else None,
-          "final_loss": float(jax.device_get(last["loss"]))}
+          "final_loss": float(jax.device_get(last["loss"])), "profile": prof}
 
 
 def _batch_sharding(mesh, rules, shape):

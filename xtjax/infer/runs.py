@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from flax import nnx
 
 from xtjax.checkpoint import abstract_like
 from xtjax.errors import CheckpointError, ConfigError
@@ -168,8 +167,4 @@ def restore_best(spec: RunSpec, cfg, mesh):
                           f"{spec.run_dir / 'config.yaml'} ({type(e).__name__}: {str(e)[:300]})") from e
   finally:
     mngr.close()
-  params = restored.params
-  if not isinstance(params, nnx.State):
-    nnx.replace_by_pure_dict(abstract, nnx.to_pure_dict(params) if hasattr(params, "flat_state") else params)
-    params = abstract
-  return graphdef, params
+  return graphdef, restored.params
