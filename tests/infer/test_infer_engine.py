@@ -1,21 +1,28 @@
 """The inference engine computes what the training eval step computes, and compiles once per bucket."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 import yaml
 
 from xtjax.checkpoint import RunCheckpoints
-from xtjax.infer.engine import Buckets, InferenceEngine, build_task_model
+from xtjax.cli.main import main
+from xtjax.infer.build import build_task_model
+from xtjax.infer.buckets import Buckets
+from xtjax.infer.engine import InferenceEngine
 from xtjax.models import store
 from xtjax.models.heads import HeadConfig
 from xtjax.models.loading import load_pretrained
 from xtjax.parallel.mesh import MeshConfig, make_mesh
+from xtjax.tasks.synthetic import write_toy_data
 from xtjax.train.step import make_eval_step
 
 # Registered task names, one per head type (from_run resolves head types through the task registry).
 HEADS = {"xnli": HeadConfig("classification", 3), "panx": HeadConfig("tagging", 7),
-         "xquad": HeadConfig("span", 2), "xcopa": HeadConfig("multiple_choice", 2)}
+         "xquad": HeadConfig("span", 2), "xcopa": HeadConfig("multiple_choice", 2),
+         "toy_cls": HeadConfig("classification", 2)}
 BUCKETS = Buckets(batch_sizes=(2, 8), lengths=(16, 32))
 
 
@@ -31,7 +38,10 @@ def tiny_run(tiny_hf, tmp_path_factory):
   ckpt.save_best(7, params, 50.0, {"step": 7})
   ckpt.close()
   store.save(run / "model", pre.family, pre.config, params["encoder"], pre.tokenizer)
-  conf = {"model": {"pretrained": str(hf)}, "tasks": [{"name": n} for n in HEADS], "features": {"max_length": 32}}
+  data = write_toy_data(run / "data", n_train=4, n_eval=12)
+  tasks = [{"name": n} for n in HEADS if n != "toy_cls"]
+  tasks.append({"name": "toy_cls", "data": {"path": str(data / "{split}.{lang}.jsonl")}})
+  conf = {"model": {"pretrained": str(hf)}, "tasks": tasks, "features": {"max_length": 32}}
   (run / "config.yaml").write_text(yaml.safe_dump(conf))
   engine = InferenceEngine.from_run(run, mesh=mesh, buckets=BUCKETS)
   return {"run": run, "graphdef": graphdef, "params": params, "engine": engine, "vocab": pre.config.vocab_size,
@@ -48,13 +58,14 @@ def _inputs(rng, shape, vocab, pad, min_len=3):
 def test_run_heads_are_read_from_config_and_checkpoint(tiny_run):
   engine = tiny_run["engine"]
   assert {k: (h.type, h.num_labels) for k, h in engine.heads.items()} == \
-      {"xnli": ("classification", 3), "panx": ("tagging", 7), "xquad": ("span", 2), "xcopa": ("multiple_choice", 2)}
+      {"xnli": ("classification", 3), "panx": ("tagging", 7), "xquad": ("span", 2), "xcopa": ("multiple_choice", 2),
+       "toy_cls": ("classification", 2)}
   # Restored straight onto the engine's mesh.
   leaf = jax.tree.leaves(engine.params)[0]
   assert leaf.sharding.mesh.shape == {"data": 2, "fsdp": 1, "tensor": 1}
 
 
-@pytest.mark.parametrize("task", sorted(HEADS))
+@pytest.mark.parametrize("task", sorted(set(HEADS) - {"toy_cls"}))
 def test_predict_equals_eval_step(tiny_run, task):
   rng = np.random.default_rng(0)
   shape = (3, 2, 20) if task == "xcopa" else (3, 20)
@@ -85,6 +96,17 @@ def test_no_recompilation_inside_a_bucket(tiny_run):
   out = engine.predict("xnli", _inputs(rng, (11, 16), vocab, pad))  # 8 + 3 rows: chunks in known buckets
   assert out.shape == (11, 3) and engine.compilations == n + 1
   assert engine.stats.calls >= 9
+
+
+def test_predict_command_on_a_run(tiny_run, tmp_path, capsys):
+  out = tmp_path / "test-de.jsonl"
+  argv = ["predict", "--checkpoint", str(tiny_run["run"]), "--task", "toy_cls", "--language", "de", "--out", str(out),
+          "--batch-sizes", "8", "--seq-lens", "32", "--devices", "1", "--score"]
+  assert main(argv) == 0
+  predictions = [json.loads(line) for line in out.read_text().splitlines()]
+  assert len(predictions) == 12 and set(predictions) <= {0, 1}
+  printed = capsys.readouterr().out
+  assert "predicted 12 toy_cls examples (test, de)" in printed and '"accuracy"' in printed
 
 
 def test_embedding_matches_embed_sentences(tiny_hf):

@@ -97,12 +97,13 @@ def register(sub) -> None:
   p.add_argument("--dtype", type=_dtype, default=None)
   p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32])
   p.add_argument("--seq-lens", type=_ints, default=[32, 64, 128, 256, 512])
+  p.add_argument("--devices", type=int, default=-1, help="use the first N devices, data-parallel (-1: all)")
   p.add_argument("--score", action="store_true", help="also score the predictions against the gold labels")
   p.set_defaults(func=run_predict)
 
 
 def _tune_cpu() -> None:
-  from xtjax.infer.engine import tune_cpu_flags
+  from xtjax.infer.xla_setup import tune_cpu_flags
 
   tune_cpu_flags()  # before the first JAX computation; a no-op once a backend is up (e.g. in tests)
 
@@ -147,7 +148,8 @@ def _is_run(path) -> bool:
 def run_infer(args: argparse.Namespace) -> int:
   _tune_cpu()
   from xtjax.infer.bench import bench_infer
-  from xtjax.infer.engine import Buckets, InferenceEngine
+  from xtjax.infer.buckets import Buckets
+  from xtjax.infer.engine import InferenceEngine
 
   from xtjax.parallel.mesh import MeshConfig
 
@@ -254,11 +256,14 @@ def run_predict(args: argparse.Namespace) -> int:
   from pathlib import Path
 
   from xtjax.data.sources import DataSource
-  from xtjax.infer.engine import Buckets, InferenceEngine
+  from xtjax.infer.buckets import Buckets
+  from xtjax.infer.engine import InferenceEngine
   from xtjax.io_utils import write_text_atomic
   from xtjax.tasks import registry as task_registry
 
-  engine = InferenceEngine.from_run(args.checkpoint, dtype=args.dtype,
+  from xtjax.parallel.mesh import MeshConfig
+
+  engine = InferenceEngine.from_run(args.checkpoint, dtype=args.dtype, mesh=MeshConfig(devices=args.devices),
                                     buckets=Buckets(tuple(args.batch_sizes), tuple(args.seq_lens)))
   task = task_registry.get(args.task)
   source = DataSource(path=args.data) if args.data else _run_source(Path(args.checkpoint), args.task)
@@ -267,7 +272,8 @@ def run_predict(args: argparse.Namespace) -> int:
   if hasattr(task, "submission_text"):
     fmt, text = task.submission_text(predictions, examples)
   else:
-    fmt, text = "jsonl", "".join(json.dumps(p, default=str) + "\n" for p in predictions)
+    plain = (p.item() if hasattr(p, "item") else p for p in predictions)  # numpy scalars -> Python
+    fmt, text = "jsonl", "".join(json.dumps(p, default=str) + "\n" for p in plain)
   write_text_atomic(Path(args.out), text)
   line = (f"predicted {len(examples)} {args.task} examples ({args.split}, {args.language}) -> {args.out} ({fmt}); "
           f"{engine.stats.compilations} programs compiled in {engine.stats.compile_seconds:.1f}s")

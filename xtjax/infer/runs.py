@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from xtjax.checkpoint import abstract_like
+from xtjax.infer.build import abstract_task_model
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.models import hf_io, registry, store
 from xtjax.models.heads import HEAD_TYPES, HeadConfig
@@ -154,8 +155,6 @@ def _num_labels(task) -> int:
 
 def restore_best(spec: RunSpec, cfg, mesh):
   """(graphdef, params) of the run's best TaskModel, every array restored into its sharding on `mesh`."""
-  from xtjax.infer.engine import abstract_task_model
-
   ocp = _ocp()
   graphdef, abstract = abstract_task_model(spec.family, cfg, spec.heads)
   target = abstract_like(abstract, state_shardings(abstract, mesh, spec.rules))

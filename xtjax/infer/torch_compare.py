@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from xtjax.infer import bench as B
-from xtjax.infer.engine import Buckets, InferenceEngine
+from xtjax.infer.buckets import Buckets
+from xtjax.infer.engine import InferenceEngine
 from xtjax.models import registry
 from xtjax.models.heads import HeadConfig
 from xtjax.parallel.mesh import MeshConfig

@@ -1,0 +1,84 @@
+"""Building models for serving: TaskModels from shapes onto a mesh, dtype overrides, parameter casts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import Mesh
+
+from xtjax.errors import ConfigError
+from xtjax.models.heads import HeadConfig
+from xtjax.models.layers import to_dtype
+from xtjax.models.task_model import TaskModel
+from xtjax.parallel.mesh import MeshConfig, make_mesh
+from xtjax.parallel.rules import DEFAULT_RULES, Rules, state_shardings
+
+DTYPE_ALIASES = {"bf16": "bfloat16", "f32": "float32", "fp32": "float32"}
+
+
+def resolve_mesh(mesh: Mesh | MeshConfig | None) -> Mesh:
+  """The mesh itself, or one built from a MeshConfig (default: every device, data-parallel)."""
+  if isinstance(mesh, Mesh):
+    return mesh
+  return make_mesh(mesh or MeshConfig())
+
+
+def is_seq2seq(cfg) -> bool:
+  """An encoder-decoder config (mT5 / T5 with its decoder)."""
+  return hasattr(cfg, "decoder_start_token_id") and not getattr(cfg, "encoder_only", False)
+
+
+def dtype_name(dtype: str | None) -> str | None:
+  if dtype is None:
+    return None
+  name = DTYPE_ALIASES.get(dtype, dtype)
+  to_dtype(name)
+  return name
+
+
+def with_dtype(cfg, dtype: str | None):
+  """The model config with its compute dtype replaced (None: unchanged)."""
+  name = dtype_name(dtype)
+  return cfg if name is None else dataclasses.replace(cfg, dtype=name)
+
+
+def with_overrides(cfg, overrides: Mapping[str, Any] | None):
+  if not overrides:
+    return cfg
+  try:
+    return dataclasses.replace(cfg, **overrides)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"model config override: {e}") from e
+
+
+def cast_params(params, param_dtype: str | None):
+  """Floating-point parameters stored as `param_dtype` (None: unchanged), e.g. bf16 for serving."""
+  name = dtype_name(param_dtype)
+  if name is None:
+    return params
+  dt = to_dtype(name)
+  cast = lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+  return jax.jit(lambda p: jax.tree.map(cast, p), donate_argnums=0)(params)
+
+
+def abstract_task_model(family, cfg, heads: Mapping[str, HeadConfig]):
+  """(graphdef, abstract state) of a TaskModel; allocates nothing."""
+  return nnx.split(nnx.eval_shape(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(0))))
+
+
+def build_task_model(family, cfg, heads: Mapping[str, HeadConfig], mesh: Mesh, rules: Rules = DEFAULT_RULES,
+                     seed: int = 0):
+  """(graphdef, params) of a randomly initialised TaskModel, every parameter sharded by the rules."""
+
+  def ctor():
+    return TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed))
+
+  graphdef, abstract = nnx.split(nnx.eval_shape(ctor))
+  shardings = state_shardings(abstract, mesh, rules)
+  params = jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
+  return graphdef, params
