@@ -2,3 +2,20 @@
 
 from xtjax.tiny import *  # noqa: F401,F403
 from xtjax.tiny import CORPUS, make_tiny_hf, make_unigram_tokenizer, make_wordpiece_tokenizer  # noqa: F401
+
+
+def write(folder, name: str, content):
+  """Writes text, a JSON document, or a list of objects as JSON lines (names ending .jsonl)."""
+  import json
+  from pathlib import Path
+
+  path = Path(folder) / name
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if isinstance(content, str):
+    text = content
+  elif name.endswith(".jsonl"):
+    text = "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in content)
+  else:
+    text = json.dumps(content, ensure_ascii=False)
+  path.write_text(text, encoding="utf-8")
+  return path

@@ -4,10 +4,11 @@ locating the shared real data (tests that need it skip when it is absent)."""
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import pytest
+
+from fixtures import write as write_file
 
 from xtjax.errors import DataError
 
@@ -18,16 +19,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 def write(tmp_path):
   """write(name, text | json-able object | list of objects as jsonl) -> Path."""
   def _write(name: str, content) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, str):
-      text = content
-    elif name.endswith(".jsonl"):
-      text = "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in content)
-    else:
-      text = json.dumps(content, ensure_ascii=False)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(tmp_path, name, content)
   return _write
 
 

@@ -4,10 +4,10 @@ one-hot head outputs, and the location of the shared real data (tests skip when 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
+from fixtures import write  # noqa: F401 - re-exported for the task tests
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -26,18 +26,6 @@ def wordpiece():
   return make_wordpiece_tokenizer()
 
 
-def write(folder: Path, name: str, content) -> Path:
-  """Writes text, a JSON document, or a list of objects as JSON lines (names ending .jsonl)."""
-  path = Path(folder) / name
-  path.parent.mkdir(parents=True, exist_ok=True)
-  if isinstance(content, str):
-    text = content
-  elif name.endswith(".jsonl"):
-    text = "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in content)
-  else:
-    text = json.dumps(content, ensure_ascii=False)
-  path.write_text(text, encoding="utf-8")
-  return path
 
 
 def tsv(*rows) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from xtjax.errors import ConfigError, DataError
+from xtjax.metrics.squad import token_f1
 
 WHITESPACE_LANGS = ("en", "es", "hi", "vi", "de", "ar")
 MIXED_SEGMENTATION_LANGS = ("zh",)
@@ -79,14 +80,7 @@ def exact_match(prediction: str, ground_truth: str, lang: str) -> bool:
 
 
 def f1(prediction: str, ground_truth: str, lang: str) -> float:
-  pred_tokens = normalize_answer(prediction, lang).split()
-  gold_tokens = normalize_answer(ground_truth, lang).split()
-  num_same = sum((collections.Counter(pred_tokens) & collections.Counter(gold_tokens)).values())
-  if num_same == 0:
-    return 0.0
-  precision = num_same / len(pred_tokens)
-  recall = num_same / len(gold_tokens)
-  return 2 * precision * recall / (precision + recall)
+  return token_f1(normalize_answer(prediction, lang).split(), normalize_answer(ground_truth, lang).split())
 
 
 def mlqa(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],

@@ -32,8 +32,11 @@ def exact_match(prediction: str, ground_truth: str) -> bool:
 
 def f1(prediction: str, ground_truth: str) -> float:
   """Token-level F1 of the v1.1 script (0 when nothing overlaps, even if both are empty)."""
-  pred_tokens = normalize_answer(prediction).split()
-  gold_tokens = normalize_answer(ground_truth).split()
+  return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
+
+
+def token_f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float:
+  """F1 of the multiset overlap of two token lists (0 when nothing overlaps)."""
   num_same = sum((collections.Counter(pred_tokens) & collections.Counter(gold_tokens)).values())
   if num_same == 0:
     return 0.0
@@ -86,12 +89,7 @@ def f1_v2(prediction: str, ground_truth: str) -> float:
   pred_tokens = _v2_tokens(prediction)
   if not gold_tokens or not pred_tokens:
     return float(gold_tokens == pred_tokens)
-  num_same = sum((collections.Counter(gold_tokens) & collections.Counter(pred_tokens)).values())
-  if num_same == 0:
-    return 0.0
-  precision = num_same / len(pred_tokens)
-  recall = num_same / len(gold_tokens)
-  return 2 * precision * recall / (precision + recall)
+  return token_f1(pred_tokens, gold_tokens)
 
 
 def _has_answer(answers: Sequence[str]) -> bool:

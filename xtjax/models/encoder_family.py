@@ -22,7 +22,7 @@ def config_from_hf(hf: Mapping[str, Any]) -> EncoderConfig:
   if hf.get("position_embedding_type", "absolute") != "absolute":
     raise CheckpointError(f"config.json: position_embedding_type {hf['position_embedding_type']!r} "
                           "is not supported (only 'absolute')")
-  try:
+  with M.hf_config_errors(mt):
     return EncoderConfig(
         vocab_size=hf["vocab_size"],
         hidden_size=hf["hidden_size"],
@@ -40,10 +40,6 @@ def config_from_hf(hf: Mapping[str, Any]) -> EncoderConfig:
         initializer_range=hf.get("initializer_range", 0.02),
         model_type=mt,
     )
-  except KeyError as e:
-    raise CheckpointError(f"config.json: missing key {e.args[0]!r} for model_type {mt!r}") from e
-  except ValueError as e:
-    raise CheckpointError(f"config.json: {e}") from e
 
 
 def hf_config_from(cfg: EncoderConfig) -> dict:

@@ -6,6 +6,7 @@ pattern; anything missing, unexpected or mis-shaped is a CheckpointError naming 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +16,17 @@ import numpy as np
 from xtjax.errors import CheckpointError
 
 Array = np.ndarray
+
+
+@contextlib.contextmanager
+def hf_config_errors(model_type):
+  """Turns a missing key or a rejected value while reading config.json into a CheckpointError."""
+  try:
+    yield
+  except KeyError as e:
+    raise CheckpointError(f"config.json: missing key {e.args[0]!r} for model_type {model_type!r}") from e
+  except ValueError as e:
+    raise CheckpointError(f"config.json: {e}") from e
 
 
 def _identity(x):

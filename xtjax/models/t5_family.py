@@ -37,7 +37,7 @@ def config_from_hf(hf: Mapping[str, Any]) -> T5Config:
   pad = hf.get("pad_token_id")
   pad = 0 if pad is None else pad
   start = hf.get("decoder_start_token_id")
-  try:
+  with M.hf_config_errors(mt):
     return T5Config(
         vocab_size=hf["vocab_size"],
         d_model=hf["d_model"],
@@ -59,10 +59,6 @@ def config_from_hf(hf: Mapping[str, Any]) -> T5Config:
         initializer_factor=hf.get("initializer_factor", 1.0),
         model_type=mt,
     )
-  except KeyError as e:
-    raise CheckpointError(f"config.json: missing key {e.args[0]!r} for model_type {mt!r}") from e
-  except ValueError as e:
-    raise CheckpointError(f"config.json: {e}") from e
 
 
 def hf_config_from(cfg: T5Config) -> dict:
