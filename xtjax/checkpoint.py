@@ -95,26 +95,3 @@ class RunCheckpoints:
   def close(self) -> None:
     self.last.close()
     self.best.close()
-
-
-def restore_params_from_run(workdir: Path, abstract_params, prefer: str = "best"):
-  """Params of a finished or running run: the best checkpoint, else the latest one."""
-  ocp = _ocp()
-  workdir = Path(workdir)
-  order = ["best", "checkpoints"] if prefer == "best" else ["checkpoints", "best"]
-  for sub in order:
-    d = workdir / sub
-    if not d.exists():
-      continue
-    mngr = ocp.CheckpointManager(d.absolute(), options=ocp.CheckpointManagerOptions(create=False, read_only=True))
-    step = mngr.latest_step()
-    if step is None:
-      continue
-    item = "params" if sub == "best" else "state"
-    try:
-      restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore()}))
-    except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"{d}: cannot restore step {step} ({type(e).__name__}: {str(e)[:200]})") from e
-    tree = restored[item]
-    return tree if sub == "best" else tree["params"], f"{d}/{step}"
-  raise CheckpointError(f"{workdir}: no checkpoint found (expected {workdir}/best or {workdir}/checkpoints)")

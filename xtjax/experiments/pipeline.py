@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from xtjax import config as config_lib
-from xtjax.errors import ConfigError
 from xtjax.io_utils import write_text_atomic
 from xtjax.train.config import TrainConfig
 
@@ -91,10 +90,7 @@ def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipelin
 
 
 def load_pipeline(path: str | Path, overrides=()) -> PipelineConfig:
-  try:
-    return config_lib.load(path, PipelineConfig, overrides)
-  except ConfigError:
-    raise
+  return config_lib.load(path, PipelineConfig, overrides)
 
 
 def zero_shot_table(zero_shot: dict) -> str:
@@ -104,8 +100,6 @@ def zero_shot_table(zero_shot: dict) -> str:
     langs = [lang for lang in per_lang if lang != "avg"]
     cols = langs + ["avg"]
     for metric in sorted(per_lang.get("avg", {})):
-      if not lines or not lines[-1].startswith("task"):
-        pass
       lines.append(f"{task:<10} {metric:<12} " + " ".join(f"{lang:>6}" for lang in cols))
       lines.append(f"{'':<10} {'':<12} " + " ".join(f"{per_lang[lang].get(metric, float('nan')):6.1f}" for lang in cols))
   return "\n".join(lines)

@@ -7,7 +7,6 @@ Unicode punctuation, per-language article lists, and character-level tokens for 
 
 from __future__ import annotations
 
-import collections
 import re
 import string
 import sys

@@ -38,12 +38,10 @@ def length_bucket(n: int, max_length: int, minimum: int = 16) -> int:
   return min(b, max_length)
 
 
-def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None):
+def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None, dropout_key=None):
   """The encoder's EncoderOutput for any family (T5 exposes `encoder_outputs`, encoders are callable)."""
-  fn = getattr(model, "encoder_outputs", None)
-  if fn is not None:
-    return fn(input_ids, attention_mask, token_type_ids)
-  return model(input_ids, attention_mask, token_type_ids)
+  fn = getattr(model, "encoder_outputs", None) or model
+  return fn(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
 
 
 def tokenize(tokenizer, sentences: Sequence[str], max_length: int):

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import jax
-import numpy as np
 from flax import nnx
 
 from xtjax.errors import CheckpointError

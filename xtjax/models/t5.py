@@ -356,7 +356,6 @@ class T5(nnx.Module):
     With `cache`: the T tokens sit at positions cache.index.. and the cache comes back advanced.
     """
     self._check_decoder()
-    cfg = self.cfg
     B, T = decoder_input_ids_BxT.shape
     x = self._embed(decoder_input_ids_BxT, L.fold(dropout_key, 0))
     cross_bias = jnp.where(encoder_mask_BxS[:, None, None, :] > 0, 0.0, _NEG).astype(jnp.float32)

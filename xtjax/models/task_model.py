@@ -36,7 +36,7 @@ class TaskModel(nnx.Module):
       B, C, Ln = ids.shape
       ids, mask = ids.reshape(B * C, Ln), mask.reshape(B * C, Ln)
       types = types.reshape(B * C, Ln) if types is not None else None
-    out = self._encode(ids, mask, types, L.fold(dropout_key, 0))
+    out = encoder_outputs(self.encoder, ids, mask, types, L.fold(dropout_key, 0))
     head = self.heads[task]
     word = None
     if head.cfg.type == "mlm":
@@ -45,12 +45,3 @@ class TaskModel(nnx.Module):
     if mc:
       logits = logits.reshape(B, C)
     return logits
-
-  def _encode(self, ids, mask, types, key):
-    fn = getattr(self.encoder, "encoder_outputs", None)
-    if fn is not None:
-      return fn(ids, mask, types, dropout_key=key)
-    return self.encoder(ids, mask, types, dropout_key=key)
-
-
-__all__ = ["TaskModel", "encoder_outputs"]

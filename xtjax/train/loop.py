@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from flax import nnx
 from jax.experimental import multihost_utils
 
 from xtjax import config as config_lib
@@ -287,7 +286,8 @@ class Trainer:
     log.info("step %d dev %s (best %s)", step, json.dumps(dev), best)
 
   def best_params(self):
-    ocp = __import__("orbax.checkpoint", fromlist=["args"])
+    import orbax.checkpoint as ocp
+
     step = self.ckpt.best.best_step()
     if step is None:
       return self.state.params, None
@@ -385,4 +385,3 @@ def train(cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None
     trainer.ckpt.close()
 
 
-__all__ = ["Trainer", "train", "TrainingDiverged", "nnx"]

@@ -6,12 +6,11 @@ from typing import Any
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from xtjax.parallel.rules import Rules, logical_to_spec, state_shardings
+from xtjax.parallel.rules import Rules, logical_to_spec
 
 
 @flax.struct.dataclass
@@ -49,12 +48,6 @@ def state_sharding(abstract_state: TrainState, param_shardings, mesh: Mesh) -> T
     return jax.tree.map(lambda _: repl, node)
 
   return TrainState(step=repl, params=param_shardings, opt_state=walk(abstract_state.opt_state), rng=repl)
-
-
-def param_shardings(abstract_params: nnx.State, mesh: Mesh, rules: Rules):
-  """Plain NamedSharding tree matching the params' array leaves."""
-  sh_state = state_shardings(abstract_params, mesh, rules)
-  return jax.tree.map(lambda s: s, sh_state)
 
 
 def batch_sharding(mesh: Mesh, rules: Rules, ndim: int, shape=None) -> NamedSharding:

@@ -8,8 +8,6 @@ result independent of how a batch is split over micro-batches, devices or hosts.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,10 +16,6 @@ from flax import nnx
 from xtjax.models.heads import loss_terms
 from xtjax.models.layers import fold
 from xtjax.train.state import TrainState
-
-
-def _global_norm(tree) -> jax.Array:
-  return optax.global_norm(tree)
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
@@ -55,7 +49,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
     denom = jnp.maximum(n, 1.0)
     grads = jax.tree.map(lambda g: g / denom, g_sum)
     loss = loss_sum / denom
-    grad_norm = _global_norm(grads)
+    grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     new_state, updates = state.apply_gradients(tx, grads)
     # A non-finite loss or gradient leaves the state untouched; the loop stops on `finite == 0`.
@@ -63,8 +57,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
     metrics = {
         "loss": loss,
         "grad_norm": grad_norm,
-        "update_norm": _global_norm(updates),
-        "param_norm": _global_norm(new_state.params),
+        "update_norm": optax.global_norm(updates),
+        "param_norm": optax.global_norm(new_state.params),
         "terms": n,
         "finite": finite.astype(jnp.int32),
     }
@@ -90,6 +84,3 @@ def compile_train_step(step_fn, state_sh, batch_sh):
 
 def compile_eval_step(step_fn, params_sh, batch_sh):
   return jax.jit(step_fn, in_shardings=(params_sh, batch_sh))
-
-
-__all__ = ["make_train_step", "make_eval_step", "compile_train_step", "compile_eval_step", "functools"]
