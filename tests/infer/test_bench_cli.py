@@ -89,7 +89,11 @@ def test_flops_formula():
   L, D, F_, N = 128, 256, 1024, 4
   per_layer = 8 * L * D * D + 4 * L * L * D + 4 * L * D * F_
   assert F.encoder_forward_flops(cfg, L) == N * per_layer
-  assert F.forward_flops(cfg, 16, L, "classification", 3) == 16 * (N * per_layer + 2 * D * D + 2 * D * 3)
+  # Classification: the last layer computes the first token only (K, V over L; Q, O, scores, FFN over 1).
+  first_only = 4 * L * D * D + 4 * D * D + 4 * L * D + 4 * D * F_
+  assert F.forward_flops(cfg, 16, L, "classification", 3) == 16 * ((N - 1) * per_layer + first_only
+                                                                   + 2 * D * D + 2 * D * 3)
+  assert F.forward_flops(cfg, 16, L, "tagging", 3) == 16 * (N * per_layer + 2 * L * D * 3)
   assert F.train_flops(cfg, 16, L, "classification", 3) == 3 * F.forward_flops(cfg, 16, L, "classification", 3)
   _, t5 = registry.preset("mt5-small")
   assert F.encoder_forward_flops(t5, 64) > 0 and F.generate_flops(t5, 64, 16) > F.encoder_forward_flops(t5, 64)

@@ -51,3 +51,23 @@ def test_bf16_compute_stays_close_to_f32(tiny_hf):
   m = np.asarray(mask).astype(bool)
   err = np.abs(np.asarray(a)[m] - np.asarray(b.astype(jnp.float32))[m])
   assert err.max() < 0.1 and err.mean() < 0.02
+
+
+@pytest.mark.parametrize("kind", ["bert", "xlm-roberta"])
+def test_last_layer_on_first_tokens_only(tiny_hf, kind):
+  """`last_layer_queries=n` (what classification and multiple-choice heads use) gives the full
+  computation's first n rows of the last layer, the same pooler output and the same lower layers."""
+  pre = load_pretrained(tiny_hf(kind))
+  enc = pre.tokenizer(SENTENCES, padding=True, return_tensors="np")
+  ids, mask = jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
+  model = pre.model()
+  full = model(ids, mask)
+  for n in (1, 3):
+    part = model(ids, mask, last_layer_queries=n)
+    assert part.last_hidden_state.shape == (len(SENTENCES), n, full.last_hidden_state.shape[-1])
+    np.testing.assert_allclose(np.asarray(part.last_hidden_state), np.asarray(full.last_hidden_state[:, :n]),
+                               atol=1e-6, rtol=0)
+    for a, b in zip(part.hidden_states[:-1], full.hidden_states[:-1]):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if full.pooler_output is not None:
+      np.testing.assert_allclose(np.asarray(part.pooler_output), np.asarray(full.pooler_output), atol=1e-6, rtol=0)

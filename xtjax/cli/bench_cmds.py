@@ -65,7 +65,7 @@ def register(sub) -> None:
   p.add_argument("--num-labels", type=int, default=3)
   p.add_argument("--no-dropout", action="store_true", help="train without dropout")
   p.add_argument("--rng-impl", default="hash", choices=["hash", "unsafe_rbg", "rbg", "threefry2x32"],
-                 help="dropout PRNG (hash: xtjax.infer.prng, ~10x faster than threefry on CPU)")
+                 help="dropout PRNG (hash: xtjax.models.prng, ~10x faster than threefry on CPU)")
   p.set_defaults(func=run_train)
 
   p = bsub.add_parser("compare-torch", help="xtjax vs transformers' PyTorch XLM-R, interleaved in one process")
@@ -100,12 +100,6 @@ def register(sub) -> None:
   p.add_argument("--devices", type=int, default=-1, help="use the first N devices, data-parallel (-1: all)")
   p.add_argument("--score", action="store_true", help="also score the predictions against the gold labels")
   p.set_defaults(func=run_predict)
-
-
-def _tune_cpu() -> None:
-  from xtjax.infer.xla_setup import tune_cpu_flags
-
-  tune_cpu_flags()  # before the first JAX computation; a no-op once a backend is up (e.g. in tests)
 
 
 def parse_overrides(items) -> dict:
@@ -146,7 +140,6 @@ def _is_run(path) -> bool:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-  _tune_cpu()
   from xtjax.infer.bench import bench_infer
   from xtjax.infer.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
@@ -176,7 +169,6 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-  _tune_cpu()
   import dataclasses
 
   from xtjax.infer.bench import bench_train
@@ -226,7 +218,6 @@ def _t5_encoder_state(family, cfg, params):
 
 
 def run_compare(args: argparse.Namespace) -> int:
-  _tune_cpu()
   from xtjax.infer.torch_compare import compare, format_report
 
   dtypes = ["float32", "bfloat16"] if args.dtype == "both" else [DTYPES[args.dtype]]
@@ -252,7 +243,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-  _tune_cpu()
   from pathlib import Path
 
   from xtjax.data.sources import DataSource

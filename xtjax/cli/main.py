@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
   for noisy in ("absl", "jax._src", "orbax", "etils", "urllib3", "httpx", "filelock", "huggingface_hub"):
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
+  from xtjax.infer.xla_setup import tune_cpu_flags
+
+  tune_cpu_flags()  # XLA:CPU flags, before the first JAX computation (a no-op once a backend is up)
   try:
     return int(args.func(args) or 0)
   except XtjaxError as e:

@@ -25,9 +25,9 @@ from flax import nnx
 from xtjax.infer import flops as F
 from xtjax.infer.build import build_task_model, is_seq2seq, resolve_mesh
 from xtjax.infer.engine import InferenceEngine
-from xtjax.infer.prng import make_key
 from xtjax.infer.profile import kernel_profile
 from xtjax.models.heads import HeadConfig, loss_terms
+from xtjax.models.prng import make_key
 from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str = "cls
 
 
 def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = "hash") -> BenchState:
-  """Params, optimizer state, step and the dropout key (`rng_impl`: see `xtjax.infer.prng`)."""
+  """Params, optimizer state, step and the dropout key (`rng_impl`: see `xtjax.models.prng`)."""
   return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), make_key(seed, rng_impl))
 
 

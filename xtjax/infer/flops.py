@@ -7,6 +7,8 @@ forward pass (the backward pass is two matmuls per forward matmul: input and wei
 
 Encoder layer (BERT / XLM-R), L tokens, width D, FFN F, per sequence:
   Q, K, V, output projections 4 * 2*L*D*D;  QK^T and PV 2 * 2*L*L*D;  FFN 2 * 2*L*D*F.
+With a classification or multiple-choice head the last layer computes the first token only
+(K, V over L tokens; Q, O, attention rows and FFN over 1): what is counted is what is computed.
 T5 layer with inner width I = heads * d_kv: projections 4 * 2*L*D*I; attention 4*L*L*I; FFN
 (2 or 3 matrices when gated) * 2*L*D*F; decoder layers add cross-attention (Q, O on the target,
 K, V on the source, 4*T*S*I for scores) and the LM head 2*T*D*V.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import time
+
+from xtjax.models.task_model import FIRST_TOKEN_HEADS
 
 # Vendor dense bf16 peak FLOP/s per chip (per device as JAX sees it).
 PEAK_BF16 = (
@@ -54,13 +58,16 @@ def head_flops(head_type: str | None, hidden: int, seq_len: int, num_labels: int
   raise ValueError(f"unknown head type {head_type!r}")
 
 
-def encoder_layer_flops(hidden: int, ffn: int, seq_len: int, inner: int | None = None, gated: bool = False) -> int:
-  """One self-attention + FFN layer over one sequence of `seq_len` tokens."""
+def encoder_layer_flops(hidden: int, ffn: int, seq_len: int, inner: int | None = None, gated: bool = False,
+                        queries: int | None = None) -> int:
+  """One self-attention + FFN layer over one sequence of `seq_len` tokens; `queries`: only the first
+  positions are computed (keys and values still cover all `seq_len`)."""
   D, F, L = hidden, ffn, seq_len
+  Q = L if queries is None else queries
   inner = inner or D
-  proj = 4 * 2 * L * D * inner
-  attn = 2 * 2 * L * L * inner
-  mlp = (3 if gated else 2) * 2 * L * D * F
+  proj = 2 * 2 * L * D * inner + 2 * 2 * Q * D * inner  # K, V over all tokens; Q, O over the queries
+  attn = 2 * 2 * Q * L * inner
+  mlp = (3 if gated else 2) * 2 * Q * D * F
   return proj + attn + mlp
 
 
@@ -72,8 +79,12 @@ def encoder_forward_flops(cfg, seq_len: int, head_type: str | None = None, num_l
     per_seq = cfg.num_layers * encoder_layer_flops(cfg.d_model, cfg.d_ff, seq_len, inner, cfg.is_gated)
     hidden = cfg.d_model
   else:
-    per_seq = cfg.num_layers * encoder_layer_flops(cfg.hidden_size, cfg.intermediate_size, seq_len)
-    hidden = cfg.hidden_size
+    D, F = cfg.hidden_size, cfg.intermediate_size
+    # Heads that read the first token make the last layer compute that position only (TaskModel).
+    last_q = 1 if head_type in FIRST_TOKEN_HEADS else None
+    per_seq = ((cfg.num_layers - 1) * encoder_layer_flops(D, F, seq_len)
+               + encoder_layer_flops(D, F, seq_len, queries=last_q))
+    hidden = D
   return choices * per_seq + head_flops(head_type, hidden, seq_len, num_labels, cfg.vocab_size, choices)
 
 

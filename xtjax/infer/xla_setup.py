@@ -54,8 +54,8 @@ def enable_compilation_cache(path: str | Path) -> Path:
 def tune_cpu_flags() -> bool:
   """Adds CPU_XLA_FLAGS to XLA_FLAGS if no JAX backend is up yet (they only change XLA:CPU).
 
-  Must run before the first JAX computation of the process (the CLI's `bench` and `predict` call
-  it first); returns whether the flags are in effect. XTJAX_CPU_TUNING=0 turns it off.
+  Must run before the first JAX computation of the process (`xtjax.cli.main` calls it before any
+  command); returns whether the flags are in effect. XTJAX_CPU_TUNING=0 turns it off.
   """
   from jax._src import xla_bridge
 

@@ -38,10 +38,17 @@ def length_bucket(n: int, max_length: int, minimum: int = 16) -> int:
   return min(b, max_length)
 
 
-def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None, dropout_key=None):
-  """The encoder's EncoderOutput for any family (T5 exposes `encoder_outputs`, encoders are callable)."""
-  fn = getattr(model, "encoder_outputs", None) or model
-  return fn(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
+def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None, dropout_key=None,
+                    first_tokens: int | None = None):
+  """The encoder's EncoderOutput for any family (T5 exposes `encoder_outputs`, encoders are callable).
+
+  `first_tokens=n`: the caller reads only the first n positions of the last layer; encoders that
+  can skip the rest (`Encoder(last_layer_queries=n)`) do, T5 returns every position.
+  """
+  fn = getattr(model, "encoder_outputs", None)
+  if fn is not None:
+    return fn(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
+  return model(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key, last_layer_queries=first_tokens)
 
 
 def tokenize(tokenizer, sentences: Sequence[str], max_length: int):

@@ -108,14 +108,15 @@ class SelfAttention(nnx.Module):
     self.out_bias = L.param(rngs, L.zeros, (D,), ("norm",), pdt)
     self.cfg = cfg
 
-  def __call__(self, x_BxLxD, bias_Bx1x1xL, dropout_key=None):
+  def __call__(self, x_BxLxD, bias_Bx1x1xL, dropout_key=None, num_queries: int | None = None):
+    """Outputs for every position, or for the first `num_queries` only (keys/values still see all)."""
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxLxD.astype(dt)
 
-    def proj(w, b):
-      return jnp.einsum("bld,dhk->blhk", x, w[...].astype(dt)) + b[...].astype(dt)
+    def proj(w, b, inputs=x):
+      return jnp.einsum("bld,dhk->blhk", inputs, w[...].astype(dt)) + b[...].astype(dt)
 
-    q = proj(self.query, self.query_bias)
+    q = proj(self.query, self.query_bias, x if num_queries is None else x[:, :num_queries])
     k = proj(self.key, self.key_bias)
     v = proj(self.value, self.value_bias)
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) / math.sqrt(self.cfg.head_dim)
@@ -138,9 +139,12 @@ class Layer(nnx.Module):
     self.output_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
     self.cfg = cfg
 
-  def __call__(self, x, bias, dropout_key=None):
+  def __call__(self, x, bias, dropout_key=None, num_queries: int | None = None):
+    """[B, L, D] -> [B, L, D], or [B, num_queries, D]: only the first positions' outputs."""
     rate = self.cfg.dropout_rate
-    h = self.attention(x, bias, L.fold(dropout_key, 0))
+    h = self.attention(x, bias, L.fold(dropout_key, 0), num_queries)
+    if num_queries is not None:
+      x = x[:, :num_queries]
     x = self.attention_norm(x + L.dropout(h, rate, L.fold(dropout_key, 1)))
     h = L.activation(self.cfg.hidden_act)(self.intermediate(x))
     h = self.output(h)
@@ -159,14 +163,19 @@ class Encoder(nnx.Module):
                            **_kw(cfg, rngs)) if cfg.pooler else None)
 
   def __call__(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
-               dropout_key: jax.Array | None = None) -> EncoderOutput:
+               dropout_key: jax.Array | None = None, last_layer_queries: int | None = None) -> EncoderOutput:
+    """`last_layer_queries=n`: the last layer computes only the first n positions (a head that reads
+    the first token needs no more), so `last_hidden_state` and `hidden_states[-1]` are [B, n, D].
+    Their values equal the full computation's first n rows; the last layer's attention, FFN and
+    layer norms run on n rows instead of L (about 1/num_layers of the encoder's work)."""
     if attention_mask_BxL is None:
       attention_mask_BxL = jnp.ones_like(input_ids_BxL)
     bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
     x = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
     hidden = [x]
+    last = len(self.layers) - 1
     for i, layer in enumerate(self.layers):
-      x = layer(x, bias, L.fold(dropout_key, i + 1))
+      x = layer(x, bias, L.fold(dropout_key, i + 1), last_layer_queries if i == last else None)
       hidden.append(x)
     pooled = jnp.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
     return EncoderOutput(x, tuple(hidden), pooled)

@@ -14,6 +14,9 @@ from xtjax.models.embed import encoder_outputs
 from xtjax.models.heads import Head, HeadConfig
 
 
+FIRST_TOKEN_HEADS = ("classification", "multiple_choice")
+
+
 class TaskModel(nnx.Module):
 
   def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs):
@@ -36,8 +39,9 @@ class TaskModel(nnx.Module):
       B, C, Ln = ids.shape
       ids, mask = ids.reshape(B * C, Ln), mask.reshape(B * C, Ln)
       types = types.reshape(B * C, Ln) if types is not None else None
-    out = encoder_outputs(self.encoder, ids, mask, types, L.fold(dropout_key, 0))
     head = self.heads[task]
+    first = 1 if head.cfg.type in FIRST_TOKEN_HEADS else None  # these heads read the first token only
+    out = encoder_outputs(self.encoder, ids, mask, types, L.fold(dropout_key, 0), first_tokens=first)
     word = None
     if head.cfg.type == "mlm":
       word = self.encoder.embeddings.word[...]

@@ -169,10 +169,10 @@ class Trainer:
       self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
     num_layers = getattr(start.config, "num_layers", 0)
     self.tx, self.schedule = optim.build(cfg.optim, params, self.total_steps, num_layers)
-    abstract_state = jax.eval_shape(lambda p: init_state(p, self.tx, cfg.seed), params)
+    abstract_state = jax.eval_shape(lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng), params)
     self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh)
     self.abstract_state = abstract_like(abstract_state, self.state_sh)
-    self.state = jax.jit(lambda p: init_state(p, self.tx, cfg.seed), out_shardings=self.state_sh)(params)
+    self.state = jax.jit(lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng), out_shardings=self.state_sh)(params)
     self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
     self.position = DataPosition()
     restored = self.ckpt.restore_latest(self.abstract_state)
@@ -191,7 +191,7 @@ class Trainer:
   def train_step_for(self, task):
     if task.name not in self._train_steps:
       fn = make_train_step(self.graphdef, self.tx, task.name, task.head_type, self.cfg.optim.grad_accum_steps,
-                           task_id=self.stream.names.index(task.name))
+                           task_id=self.stream.names.index(task.name), rng_impl=self.cfg.dropout_rng)
       self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None)
     return self._train_steps[task.name]
 

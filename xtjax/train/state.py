@@ -10,6 +10,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from xtjax.models.prng import make_key
 from xtjax.parallel.rules import Rules, logical_to_spec
 
 
@@ -18,7 +19,7 @@ class TrainState:
   step: jax.Array  # int32 scalar: optimizer steps taken
   params: nnx.State
   opt_state: Any
-  rng: jax.Array  # uint32[2] raw key; dropout keys are folded from it by step
+  rng: jax.Array  # uint32[2] raw key data (impl: TrainConfig.dropout_rng); dropout keys fold in the step
 
   def apply_gradients(self, tx: optax.GradientTransformation, grads):
     updates, opt_state = tx.update(grads, self.opt_state, self.params)
@@ -55,5 +56,6 @@ def batch_sharding(mesh: Mesh, rules: Rules, ndim: int, shape=None) -> NamedShar
   return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
 
 
-def new_rng(seed: int) -> jax.Array:
-  return jax.random.PRNGKey(seed)
+def new_rng(seed: int, impl: str = "hash") -> jax.Array:
+  """Raw key data (uint32[2]) of a `xtjax.models.prng` key; the step wraps it with the same impl."""
+  return jax.random.key_data(make_key(seed, impl))

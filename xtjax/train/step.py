@@ -15,12 +15,17 @@ from flax import nnx
 
 from xtjax.models.heads import loss_terms
 from xtjax.models.layers import fold
+from xtjax.models.prng import wrap
 from xtjax.train.state import TrainState
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
-                    dropout: bool = True, task_id: int = 0):
-  """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches)."""
+                    dropout: bool = True, task_id: int = 0, rng_impl: str = "hash"):
+  """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches).
+
+  Dropout keys: `state.rng` (raw data of an `rng_impl` key) folded with the step, the task and the
+  micro-batch index, so they depend on none of mesh, process count or resume point.
+  """
 
   def loss_fn(params, micro, key):
     model = nnx.merge(graphdef, params)
@@ -31,7 +36,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state: TrainState, batch: dict):
-    base = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), task_id) if dropout else None
+    base = jax.random.fold_in(jax.random.fold_in(wrap(state.rng, rng_impl), state.step), task_id) if dropout else None
 
     def split(x):
       return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])

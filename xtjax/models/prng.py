@@ -3,9 +3,11 @@
 Threefry (JAX's default) and RBG (`rng_bit_generator`) cost 15-30 ns per random number on XLA:CPU
 and made dropout ~25% of an XLM-R fine-tuning step. This implementation hashes (key, position)
 with two rounds of MurmurHash3's 32-bit finaliser: a dozen integer ops per number that XLA fuses
-into the consumer (the dropout select), vectorised and multi-threaded. The stream is a different
-one from threefry's (so dropout masks differ from the trainer's), statistically fine for dropout,
-and not meant for anything that needs independence guarantees (sampling, cryptography).
+into the consumer (the dropout select), vectorised and multi-threaded. Each number is a function of
+(key, flat index) only, so the masks do not depend on how the array is sharded. The stream is a
+different one from threefry's, statistically fine for dropout, and not meant for anything that
+needs independence guarantees (sampling, cryptography). The trainer uses it for dropout by
+default (`dropout_rng: hash`); `threefry2x32` gives JAX's default stream.
 """
 
 from __future__ import annotations
@@ -76,12 +78,21 @@ HASH_PRNG = define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bi
 RNG_IMPLS = ("hash", "unsafe_rbg", "rbg", "threefry2x32")
 
 
+def _impl(impl: str):
+  if impl == "hash":
+    return HASH_PRNG
+  if impl not in RNG_IMPLS:
+    raise ValueError(f"unknown PRNG {impl!r}; expected one of {RNG_IMPLS}")
+  return impl
+
+
 def make_key(seed: int, impl: str | None = "hash") -> jax.Array:
   """A typed PRNG key of the named implementation ("hash": this module's; None: JAX's default)."""
   if impl is None:
     return jax.random.key(seed)
-  if impl == "hash":
-    return jax.random.key(seed, impl=HASH_PRNG)
-  if impl not in RNG_IMPLS:
-    raise ValueError(f"unknown PRNG {impl!r}; expected one of {RNG_IMPLS}")
-  return jax.random.key(seed, impl=impl)
+  return jax.random.key(seed, impl=_impl(impl))
+
+
+def wrap(key_data: jax.Array, impl: str) -> jax.Array:
+  """The typed key of `impl` whose raw data is `key_data` (as stored in a checkpoint)."""
+  return jax.random.wrap_key_data(key_data, impl=_impl(impl))

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from xtjax.infer.prng import make_key
+from xtjax.models.prng import make_key
 
 
 def test_hash_prng_dropout_masks():
