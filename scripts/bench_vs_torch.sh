@@ -4,7 +4,7 @@
 # Both frameworks run in ONE Python process, in alternating rounds (jax first, then torch first),
 # at the same precision: f32 vs f32, and xtjax bf16 compute vs torch bf16 autocast. Reported:
 # training examples/s and inference examples/s at batch 16, batch-1 p50 latency, and the ratios
-# xtjax / torch. Results go to $OUT/compare_torch.json.
+# xtjax / torch. Results go to $OUT/<dtype>/compare_torch.json.
 #
 #   scripts/bench_vs_torch.sh                      # preset xlmr-bench-small, f32 and bf16
 #   DTYPE=float32 ROUNDS=8 scripts/bench_vs_torch.sh --seq-len 256
@@ -18,5 +18,10 @@ cd "$ROOT"
 export JAX_PLATFORMS=cpu
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
-exec "$ROOT/.venv/bin/python" -m xtjax bench compare-torch --preset xlmr-bench-small --batch-size 16 --seq-len 128 \
-  --dtype "${DTYPE:-both}" --rounds "${ROUNDS:-5}" --out "${OUT:-runs/bench_vs_torch}" "$@"
+# One process per dtype: XLA:CPU's flags are per process and differ by dtype (xtjax/infer/xla_setup.py).
+DTYPES="${DTYPE:-both}"
+[ "$DTYPES" = both ] && DTYPES="float32 bfloat16"
+for dt in $DTYPES; do
+  "$ROOT/.venv/bin/python" -m xtjax bench compare-torch --preset xlmr-bench-small --batch-size 16 --seq-len 128 \
+    --dtype "$dt" --rounds "${ROUNDS:-5}" --out "${OUT:-runs/bench_vs_torch}/$dt" "$@"
+done

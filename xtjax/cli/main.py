@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
   from xtjax.infer.xla_setup import tune_cpu_flags
 
-  tune_cpu_flags()  # XLA:CPU flags, before the first JAX computation (a no-op once a backend is up)
+  # XLA:CPU flags for the command's compute dtype, before the first JAX computation (commands
+  # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up).
+  tune_cpu_flags(getattr(args, "dtype", None) or ("float32" if hasattr(args, "dtype") else None))
   try:
     return int(args.func(args) or 0)
   except XtjaxError as e:

@@ -145,7 +145,8 @@ def peak_flops(device=None, dtype: str = "bfloat16") -> tuple[float, str]:
 
 @functools.lru_cache(maxsize=None)
 def measure_matmul_peak(dtype: str = "float32", size: int = 1024, repeats: int = 5, chain_length: int = 8) -> float:
-  """Best FLOP/s of a jitted [size, size] @ [size, size] matmul (chained `chain_length` times per call)."""
+  """Best FLOP/s of a jitted [size, size] @ [size, size] matmul (chained `chain_length` times per call),
+  accumulated in f32 like the models' matmuls (`xtjax.models.layers.einsum`)."""
   import jax
   import jax.numpy as jnp
 
@@ -156,7 +157,7 @@ def measure_matmul_peak(dtype: str = "float32", size: int = 1024, repeats: int =
   @jax.jit
   def chain(a, b):
     for _ in range(chain_length):
-      a = a @ b
+      a = jnp.dot(a, b, preferred_element_type=jnp.float32).astype(dt)
     return a
 
   chain(a, b).block_until_ready()

@@ -114,16 +114,16 @@ class SelfAttention(nnx.Module):
     x = x_BxLxD.astype(dt)
 
     def proj(w, b, inputs=x):
-      return jnp.einsum("bld,dhk->blhk", inputs, w[...].astype(dt)) + b[...].astype(dt)
+      return L.einsum("bld,dhk->blhk", inputs, w[...], dt) + b[...].astype(dt)
 
     q = proj(self.query, self.query_bias, x if num_queries is None else x[:, :num_queries])
     k = proj(self.key, self.key_bias)
     v = proj(self.value, self.value_bias)
-    scores = jnp.einsum("bqhk,bshk->bhqs", q, k).astype(jnp.float32) / math.sqrt(self.cfg.head_dim)
+    scores = L.einsum("bqhk,bshk->bhqs", q, k, dt, jnp.float32) / math.sqrt(self.cfg.head_dim)
     probs = jax.nn.softmax(scores + bias_Bx1x1xL, axis=-1)
     probs = L.dropout(probs, self.cfg.attention_dropout_rate, dropout_key).astype(dt)
-    ctx = jnp.einsum("bhqs,bshk->bqhk", probs, v)
-    return jnp.einsum("bqhk,hkd->bqd", ctx, self.out[...].astype(dt)) + self.out_bias[...].astype(dt)
+    ctx = L.einsum("bhqs,bshk->bqhk", probs, v, dt)
+    return L.einsum("bqhk,hkd->bqd", ctx, self.out[...], dt) + self.out_bias[...].astype(dt)
 
 
 class Layer(nnx.Module):

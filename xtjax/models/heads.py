@@ -67,7 +67,7 @@ class Head(nnx.Module):
       return self.out(L.dropout(h, rate, dropout_key))
     # mlm: transform, then tied output embeddings.
     x = self.norm(jax.nn.gelu(self.dense(h), approximate=False))
-    return jnp.einsum("bld,vd->blv", x, word_embeddings_VxD.astype(x.dtype)) + self.bias[...].astype(x.dtype)
+    return L.einsum("bld,vd->blv", x, word_embeddings_VxD, x.dtype) + self.bias[...].astype(x.dtype)
 
 
 def _xent(logits, labels, mask):

@@ -76,6 +76,61 @@ def activation(name: str):
   return ACTIVATIONS[name]
 
 
+def _grad_specs(spec: str) -> tuple[str, str]:
+  """Einsum specs of the two operands' gradients: `a` from (g, b), `b` from (a, g)."""
+  ins, out = spec.replace(" ", "").split("->")
+  a, b = ins.split(",")
+  return f"{out},{b}->{a}", f"{a},{out}->{b}"
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def _lowp_einsum(spec, a, b, out_dtype):
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+def _lowp_einsum_fwd(spec, a, b, out_dtype):
+  return _lowp_einsum(spec, a, b, out_dtype), (a, b)
+
+
+def _lowp_einsum_bwd(spec, out_dtype, res, g):
+  a, b = res
+  g = g.astype(a.dtype)  # the cotangent in the compute dtype, like the forward's operands
+  spec_a, spec_b = _grad_specs(spec)
+  da = jnp.einsum(spec_a, g, b, preferred_element_type=jnp.float32).astype(a.dtype)
+  db = jnp.einsum(spec_b, a, g, preferred_element_type=jnp.float32).astype(b.dtype)
+  return da, db
+
+
+_lowp_einsum.defvjp(_lowp_einsum_fwd, _lowp_einsum_bwd)
+
+
+def einsum(spec: str, a, b, dtype, out_dtype=None):
+  """Two-operand `jnp.einsum` of `dtype` operands, accumulated in float32, result in `out_dtype`
+  (default `dtype`). Every index of an operand must appear in the other operand or the output.
+
+  Below float32 (bf16), products with a parameter (no batch index) also run their backward pass on
+  `dtype` operands (the cotangent cast to `dtype`) with float32 accumulation, as mixed-precision
+  training does; float32 is a plain einsum.
+  Why: on XLA:CPU (jaxlib 0.10) bf16 x bf16 -> f32 dots run on YNNPACK's bf16 kernels at ~450-570
+  GFLOP/s on 2 cores, against ~100 for bf16 -> bf16 or mixed f32 x bf16 dots (2048x256x1024);
+  accelerators accumulate bf16 products in f32 anyway.
+  """
+  dtype = jnp.dtype(dtype)
+  out_dtype = jnp.dtype(out_dtype or dtype)
+  a, b = a.astype(dtype), b.astype(dtype)
+  if dtype == jnp.float32 or _has_batch_index(spec):
+    # Batched (attention) products keep autodiff's backward (f32 cotangents): XLA:CPU's YNNPACK
+    # rewrite leaves some transposed batched bf16 x bf16 -> f32 dots to a runtime that cannot run them.
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+  return _lowp_einsum(spec, a, b, out_dtype)
+
+
+def _has_batch_index(spec: str) -> bool:
+  ins, out = spec.replace(" ", "").replace("...", "").split("->")
+  a, b = ins.split(",")
+  return bool(set(a) & set(b) & set(out))
+
+
 class Dense(nnx.Module):
   """y = x @ kernel + bias with kernel [in, out]; logical axes given by the caller."""
 
@@ -86,7 +141,7 @@ class Dense(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x):
-    y = jnp.einsum("...i,io->...o", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = einsum("...i,io->...o", x, self.kernel[...], self.dtype)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y

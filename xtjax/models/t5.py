@@ -151,13 +151,12 @@ class Attention(nnx.Module):
 
   def query(self, x_BxQxD):
     dt = L.to_dtype(self.cfg.dtype)
-    return jnp.einsum("bqd,dhk->bqhk", x_BxQxD.astype(dt), self.q[...].astype(dt))
+    return L.einsum("bqd,dhk->bqhk", x_BxQxD, self.q[...], dt)
 
   def key_value(self, x_BxSxD):
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxSxD.astype(dt)
-    return (jnp.einsum("bsd,dhk->bshk", x, self.k[...].astype(dt)),
-            jnp.einsum("bsd,dhk->bshk", x, self.v[...].astype(dt)))
+    return L.einsum("bsd,dhk->bshk", x, self.k[...], dt), L.einsum("bsd,dhk->bshk", x, self.v[...], dt)
 
   def position_bias(self, query_pos_Q, key_pos_S, bidirectional: bool):
     """[1, H, Q, S] float32 learned bias for each (query, key) relative position bucket."""
@@ -169,11 +168,11 @@ class Attention(nnx.Module):
 
   def attend(self, q_BxQxHxK, k_BxSxHxK, v_BxSxHxK, bias_BxHxQxS, dropout_key=None):
     dt = L.to_dtype(self.cfg.dtype)
-    scores = jnp.einsum("bqhk,bshk->bhqs", q_BxQxHxK, k_BxSxHxK.astype(dt), preferred_element_type=jnp.float32)
+    scores = L.einsum("bqhk,bshk->bhqs", q_BxQxHxK, k_BxSxHxK, dt, jnp.float32)
     probs = jax.nn.softmax(scores + bias_BxHxQxS, axis=-1)
     probs = L.dropout(probs, self.cfg.dropout_rate, dropout_key).astype(dt)
-    ctx = jnp.einsum("bhqs,bshk->bqhk", probs, v_BxSxHxK.astype(dt))
-    return jnp.einsum("bqhk,hkd->bqd", ctx, self.o[...].astype(dt))
+    ctx = L.einsum("bhqs,bshk->bqhk", probs, v_BxSxHxK, dt)
+    return L.einsum("bqhk,hkd->bqd", ctx, self.o[...], dt)
 
 
 class FeedForward(nnx.Module):
@@ -193,11 +192,11 @@ class FeedForward(nnx.Module):
     x = x_BxLxD.astype(dt)
     act = L.activation(self.cfg.activation)
     if self.cfg.is_gated:
-      h = act(x @ self.wi_0[...].astype(dt)) * (x @ self.wi_1[...].astype(dt))
+      h = act(L.einsum("...d,df->...f", x, self.wi_0[...], dt)) * L.einsum("...d,df->...f", x, self.wi_1[...], dt)
     else:
-      h = act(x @ self.wi[...].astype(dt))
+      h = act(L.einsum("...d,df->...f", x, self.wi[...], dt))
     h = L.dropout(h, self.cfg.dropout_rate, dropout_key)
-    return h @ self.wo[...].astype(dt)
+    return L.einsum("...f,fd->...d", h, self.wo[...], dt)
 
 
 class EncoderLayer(nnx.Module):
@@ -386,8 +385,8 @@ class T5(nnx.Module):
     x = decoder_hidden_BxTxD.astype(dt)
     if self.lm_head is None:  # tied (T5 v1.0): Mesh TensorFlow rescales before reusing the embedding
       x = x * (self.cfg.d_model ** -0.5)
-      return jnp.einsum("btd,vd->btv", x, self.shared[...].astype(dt), preferred_element_type=jnp.float32)
-    return jnp.einsum("btd,dv->btv", x, self.lm_head[...].astype(dt), preferred_element_type=jnp.float32)
+      return L.einsum("btd,vd->btv", x, self.shared[...], dt, jnp.float32)
+    return L.einsum("btd,dv->btv", x, self.lm_head[...], dt, jnp.float32)
 
   def __call__(self, input_ids_BxL, attention_mask_BxL, decoder_input_ids_BxT, decoder_attention_mask_BxT=None,
                dropout_key: jax.Array | None = None):
