@@ -24,7 +24,6 @@ def test_other_checkpoint_formats_load_identically(tiny_hf, tmp_path, fmt):
 
   src = tiny_hf("bert")
   model = tf.AutoModel.from_pretrained(str(src))
-  kw = {"safe_serialization": fmt.endswith("safetensors")} if "bin" not in fmt or True else {}
   out = tmp_path / fmt
   save_kw = dict(max_shard_size="20KB") if fmt.startswith("sharded") else {}
   try:
