@@ -57,7 +57,9 @@ def _assert_params_close(x, y, rel=1e-5):
 def test_tiny_model_learns_the_toy_task(toy_env, tmp_path):
   _, summary = _run(toy_env, tmp_path / "run", epochs=8, eval_every=36, mesh={"data": 1, "devices": 1})
   assert summary["status"] == "finished"
-  assert summary["best"]["dev"]["toy_cls"]["accuracy"] >= 85.0
+  # 32 dev examples: >= 75% has probability 0.35% under guessing (observed 81-91%
+  # depending on dropout stream and XLA:CPU kernels).
+  assert summary["best"]["dev"]["toy_cls"]["accuracy"] >= 75.0
   zs = json.loads((tmp_path / "run" / "zero_shot.json").read_text())
   assert set(zs["toy_cls"]) == {"en", "de", "avg"}
   assert (tmp_path / "run" / "model" / "xtjax_model.json").exists()
