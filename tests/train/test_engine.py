@@ -32,11 +32,12 @@ def _run(env, workdir, **kw):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mesh", [{"data": 8}, {"data": 1, "fsdp": 4, "tensor": 2}])
-def test_every_mesh_trains_like_one_device(toy_env, tmp_path, monkeypatch, mesh):
-  # Dropout on (rate 0.1) and 2 micro-batches: neither may depend on the mesh.
+@pytest.mark.parametrize("mesh,rng", [({"data": 8}, "threefry2x32"), ({"data": 1, "fsdp": 4, "tensor": 2}, "hash")])
+def test_every_mesh_trains_like_one_device(toy_env, tmp_path, monkeypatch, mesh, rng):
+  # Dropout on (rate 0.1, both PRNGs) and 2 micro-batches: neither may depend on the mesh.
   monkeypatch.setattr(Trainer, "_eval_and_keep_best", lambda self, book, step: None)
-  kw = dict(steps=3, zero_shot=False, eval_every=100, optim={"learning_rate": 3e-3, "grad_accum_steps": 2})
+  kw = dict(steps=3, zero_shot=False, eval_every=100, optim={"learning_rate": 3e-3, "grad_accum_steps": 2},
+            dropout_rng=rng)
   one, _ = _run(toy_env, tmp_path / "one", mesh={"data": 1, "devices": 1}, **kw)
   many, _ = _run(toy_env, tmp_path / "many", mesh=mesh, **kw)
   np.testing.assert_allclose(_losses(tmp_path / "one"), _losses(tmp_path / "many"), rtol=1e-5)

@@ -89,6 +89,6 @@ def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, me
   return graphdef, params, shardings
 
 
-def init_state(params, tx, seed: int, rng_impl: str = "hash") -> TrainState:
+def init_state(params, tx, seed: int, rng_impl: str = "threefry2x32") -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     rng=new_rng(seed, rng_impl))

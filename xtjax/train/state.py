@@ -56,6 +56,6 @@ def batch_sharding(mesh: Mesh, rules: Rules, ndim: int, shape=None) -> NamedShar
   return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
 
 
-def new_rng(seed: int, impl: str = "hash") -> jax.Array:
+def new_rng(seed: int, impl: str = "threefry2x32") -> jax.Array:
   """Raw key data (uint32[2]) of a `xtjax.models.prng` key; the step wraps it with the same impl."""
   return jax.random.key_data(make_key(seed, impl))

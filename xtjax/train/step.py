@@ -20,7 +20,7 @@ from xtjax.train.state import TrainState
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
-                    dropout: bool = True, task_id: int = 0, rng_impl: str = "hash"):
+                    dropout: bool = True, task_id: int = 0, rng_impl: str = "threefry2x32"):
   """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches).
 
   Dropout keys: `state.rng` (raw data of an `rng_impl` key) folded with the step, the task and the
