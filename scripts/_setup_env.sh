@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# Create or reuse .venv and install xtjax with the extras given as $1 (e.g. "dev").
-# Idempotent: a second run only re-checks the installed packages.
+# Create or reuse .venv and install exactly the lock for the extras given as $1 ("dev" for the demo,
+# "dev,tfds,bench" for the tests), with torch's CPU build and xtjax itself (editable).
+#   --latest: instead, .venv-latest with the newest versions pyproject.toml allows (drift check).
+# Idempotent: a second run compares a stamp (lock + pyproject + scripts) and installs nothing.
+# Python: $PYTHON, else python3.11, else python3.12 (the locks cover both).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-EXTRAS="${1:-}"
-PY="${PYTHON:-python3.11}"
-command -v "$PY" >/dev/null 2>&1 || PY=python3
-if [ ! -x "$ROOT/.venv/bin/python" ]; then
-  "$PY" -m venv "$ROOT/.venv"
+# shellcheck source=scripts/_lock_common.sh
+source "$ROOT/scripts/_lock_common.sh"
+EXTRAS="${1:?extras, e.g. dev or dev,tfds,bench}"
+LATEST="${2:-}"
+VENV="$ROOT/.venv"; [ "$LATEST" = "--latest" ] && VENV="$ROOT/.venv-latest"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="${PYTHON:-}"
+  if [ -z "$PY" ]; then
+    for c in python3.11 python3.12; do command -v "$c" >/dev/null 2>&1 && { PY="$c"; break; }; done
+  fi
+  if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null; then
+    echo "xtjax needs Python 3.11 or 3.12 (found: ${PY:-none}); set PYTHON=/path/to/python3.11" >&2
+    exit 2
+  fi
+  "$PY" -m venv "$VENV"
 fi
-VPY="$ROOT/.venv/bin/python"
-STAMP="$ROOT/.venv/.xtjax-installed-${EXTRAS:-base}"
-HASH="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+VPY="$VENV/bin/python"
+
+if [ "$LATEST" = "--latest" ]; then
+  UV="$(ensure_uv "$VPY")"
+  compile_lock "$UV" "$EXTRAS" "$VENV/latest.lock" --upgrade --no-header
+  echo "drift check against:"; grep -E '^(jax|jaxlib|flax|optax|orbax-checkpoint|transformers|datasets)==' "$VENV/latest.lock" | cut -d' ' -f1-3
+  install_locked "$VPY" "$VENV/latest.lock" "$EXTRAS"
+  exit 0
+fi
+
+LOCK="$(lock_file "$EXTRAS")"
+STAMP="$VENV/.xtjax-installed-${EXTRAS//,/-}"
+HASH="$(cat "$LOCK" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   exit 0
 fi
-"$VPY" -m pip install -q --upgrade pip
-if [[ "$EXTRAS" == *dev* ]]; then
-  # The CPU build of torch (the parity reference). A bare "torch" would pull a multi-GB CUDA build.
-  "$VPY" -m pip show torch >/dev/null 2>&1 || "$VPY" -m pip install -q "torch==2.13.0" \
-    || "$VPY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+# The demo's lock is resolved inside the test lock (same versions, fewer packages): a venv set up for
+# the tests serves the demo as it is.
+TEST_STAMP="$VENV/.xtjax-installed-dev-tfds-bench"
+if [ "$EXTRAS" = dev ] && [ -f "$TEST_STAMP" ]; then
+  THASH="$(cat "$(lock_file dev,tfds,bench)" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
+  [ "$(cat "$TEST_STAMP")" = "$THASH" ] && exit 0
 fi
-if [ -n "$EXTRAS" ]; then
-  "$VPY" -m pip install -q -e "$ROOT[$EXTRAS]"
-else
-  "$VPY" -m pip install -q -e "$ROOT"
-fi
+install_locked "$VPY" "$LOCK" "$EXTRAS"
+rm -f "$VENV"/.xtjax-installed-*  # the venv now holds this lock only
 echo "$HASH" > "$STAMP"

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Set up .venv (idempotent) and run the whole test suite on CPU, slow tests included.
-# Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
+# Set up .venv from requirements/test.lock (idempotent) and run the whole test suite on CPU, slow
+# tests included. Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
+#   scripts/test.sh --latest [...]: the same suite in .venv-latest, against the newest versions
+#   pyproject.toml allows instead of the lock (a weekly drift check; not part of .ci/run).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench
+VENV="$ROOT/.venv"
+if [ "${1:-}" = "--latest" ]; then
+  shift
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench --latest
+  VENV="$ROOT/.venv-latest"
+else
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench
+fi
 cd "$ROOT"
 export JAX_PLATFORMS=cpu
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
-exec "$ROOT/.venv/bin/python" -m pytest -q -ra "$@"
+exec "$VENV/bin/python" -m pytest -q -ra "$@"
