@@ -5,6 +5,10 @@ Tying: transformers >= 5 writes `tie_word_embeddings: true` into every T5-family
 umT5 checkpoint with an `lm_head.weight` is untied. The embedding copies `encoder.embed_tokens` /
 `decoder.embed_tokens` (and a tied `lm_head`) are ignored when present, after checking that they
 really equal `shared.weight`.
+
+What umT5 means here: the untied LM head applied to the decoder output without rescaling, as the
+original umT5 checkpoints and T5X (`logits_via_embedding=False`) compute it. transformers 4.x and
+>= 5.24 agree; 5.0-5.23 rescaled by d_model**-0.5 (tests/models/test_t5_parity.py checks both).
 """
 
 from __future__ import annotations
