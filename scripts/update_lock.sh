@@ -16,6 +16,8 @@ echo "== resolving (Python 3.11 and 3.12 in one universal lock)"
 compile_lock "$UV" dev,tfds,bench "$TMP/test.lock" --upgrade
 # The demo's lock inside the test lock: the same version of every package both need.
 compile_lock "$UV" dev "$TMP/demo.lock" -c "$TMP/test.lock"
+# Cloud TPU VMs (tpu/xt-tpu setup): jax[tpu] with libtpu, the rest as in the test lock.
+compile_lock "$UV" tpu "$TMP/tpu.lock" -c "$TMP/test.lock"
 
 echo "== fast tests against the new test lock"
 install_locked "$VENV/bin/python" "$TMP/test.lock" dev,tfds,bench
@@ -25,7 +27,7 @@ status=0
 
 echo "== what changed (old -> new)"
 pins() { grep -E '^[A-Za-z0-9_.-]+==' "$1" | sed -E 's/ \\$//; s/ ;.*//' | sort -u; }
-for f in test demo; do
+for f in test demo tpu; do
   echo "-- $f.lock"
   diff <(pins "$LOCK_DIR/$f.lock" 2>/dev/null || true) <(pins "$TMP/$f.lock") | grep -E '^[<>]' || echo "   (no change)"
 done
@@ -33,5 +35,5 @@ if [ "$status" -ne 0 ] && [ "$KEEP_GOING" != "--keep-going" ]; then
   echo "fast tests failed against the new versions: requirements/*.lock left as they were" >&2
   exit "$status"
 fi
-cp "$TMP/test.lock" "$TMP/demo.lock" "$LOCK_DIR/"
-echo "wrote $LOCK_DIR/test.lock and $LOCK_DIR/demo.lock"
+cp "$TMP/test.lock" "$TMP/demo.lock" "$TMP/tpu.lock" "$LOCK_DIR/"
+echo "wrote $LOCK_DIR/{test,demo,tpu}.lock"
