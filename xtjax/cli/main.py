@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "xtjax.cli.generate_cmd",  # generate (mT5 / T5)
     "xtjax.cli.train_cmds",  # train, eval
     "xtjax.cli.pipeline_cmd",  # pipeline
+    "xtjax.cli.sweep_cmd",  # sweep, sweep status
     "xtjax.cli.report_cmd",  # report
     "xtjax.cli.data_cmds",  # data stats, score
     "xtjax.cli.bench_cmds",  # bench infer, bench train

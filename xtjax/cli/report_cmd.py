@@ -1,4 +1,5 @@
-"""`xtjax report RUN [RUN ...]`: one table comparing the zero-shot results of several runs."""
+"""`xtjax report RUN [RUN ...]`: one table comparing the zero-shot results of several runs;
+`xtjax report SWEEP_DIR`: the sweep's paper-style report (markdown, CSV, HTML with plots)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,51 @@ import argparse
 
 
 def register(sub) -> None:
-  p = sub.add_parser("report", help="compare zero-shot results of pipeline or train runs (markdown / CSV)")
-  p.add_argument("runs", nargs="+", help="pipeline directories (results.json) or train runs (summary.json)")
+  p = sub.add_parser("report", help="compare zero-shot results of runs, or report a sweep directory")
+  p.add_argument("runs", nargs="+", help="a sweep directory, or pipeline directories (results.json) / train runs")
   p.add_argument("--csv", default=None, help="also write the table as CSV to this file")
+  p.add_argument("--out", default=None, help="sweep reports: output folder (default: SWEEP_DIR/report)")
   p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
   from pathlib import Path
 
-  from xtjax.experiments.report import collect, to_csv, to_markdown
+  from xtjax.experiments.sweep import SWEEP_FILE
   from xtjax.io_utils import write_text_atomic
+
+  if len(args.runs) == 1 and (Path(args.runs[0]) / SWEEP_FILE).exists():
+    return _sweep_report(Path(args.runs[0]), args)
+  from xtjax.experiments.report import collect, to_csv, to_markdown
 
   tasks, rows = collect([Path(r) for r in args.runs])
   print(to_markdown(tasks, rows))
   if args.csv:
     write_text_atomic(args.csv, to_csv(tasks, rows))
+  return 0
+
+
+def _sweep_report(sweep_dir, args) -> int:
+  from pathlib import Path
+
+  from xtjax.errors import XtjaxError
+  from xtjax.experiments import sweep_report as sr
+  from xtjax.io_utils import atomic_path, write_text_atomic
+
+  records = sr.load_results(sweep_dir)
+  if not records:
+    raise XtjaxError(f"{sweep_dir}: no finished target runs yet (xtjax sweep status shows the cells)")
+  out = Path(args.out) if args.out else sweep_dir / "report"
+  md = sr.to_markdown(records)
+  figs = sr.plots(records)
+  write_text_atomic(out / "report.md", md + "\n")
+  write_text_atomic(out / "results.csv", sr.to_csv(records))
+  if args.csv:
+    write_text_atomic(args.csv, sr.to_csv(records))
+  for name, png in figs.items():
+    with atomic_path(out / name) as tmp:
+      tmp.write_bytes(png)
+  write_text_atomic(out / "report.html", sr.to_html(f"sweep {sweep_dir.name}", md, figs))
+  print(md)
+  print(f"\nwrote {out}/report.md, results.csv, report.html and {len(figs)} plots")
   return 0

@@ -1,0 +1,297 @@
+"""Sweeps: a grid of pipelines (intermediate task x targets x any config axis) run as shared phases.
+
+A sweep file names a base pipeline, the intermediate phases to compare (`none` is the baseline that
+starts every target from the pretrained encoder) and axes (dotted pipeline-config keys with lists of
+values, crossed). Every phase run is identified by the hash of its fully resolved TrainConfig, so
+  - an intermediate phase is trained once and shared by every target that starts from it
+    (Phang et al.: 9 intermediate runs for 9 x 9 cells, not 81);
+  - a changed config is a new run directory, never a silent skip of the old one;
+  - the run directories are the ledger: `summary.json` = done, `sweep_error.json` = failed (kept
+    and retried on the next invocation), `sweep_running.json` with a live pid = running, checkpoints
+    without a summary = interrupted (resumed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from xtjax import config as config_lib
+from xtjax.errors import ConfigError
+from xtjax.experiments.pipeline import PipelineConfig, phase_configs
+from xtjax.io_utils import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+NONE = "none"  # the no-intermediate baseline
+SWEEP_FILE = "sweep.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  name: str
+  pipeline: str  # base pipeline YAML, relative to the sweep file
+  intermediate: tuple[str, ...] = ()  # names of intermediate phases to compare ("none": baseline); () = the base's
+  intermediates: dict[str, dict[str, Any]] | None = None  # extra intermediate phases: name -> TrainConfig keys
+  intermediates_from: tuple[str, ...] = ()  # pipeline YAMLs (relative to the sweep file) lending their intermediate phase
+  targets: tuple[str, ...] = ()  # subset of the base pipeline's targets (() = all)
+  axes: dict[str, list[Any]] | None = None  # dotted pipeline keys -> values, crossed with everything
+
+  def __post_init__(self):
+    for key, values in (self.axes or {}).items():
+      if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"axes.{key}: a non-empty list of values")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One phase run, shared by every cell that needs it."""
+  kind: str  # "intermediate" | "target"
+  label: str
+  run_dir: Path
+  config: Any  # TrainConfig
+  config_dict: dict
+  after: Path | None  # the intermediate run it starts from
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  intermediate: str
+  target: str
+  axes: dict[str, Any]
+  runs: tuple[Run, ...]  # (intermediate run,) target run
+
+  @property
+  def name(self) -> str:
+    extra = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.axes.items())
+    return f"{self.intermediate} -> {self.target}" + (f" [{extra}]" if extra else "")
+
+
+def load_sweep(path: str | Path, overrides=()) -> tuple[SweepConfig, Path]:
+  """(config, base pipeline path); `pipeline` and `intermediates_from` are made relative to the sweep file."""
+  path = Path(path)
+  cfg = config_lib.load(path, SweepConfig, overrides)
+  cfg = dataclasses.replace(cfg, intermediates_from=tuple(str(path.parent / p) for p in cfg.intermediates_from))
+  return cfg, (path.parent / cfg.pipeline)
+
+
+def config_hash(config_dict: dict) -> str:
+  return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _set(data: dict, key: str, value, where: str) -> None:
+  node = data
+  parts = key.split(".")
+  for p in parts[:-1]:
+    node = node.setdefault(p, {})
+    if not isinstance(node, dict):
+      raise ConfigError(f"{where}: axes.{key}: {p!r} is not a mapping in the base pipeline")
+  node[parts[-1]] = json.loads(json.dumps(value))
+
+
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:40]
+
+
+def expand(cfg: SweepConfig, pipeline_path: Path, workdir: Path, where: str = "sweep") -> list[Cell]:
+  """Every cell, with its runs resolved and identified; all configs are validated before anything trains."""
+  base = config_lib.read_with_bases(pipeline_path)
+  phases = dict(cfg.intermediates or {})
+  for other in cfg.intermediates_from:
+    inter = config_lib.read_with_bases(Path(other)).get("intermediate")
+    if not inter:
+      raise ConfigError(f"{where}: intermediates_from: {other} has no intermediate phase")
+    if inter["name"] in phases:
+      raise ConfigError(f"{where}: intermediates_from: {other}: phase name {inter['name']!r} is already taken")
+    phases[inter["name"]] = inter.get("train", {})
+  if base.get("intermediate"):
+    phases.setdefault(base["intermediate"]["name"], base["intermediate"].get("train", {}))
+  choices = cfg.intermediate or tuple(phases) or (NONE,)
+  unknown = [c for c in choices if c != NONE and c not in phases]
+  if unknown:
+    raise ConfigError(f"{where}: intermediate: unknown phase {unknown[0]!r} (known: {[NONE, *phases]})")
+  base_targets = [t["name"] for t in base.get("targets") or []]
+  targets = cfg.targets or tuple(base_targets)
+  missing = [t for t in targets if t not in base_targets]
+  if missing:
+    raise ConfigError(f"{where}: targets: {missing[0]!r} is not a target of {pipeline_path} ({base_targets})")
+  axes = cfg.axes or {}
+  runs_dir = workdir / "runs"
+  cells, seen = [], {}
+  for values in itertools.product(*axes.values()):
+    assignment = dict(zip(axes, values))
+    for choice in choices:
+      d = json.loads(json.dumps(base))
+      d["intermediate"] = {"name": choice, "train": phases[choice]} if choice != NONE else None
+      d["targets"] = [t for t in d.get("targets") or [] if t["name"] in targets]
+      for key, value in assignment.items():
+        if key.startswith("intermediate.") and choice == NONE:
+          continue  # an intermediate-phase axis means nothing to the baseline
+        _set(d, key, value, where)
+      pcfg = config_lib.from_dict(PipelineConfig, d, f"{where} [{choice}, {assignment}]")
+      inter_run = None
+      for phase_name, tcfg, tdict in phase_configs(pcfg, runs_dir, where):
+        if inter_run is not None:
+          tdict = {**tdict, "init_from": str(inter_run.run_dir)}
+          tcfg = dataclasses.replace(tcfg, init_from=str(inter_run.run_dir))
+        kind = "intermediate" if pcfg.intermediate is not None and phase_name == pcfg.intermediate.name else "target"
+        ident = config_lib.to_dict(tcfg)
+        if inter_run is not None:  # the start point by identity, not by where the sweep directory lies
+          ident["init_from"] = inter_run.run_dir.name
+        h = config_hash(ident)
+        run = seen.get(h) or Run(kind, phase_name, runs_dir / f"{_slug(phase_name)}-{h}", tcfg, tdict,
+                                 inter_run.run_dir if inter_run and kind == "target" else None)
+        seen[h] = run
+        if kind == "intermediate":
+          inter_run = run
+        else:
+          axes_shown = {k: v for k, v in assignment.items() if not (k.startswith("intermediate.") and choice == NONE)}
+          cells.append(Cell(choice, phase_name, axes_shown, ((inter_run,) if inter_run else ()) + (run,)))
+  # Cells that resolve to the same target run (e.g. the baseline under an intermediate-only axis) are one cell.
+  unique = {}
+  for c in cells:
+    unique.setdefault(c.runs[-1].run_dir, c)
+  return list(unique.values())
+
+
+def unique_runs(cells: list[Cell]) -> list[Run]:
+  """Every run once, intermediates before the targets that start from them."""
+  out: dict[Path, Run] = {}
+  for c in cells:
+    for r in c.runs:
+      out.setdefault(r.run_dir, r)
+  return sorted(out.values(), key=lambda r: r.kind != "intermediate")
+
+
+# ------------------------------------------------------------------------------------------------
+# the ledger (run directories)
+
+def _read_json(p: Path) -> dict | None:
+  try:
+    return json.loads(p.read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def run_status(run_dir: Path) -> str:
+  summary = _read_json(run_dir / "summary.json")
+  if summary and summary.get("status") == "finished":
+    return "done"
+  running = _read_json(run_dir / "sweep_running.json")
+  if running and running.get("host") == socket.gethostname() and _alive(int(running.get("pid", -1))):
+    return "running"
+  if running and running.get("host") != socket.gethostname():
+    return "running"  # another host's run: trust its marker
+  if _read_json(run_dir / "sweep_error.json"):
+    return "failed"
+  if (run_dir / "checkpoints").exists():
+    return "interrupted"
+  return "pending"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+    return True
+  except (OSError, ValueError):
+    return False
+
+
+def cell_status(cell: Cell) -> str:
+  states = [run_status(r.run_dir) for r in cell.runs]
+  if all(s == "done" for s in states):
+    return "done"
+  for s in ("running", "failed", "interrupted"):
+    if s in states:
+      return s
+  return "pending"
+
+
+def write_sweep_file(cfg: SweepConfig, cells: list[Cell], workdir: Path) -> None:
+  data = {"name": cfg.name, "sweep": config_lib.to_dict(cfg),
+          "cells": [{"name": c.name, "intermediate": c.intermediate, "target": c.target, "axes": c.axes,
+                     "runs": [str(r.run_dir.relative_to(workdir)) for r in c.runs]} for c in cells]}
+  write_text_atomic(workdir / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where: str = "sweep",
+              train_fn=None) -> dict:
+  """Runs every pending / interrupted / failed run once, in dependency order. Returns status counts."""
+  if train_fn is None:
+    from xtjax.train.loop import train as train_fn
+  workdir = Path(workdir).absolute()
+  cells = expand(cfg, pipeline_path, workdir, where)
+  write_sweep_file(cfg, cells, workdir)
+  runs = unique_runs(cells)
+  log.info("sweep %s: %d cells, %d phase runs (%d intermediate)", cfg.name, len(cells), len(runs),
+           sum(r.kind == "intermediate" for r in runs))
+  failed: set[Path] = set()
+  for run in runs:
+    status = run_status(run.run_dir)
+    if status == "done":
+      continue
+    if status == "running":
+      log.info("%s: running elsewhere, skipped", run.run_dir.name)
+      continue
+    if run.after is not None and (run.after in failed or run_status(run.after) != "done"):
+      log.warning("%s: skipped, its intermediate run %s did not finish", run.run_dir.name, run.after.name)
+      continue
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run.run_dir / "sweep_running.json", json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
+    try:
+      summary = train_fn(run.config, run.run_dir, config_dict=run.config_dict)
+    except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
+      errors = (_read_json(run.run_dir / "sweep_error.json") or {}).get("errors", [])
+      errors.append({"time": time.time(), "error": f"{type(e).__name__}: {e}",
+                     "traceback": traceback.format_exc()[-4000:]})
+      write_text_atomic(run.run_dir / "sweep_error.json", json.dumps({"errors": errors}, indent=2) + "\n")
+      log.error("%s failed: %s: %s (kept in sweep_error.json; re-run the sweep to retry)", run.run_dir.name,
+                type(e).__name__, e)
+      failed.add(run.run_dir)
+      continue
+    finally:
+      (run.run_dir / "sweep_running.json").unlink(missing_ok=True)
+    if summary.get("status") == "preempted":
+      log.warning("sweep preempted in %s; run the same command again to resume", run.run_dir)
+      break
+  counts: dict[str, int] = {}
+  for c in cells:
+    s = cell_status(c)
+    counts[s] = counts.get(s, 0) + 1
+  return counts
+
+
+def main_score(run_dir: Path) -> tuple[str, float] | None:
+  """(metric, zero-shot average) of a finished target run's first task."""
+  from xtjax.experiments.report import MAIN_METRIC
+
+  summary = _read_json(run_dir / "summary.json") or {}
+  for task, per_lang in (summary.get("zero_shot") or {}).items():
+    avg = per_lang.get("avg", {})
+    metric = MAIN_METRIC.get(task, "accuracy" if "accuracy" in avg else next(iter(sorted(avg)), None))
+    if metric in avg:
+      return metric, float(avg[metric])
+  return None
+
+
+def status_table(cells: list[Cell]) -> str:
+  lines = [f"{'cell':<60} {'status':<12} score"]
+  for c in cells:
+    s = cell_status(c)
+    score = main_score(c.runs[-1].run_dir) if s == "done" else None
+    lines.append(f"{c.name:<60} {s:<12} " + (f"{score[1]:.2f} {score[0]}" if score else "-"))
+  counts: dict[str, int] = {}
+  for c in cells:
+    counts[cell_status(c)] = counts.get(cell_status(c), 0) + 1
+  lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+  return "\n".join(lines)
