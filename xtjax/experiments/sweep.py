@@ -45,6 +45,7 @@ class SweepConfig:
   intermediates_from: tuple[str, ...] = ()  # pipeline YAMLs (relative to the sweep file) lending their intermediate phase
   targets: tuple[str, ...] = ()  # subset of the base pipeline's targets (() = all)
   axes: dict[str, list[Any]] | None = None  # dotted pipeline keys -> values, crossed with everything
+  overrides: tuple[str, ...] = ()  # `key=value` over the base pipeline, for every cell (e.g. defaults.cache_dir=...)
 
   def __post_init__(self):
     for key, values in (self.axes or {}).items():
@@ -79,7 +80,11 @@ class Cell:
 def load_sweep(path: str | Path, overrides=()) -> tuple[SweepConfig, Path]:
   """(config, base pipeline path); `pipeline` and `intermediates_from` are made relative to the sweep file."""
   path = Path(path)
-  cfg = config_lib.load(path, SweepConfig, overrides)
+  # Command-line overrides of the sweep's own keys change the sweep; any other key is a pipeline key.
+  fields = {f.name for f in dataclasses.fields(SweepConfig)}
+  own = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] in fields]
+  cfg = config_lib.load(path, SweepConfig, own)
+  cfg = dataclasses.replace(cfg, overrides=cfg.overrides + tuple(o for o in overrides if o not in own))
   cfg = dataclasses.replace(cfg, intermediates_from=tuple(str(path.parent / p) for p in cfg.intermediates_from))
   return cfg, (path.parent / cfg.pipeline)
 
@@ -104,7 +109,7 @@ def _slug(text: str) -> str:
 
 def expand(cfg: SweepConfig, pipeline_path: Path, workdir: Path, where: str = "sweep") -> list[Cell]:
   """Every cell, with its runs resolved and identified; all configs are validated before anything trains."""
-  base = config_lib.read_with_bases(pipeline_path)
+  base = config_lib.apply_overrides(config_lib.read_with_bases(pipeline_path), cfg.overrides, f"{where}: overrides")
   phases = dict(cfg.intermediates or {})
   for other in cfg.intermediates_from:
     inter = config_lib.read_with_bases(Path(other)).get("intermediate")
