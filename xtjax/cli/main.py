@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "xtjax.cli.pipeline_cmd",  # pipeline
     "xtjax.cli.report_cmd",  # report
     "xtjax.cli.data_cmds",  # data stats, score
+    "xtjax.cli.tasks_cmd",  # tasks
     "xtjax.cli.bench_cmds",  # bench infer, bench train
 )
 

@@ -36,6 +36,7 @@ from xtjax.metrics import accuracy
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.registry import register
+from xtjax.tasks.source_table import hub_defaults
 
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 BINARY_LABELS = ("0", "1")
@@ -256,18 +257,9 @@ def _prefixed(examples: list[ClassificationExample], component: str) -> list[Cla
   return [dataclasses.replace(e, guid=f"{component}-{e.guid}") for e in examples]
 
 
-_GLUE_SPLITS = {"dev": "validation", "test": "test"}
-register(PairClassificationTask(
-    "mnli", NLI_LABELS, read_nli_file, nli_row,
-    HubDefaults("nyu-mll/glue", "mnli", "multi_nli", {"dev": "validation_matched", "test": "test_matched"},
-                {"dev": "validation_matched"})))
+register(PairClassificationTask("mnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("mnli")))
 register(PairClassificationTask("anli_plus", NLI_LABELS, read_nli_file, nli_row,
                                 components=ANLI_PLUS_COMPONENTS))
-register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row,
-                                HubDefaults("nyu-mll/glue", "qqp", None, _GLUE_SPLITS), with_f1=True))
-register(PairClassificationTask(
-    "xnli", NLI_LABELS, read_nli_file, nli_row,
-    HubDefaults("facebook/xnli", "{lang}", "xnli", {"dev": "validation"}, {"dev": "validation"})))
-register(PairClassificationTask(
-    "pawsx", BINARY_LABELS, read_paws_file, pair_row,
-    HubDefaults("google-research-datasets/paws-x", "{lang}", None, {"dev": "validation"})))
+register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row, hub_defaults("qqp"), with_f1=True))
+register(PairClassificationTask("xnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("xnli")))
+register(PairClassificationTask("pawsx", BINARY_LABELS, read_paws_file, pair_row, hub_defaults("pawsx")))
