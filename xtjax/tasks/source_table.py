@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from xtjax.data.sources import HubDefaults
+from xtjax.data.sources import DataSource, HubDefaults, with_hub_defaults
 from xtjax.tasks.xtreme import (MLQA_LANGS, PANX_LANGS, PANX_R_LANGS, PAWSX_LANGS, TATOEBA_LANGS,
                                 TATOEBA_R_LANGS, TYDIQA_LANGS, UDPOS_LANGS, XCOPA_LANGS, XNLI_LANGS,
                                 XQUAD_LANGS)
@@ -208,4 +208,29 @@ def row_for_hub(hf_id: str, hf_config: str | None) -> SourceRow | None:
   for row in SOURCES.values():
     if row.hf_id == hf_id and (hf_config is None or row.hf_config in (None, hf_config)):
       return row
+  return None
+
+
+def source_problem(task: str, source: DataSource, split: str, language: str) -> str | None:
+  """Why `task` cannot read `split` in `language` from `source` (hub / TFDS, resolved against this
+  table with the task's defaults), or None when the table says it exists. Local files are not
+  checked here (they are read, and named when missing, at run time)."""
+  if source.kind == "local":
+    return None
+  row = SOURCES.get(task)
+  resolved = with_hub_defaults(source, row.hub_defaults() if row else None)
+  if resolved.kind == "tfds":
+    return None if resolved.tfds_name else f"task {task!r}: no TFDS default; set data.tfds_name"
+  if resolved.hf_id is None:
+    return f"task {task!r}: no hub default (manual or original-URL source: {row.url if row else '?'})"
+  hub = row_for_hub(resolved.hf_id, resolved.hf_config)
+  if hub is None:
+    return f"task {task!r}: hub dataset {resolved.hf_id!r} config {resolved.hf_config!r} is not in the source table"
+  hub_split = resolved.split_name(split)
+  if hub_split not in hub.splits:
+    return (f"task {task!r}: {resolved.hf_id} has no split {hub_split!r} (our {split!r}); it has "
+            f"{sorted(hub.splits)}")
+  held = hub.splits[hub_split]
+  if language not in hub.languages or (held != ALL and language not in held):
+    return f"task {task!r}: {resolved.hf_id} split {hub_split!r} holds no {language!r} data"
   return None
