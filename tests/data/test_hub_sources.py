@@ -1,0 +1,108 @@
+"""Offline reads through the hub and TFDS paths with the source table's defaults."""
+
+import pytest
+
+from hub_fixture import use_local_repo, write_hub_repo
+from xtjax.data.sources import DataSource
+from xtjax.errors import DataError
+from xtjax.tasks import registry
+from xtjax.tasks.source_table import SOURCES, UDPOS_NAMES
+from xtjax.tasks.tagging import UPOS_LABELS
+
+HF = DataSource(kind="hf")
+# pos_tags ids in google/xtreme's alphabetical UPOS order.
+ID = {tag: i for i, tag in enumerate(UPOS_LABELS)}
+
+
+def _ud(tokens, tags):
+  return {"tokens": tokens, "pos_tags": [ID[t] for t in tags]}
+
+
+@pytest.fixture
+def udpos_repo(tmp_path, monkeypatch):
+  repo = write_hub_repo(tmp_path / "xtreme", {
+      "udpos.English": {"train": [_ud(["The", "dog"], ["DET", "NOUN"])],
+                        "validation": [_ud(["A", "cat"], ["DET", "NOUN"])],
+                        "test": [_ud(["Dogs", "bark"], ["NOUN", "VERB"])]},
+      "udpos.German": {"test": [_ud(["Der", "Hund", "bellt", "."], ["DET", "NOUN", "VERB", "PUNCT"]),
+                                _ud(["Ja"], ["INTJ"])]},
+  })
+  use_local_repo(monkeypatch, registry.get("udpos"), repo)
+  return repo
+
+
+def test_udpos_reads_each_language_from_its_own_treebank(udpos_repo):
+  """German evaluation reads German (the old default read English EWT for every language)."""
+  task = registry.get("udpos")
+  german = task.read("test", "de", HF)
+  assert [e.tokens for e in german] == [("Der", "Hund", "bellt", "."), ("Ja",)]
+  assert german[0].labels == ("DET", "NOUN", "VERB", "PUNCT")
+  assert [e.tokens for e in task.read("test", "en", HF)] == [("Dogs", "bark")]
+  assert [e.tokens for e in task.read("dev", "en", HF)] == [("A", "cat")]  # dev -> validation
+  with pytest.raises(DataError, match=r"config 'udpos.Thai'"):  # absent, named, never English instead
+    task.read("test", "th", HF)
+
+
+def test_every_udpos_language_has_a_treebank_name():
+  from xtjax.tasks.xtreme import UDPOS_LANGS
+  assert set(UDPOS_LANGS) <= set(UDPOS_NAMES)
+  assert SOURCES["udpos"].hf_id == "google/xtreme" and SOURCES["udpos"].hf_config == "udpos.{lang}"
+
+
+def _qa(qid, context, answer):
+  return {"id": qid, "title": "t", "context": context, "question": "Q?",
+          "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+
+
+@pytest.mark.parametrize("task_name, configs, split, lang, hub_split", [
+    ("xquad", {"xquad.de": {"validation": [_qa("x1", "Der Hund bellt.", "Hund")]}}, "test", "de", "validation"),
+    ("mlqa", {"MLQA.hi.hi": {"test": [_qa("m1", "कुत्ता भौंकता है", "कुत्ता")],
+                             "validation": [_qa("m0", "a b", "b")]}}, "test", "hi", "test"),
+    ("squad_v1", {"default": {"train": [_qa("s1", "The dog barks.", "dog")]}}, "train", "en", "train"),
+    ("tydiqa", {"secondary_task": {"validation": [_qa("english-1-1", "Dogs bark.", "Dogs"),
+                                                  _qa("swahili-2-1", "Mbwa hubweka.", "Mbwa")]}},
+     "test", "sw", "validation"),
+])
+def test_qa_tasks_read_their_hub_layout(tmp_path, monkeypatch, task_name, configs, split, lang, hub_split):
+  task = registry.get(task_name)
+  use_local_repo(monkeypatch, task, write_hub_repo(tmp_path / task_name, configs))
+  examples = task.read(split, lang, HF)
+  rows = next(iter(configs.values()))[hub_split]
+  expected = [r["id"] for r in rows if task_name != "tydiqa" or r["id"].startswith("swahili")]
+  assert [e.guid for e in examples] == expected
+
+
+def test_siqa_and_xnli_read_their_hub_layout(tmp_path, monkeypatch):
+  siqa = registry.get("siqa")
+  use_local_repo(monkeypatch, siqa, write_hub_repo(tmp_path / "siqa", {"default": {"validation": [
+      {"context": "Ann slept.", "question": "Why?", "answerA": "tired", "answerB": "hungry", "answerC": "bored",
+       "label": "1"}]}}))
+  assert siqa.read("dev", "en", HF)[0].label == 0  # labels "1".."3"
+  xnli = registry.get("xnli")
+  use_local_repo(monkeypatch, xnli, write_hub_repo(tmp_path / "xnli", {"de": {"test": [
+      {"premise": "Ein Hund.", "hypothesis": "Ein Tier.", "label": 0}]}}))
+  assert [e.text_a for e in xnli.read("test", "de", HF)] == ["Ein Hund."]
+
+
+def test_tfds_defaults_resolve_names_and_splits():
+  """`kind: tfds` with no name uses the table's TFDS name; mock_data serves it offline."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  tf = pytest.importorskip("tensorflow")
+  seen = []
+
+  def as_dataset(self, split, *args, **kwargs):
+    seen.append((self.name, self.builder_config.name if self.builder_config else None, str(split)))
+    context = "Der Hund bellt."
+    return tf.data.Dataset.from_tensor_slices({
+        "id": [b"d1"], "title": [b"t"], "context": [context.encode()], "question": [b"Wer?"],
+        "answers": {"text": tf.constant([[b"Hund"]]), "answer_start": tf.constant([[4]])}})
+
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    examples = registry.get("xquad").read("test", "de", DataSource(kind="tfds"))
+  assert [e.answers[0] for e in examples] == [("Hund", 4)]
+  assert seen == [("xquad", "de", "test")]
+
+
+def test_tfds_without_a_name_is_one_line():
+  with pytest.raises(DataError, match=r"task 'udpos': data.kind 'tfds' needs data.tfds_name"):
+    registry.get("udpos").read("test", "de", DataSource(kind="tfds"))
