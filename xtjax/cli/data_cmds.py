@@ -106,6 +106,9 @@ def register(sub) -> None:
   p.add_argument("--json", action="store_true", help="print one JSON object")
   add_source_arguments(p)
   p.set_defaults(func=run_stats)
+  from xtjax.cli.download_cmd import register_data
+
+  register_data(data_sub)  # data download, data check-ccg
 
   s = sub.add_parser("score", help="official XTREME / XTREME-R metrics of prediction files")
   s.add_argument("--task", required=True, help="task name, comma-separated names, or 'all'")

@@ -30,8 +30,9 @@ UDPOS_NAMES = {
     "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
     "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
     "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese"}
-# UD 2.5 treebanks without train/dev data for these languages (test only, or train without dev).
-_UDPOS_TEST_ONLY = ("kk", "th", "tl", "yo")
+# UD 2.5 treebanks in google/xtreme without training data (test only), and without a dev split.
+_UDPOS_NO_TRAIN = ("th", "tl", "yo")
+_UDPOS_NO_DEV = _UDPOS_NO_TRAIN + ("kk",)
 # Tatoeba (LASER) files use ISO 639-3 codes: tatoeba.deu-eng.deu.
 TATOEBA_CODES = {
     "ar": "ara", "he": "heb", "vi": "vie", "id": "ind", "jv": "jav", "tl": "tgl", "eu": "eus", "ml": "mal",
@@ -102,13 +103,13 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               url="https://storage.googleapis.com/paws/pawsx/x-final.tar.gz", license="custom (free use, cite)",
               verified="hub card google-research-datasets/paws-x; TFDS catalog paws_x_wiki"),
     SourceRow("udpos", UDPOS_LANGS, "google/xtreme", "udpos.{lang}",
-              splits={"train": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_TEST_ONLY),
-                      "validation": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_TEST_ONLY), "test": ALL},
+              splits={"train": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_NO_TRAIN),
+                      "validation": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_NO_DEV), "test": ALL},
               split_names=_DEV, language_names=UDPOS_NAMES,
               url="https://lindat.mff.cuni.cz/repository/xmlui/handle/11234/1-3105 (UD 2.5)",
               license="per treebank (UD 2.5)",
               verified=f"{_XTREME_SHA}: udpos.German train 166849 / validation 19233 / test 22458, "
-                       "udpos.Tagalog test only"),
+                       "udpos.Tagalog test only, udpos.Kazakh train 31 / test 1047"),
     SourceRow("panx", PANX_R_LANGS, "unimelb-nlp/wikiann", "{lang}", splits=_TVT, split_names=_DEV,
               tfds_name="wikiann/{lang}", tfds_split_names=_DEV,
               url="https://www.amazon.com/clouddrive/share/d3KGCRCIYwhKJF0H3eWA26hjg2ZCRhjpEQtDL70FSBN (AmazonPhotos.zip)",
@@ -129,7 +130,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               license="Apache 2.0",
               verified="hub commit da78f23 'Convert dataset to Parquet' (secondary_task train/validation)"),
     SourceRow("bucc2018", ("de", "fr", "ru", "zh"), None, splits={},
-              url="https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.{training-gold,sample-gold}.tar.bz2",
+              url="https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.training-gold.tar.bz2 "
+                  "https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.sample-gold.tar.bz2",
               license="BUCC 2018 shared task (research use)",
               verified="google/xtreme bucc18.{lang} holds only gold pairs, not the mining pools: original files"),
     SourceRow("tatoeba", TATOEBA_R_LANGS, "google/xtreme", "tatoeba.{lang}",
@@ -145,7 +147,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               url="google-research/google-research dense_representations_for_entity_retrieval/mel "
                   "(get-mewsli-x.sh)", license="CC BY 3.0", manual="run get-mewsli-x.sh (Wikipedia dump)"),
     SourceRow("lareqa", ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"), None,
-              url="https://github.com/google-research-datasets/lareqa (xquad-r/{lang}.json)", license="CC BY-SA 4.0"),
+              url="https://github.com/google-research-datasets/lareqa/raw/master/xquad-r/{lang}.json",
+              license="CC BY-SA 4.0"),
     # ---- English training data and Phang et al.'s intermediate tasks ------------------------------
     SourceRow("squad_v1", EN, "rajpurkar/squad", None, splits=_TV, split_names=_EVAL_ONLY,
               tfds_name="squad/v1.1", tfds_split_names=_DEV,
@@ -164,7 +167,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
     SourceRow("qqp", EN, "nyu-mll/glue", "qqp", splits=_TVT, split_names=_DEV, tfds_name="glue/qqp",
               tfds_split_names=_DEV, url="https://dl.fbaipublicfiles.com/glue/data/QQP-clean.zip",
               license="Quora terms (non-commercial)", verified="hub card nyu-mll/glue; TFDS catalog glue/qqp"),
-    SourceRow("anli_plus", EN, None, url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip + MNLI + SNLI",
+    SourceRow("anli_plus", EN, None, url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip "
+                                     "https://nlp.stanford.edu/projects/snli/snli_1.0.zip",
               license="CC BY-NC 4.0"),
     SourceRow("hellaswag", EN, "Rowan/hellaswag", None, hf_revision="refs/convert/parquet", splits=_TVT,
               split_names=_DEV, tfds_name="hellaswag", tfds_split_names=_DEV,
@@ -188,7 +192,7 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               license="BSD 2-Clause", verified="TFDS catalog super_glue/copa"),
     SourceRow("ccg", EN, None, url="https://catalog.ldc.upenn.edu/LDC2005T13", license="LDC user agreement",
               manual="CCGbank 1.1 is licensed by the LDC (LDC2005T13): obtain it there, then run "
-                     "`xtjax data check-ccg DIR` on its data/AUTO folder"),
+                     "`xtjax data check-ccg DIR --out OUT` on it (writes OUT/ccg/{train,dev,test}.auto)"),
 )}
 
 

@@ -1,0 +1,120 @@
+"""What `xtjax data download` fetches: one item per (task, split, language), from the source table.
+
+No network here: the plan is what `--dry-run` prints. Each item names its source (hub parquet
+id / config / revision / split, an original URL, or a manual step), its license and the file it
+becomes under the output folder, in the upstream format xtjax reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from xtjax.data.sources import fill_pattern
+from xtjax.errors import ConfigError
+from xtjax.tasks.source_table import ALL, SOURCES, SourceRow
+from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
+
+# XTREME's English training data for each target (google-research/xtreme scripts/download_data.sh).
+TRAINING_DATA = {"xnli": ("mnli",), "xquad": ("squad_v1",), "mlqa": ("squad_v1",), "lareqa": ("squad_v1",),
+                 "xcopa": ("siqa", "copa")}
+BENCHMARK_CHOICES = ("xtreme", "xtreme-r", "intermediate", "all")
+
+# Output files in the layouts xtjax's readers take ({split} is the source's split name).
+TARGETS = {
+    "squad_v1": "squad/{split}-v1.1.json", "squad_v2": "squad/{split}-v2.0.json",
+    "xquad": "xquad/xquad.{lang}.json", "mlqa": "mlqa/{split}/{split}-context-{lang}-question-{lang}.json",
+    "tydiqa": "tydiqa/tydiqa.goldp.{lang}.{split}.json", "udpos": "udpos/{lang}/{split}.conllu",
+    "panx": "panx/{split}-{lang}.tsv", "tatoeba": "tatoeba/tatoeba.{code}-eng.{code}",
+}
+# Tasks written as the hub's rows, one JSON object a line: read back with
+# `data: {kind: hf, hf_id: json, path: DIR/<task>/{split}.{lang}.jsonl}` and the task's split names.
+JSONL_TARGET = "{task}/{split}.{lang}.jsonl"
+WRITERS = {"squad_v1": "squad", "squad_v2": "squad", "xquad": "squad", "mlqa": "squad", "tydiqa": "squad",
+           "udpos": "conllu", "panx": "panx", "tatoeba": "tatoeba"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchItem:
+  task: str
+  split: str  # the source's split name
+  language: str
+  kind: str  # hf | url | manual
+  target: str  # relative to the output folder ("" for a manual step)
+  writer: str = "jsonl"
+  hf_id: str | None = None
+  hf_config: str | None = None
+  hf_revision: str | None = None
+  url: str = ""
+  license: str = ""
+  note: str = ""
+
+  @property
+  def source(self) -> str:
+    if self.kind == "hf":
+      at = f"@{self.hf_revision}" if self.hf_revision else ""
+      return f"hf:{self.hf_id}{at} {self.hf_config or '-'} [{self.split}]"
+    return f"{self.kind}:{self.url}" if self.kind == "url" else f"manual: {self.note}"
+
+  def where(self) -> str:
+    """Where to fetch it from, in one phrase (for errors)."""
+    if self.kind == "hf":
+      return f"https://huggingface.co/datasets/{self.hf_id} (config {self.hf_config}, split {self.split})"
+    return self.url
+
+
+def benchmark_task_names(benchmark: str) -> list[str]:
+  """The tasks (targets and the English data they train on) of a benchmark, in table order."""
+  if benchmark not in BENCHMARK_CHOICES:
+    raise ConfigError(f"--benchmark {benchmark!r}: choose one of {list(BENCHMARK_CHOICES)}")
+  names: list[str] = []
+  if benchmark in ("xtreme", "xtreme-r", "all"):
+    for bench in ("xtreme", "xtreme-r") if benchmark == "all" else (benchmark,):
+      for spec in BENCHMARKS[bench]:
+        names += [spec.name, *TRAINING_DATA.get(spec.name, ())]
+  if benchmark in ("intermediate", "all"):
+    names += list(INTERMEDIATE_TASKS)
+  return [n for i, n in enumerate(names) if n in SOURCES and n not in names[:i]]
+
+
+def plan(benchmark: str, tasks: Sequence[str] | None = None, languages: Sequence[str] | None = None) -> list[FetchItem]:
+  """Every file to fetch for `benchmark` (optionally only `tasks` / `languages`)."""
+  names = benchmark_task_names(benchmark)
+  if tasks:
+    unknown = sorted(set(tasks) - set(names))
+    if unknown:
+      raise ConfigError(f"--tasks {','.join(unknown)}: not in benchmark {benchmark!r} ({', '.join(names)})")
+    names = [n for n in names if n in tasks]
+  items: list[FetchItem] = []
+  for name in names:
+    items += _row_items(SOURCES[name], languages)
+  return items
+
+
+def _row_items(row: SourceRow, languages: Sequence[str] | None) -> list[FetchItem]:
+  langs = [lang for lang in row.languages if not languages or lang in languages]
+  if row.manual:
+    return [FetchItem(row.task, "-", "-", "manual", "", url=row.url, license=row.license, note=row.manual)]
+  if row.hf_id is None:  # original files only (BUCC's mining pools, ANLI's zip, LAReQA)
+    per_lang = "{lang}" in row.url
+    return [FetchItem(row.task, "-", lang, "url", f"{row.task}/", url=row.url.replace("{lang}", lang),
+                      license=row.license) for lang in (langs if per_lang else ["-"])]
+  items = []
+  for split, held in row.splits.items():
+    for lang in langs:
+      if held != ALL and lang not in held:
+        continue
+      config = fill_pattern(row.hf_config, split, row.language_names.get(lang, lang)) if row.hf_config else None
+      code = row.language_names.get(lang, lang)
+      pattern = TARGETS.get(row.task, JSONL_TARGET)
+      target = pattern.format(task=row.task, split=split, lang=lang, code=code)
+      items.append(FetchItem(row.task, split, lang, "hf", target, WRITERS.get(row.task, "jsonl"), row.hf_id,
+                             config, row.hf_revision, url=row.url, license=row.license))
+  return items
+
+
+def format_plan(items: Sequence[FetchItem]) -> str:
+  """The dry-run table: task, split, language, source (with revision), license, target."""
+  lines = ["task\tsplit\tlanguage\tsource\tlicense\ttarget"]
+  lines += [f"{i.task}\t{i.split}\t{i.language}\t{i.source}\t{i.license}\t{i.target or '-'}" for i in items]
+  return "\n".join(lines)
