@@ -124,3 +124,12 @@ def test_ccgbank_manual_step_and_checker(tmp_path, capsys):
   (root / "data" / "AUTO" / "23" / "wsj_2301.auto").unlink()
   with pytest.raises(DataError, match=r"AUTO: CCGbank sections \['23'\] missing or empty \(split test\)"):
     dl.check_ccgbank(root, tmp_path / "out")
+
+
+def test_cli_download_reports_counts_that_differ_from_the_published_ones(tmp_path, mirrors, capsys):
+  args = ["data", "download", "--benchmark", "xtreme", "--tasks", "udpos", "--languages", "de", "--out",
+          str(tmp_path / "out"), "--hub-mirror", f"google/xtreme={mirrors['google/xtreme']}"]
+  assert main(args) == 1  # the two-sentence fixture is not UD 2.5's German
+  captured = capsys.readouterr()
+  assert "count differs: udpos/de/test.conllu: 2 examples, published 22458" in captured.err
+  assert "MANIFEST.json: 3 files, 3 differ from published counts" in captured.out

@@ -32,6 +32,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def run_download(args: argparse.Namespace) -> int:
+  import sys
+
+  from xtjax.tasks.counts import manifest_mismatches
   from xtjax.tasks.download import download
   from xtjax.tasks.download_plan import format_plan, plan
 
@@ -50,8 +53,11 @@ def run_download(args: argparse.Namespace) -> int:
   manifest = download(items, args.out, hub_dirs=mirrors)
   for task, step in manifest.get("manual", {}).items():
     print(f"{task}: manual step: {step['step']}")
-  print(f"{args.out}/MANIFEST.json: {len(manifest['files'])} files")
-  return 0
+  mismatches = manifest_mismatches(manifest)
+  for line in mismatches:
+    print(f"count differs: {line}", file=sys.stderr)
+  print(f"{args.out}/MANIFEST.json: {len(manifest['files'])} files, {len(mismatches)} differ from published counts")
+  return 1 if mismatches else 0
 
 
 def run_check_ccg(args: argparse.Namespace) -> int:
