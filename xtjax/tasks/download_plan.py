@@ -20,7 +20,9 @@ TRAINING_DATA = {"xnli": ("mnli",), "xquad": ("squad_v1",), "mlqa": ("squad_v1",
                  "xcopa": ("siqa", "copa")}
 BENCHMARK_CHOICES = ("xtreme", "xtreme-r", "intermediate", "all")
 
-# Output files in the layouts xtjax's readers take ({split} is the source's split name).
+# Output files in the layouts and names the upstream releases use ({split}: train, dev or test, e.g.
+# squad/dev-v1.1.json, tydiqa/tydiqa.goldp.sw.dev.json as XTREME's download script names them).
+UPSTREAM_SPLIT = {"validation": "dev"}
 TARGETS = {
     "squad_v1": "squad/{split}-v1.1.json", "squad_v2": "squad/{split}-v2.0.json",
     "xquad": "xquad/xquad.{lang}.json", "mlqa": "mlqa/{split}/{split}-context-{lang}-question-{lang}.json",
@@ -106,8 +108,10 @@ def _row_items(row: SourceRow, languages: Sequence[str] | None) -> list[FetchIte
         continue
       config = fill_pattern(row.hf_config, split, row.language_names.get(lang, lang)) if row.hf_config else None
       code = row.language_names.get(lang, lang)
-      pattern = TARGETS.get(row.task, JSONL_TARGET)
-      target = pattern.format(task=row.task, split=split, lang=lang, code=code)
+      if row.task in TARGETS:
+        target = TARGETS[row.task].format(split=UPSTREAM_SPLIT.get(split, split), lang=lang, code=code)
+      else:  # hub rows: the hub's split names, as the task's defaults read them back
+        target = JSONL_TARGET.format(task=row.task, split=split, lang=lang)
       items.append(FetchItem(row.task, split, lang, "hf", target, WRITERS.get(row.task, "jsonl"), row.hf_id,
                              config, row.hf_revision, url=row.url, license=row.license))
   return items
