@@ -11,9 +11,8 @@ from xtjax.experiments.pipeline import PipelineConfig, phase_configs
 from xtjax.tasks.source_table import source_problem
 from xtjax.tasks.xtreme import benchmark_tasks
 
-# Known gaps, each with its reason: anli_plus reads five components (ANLI r1-r3, MNLI, SNLI) and has
-# no single hub default yet; point it at local files (data.files.{split}.{component}).
-KNOWN_GAPS = {"anli_plus"}
+# Known gaps, each with its reason (none today).
+KNOWN_GAPS: set[str] = set()
 
 
 def _problems(path: Path, tmp_path: Path) -> list[str]:

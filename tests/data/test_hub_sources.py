@@ -106,3 +106,23 @@ def test_tfds_defaults_resolve_names_and_splits():
 def test_tfds_without_a_name_is_one_line():
   with pytest.raises(DataError, match=r"task 'udpos': data.kind 'tfds' needs data.tfds_name"):
     registry.get("udpos").read("test", "de", DataSource(kind="tfds"))
+
+
+def test_anli_plus_reads_each_component_from_its_own_hub_default(tmp_path, monkeypatch):
+  from xtjax.tasks import classification
+  from xtjax.tasks.source_table import hub_defaults
+
+  nli = {"premise": "A dog.", "hypothesis": "An animal.", "label": 0}
+  anli = write_hub_repo(tmp_path / "anli", {"plain_text": {f"dev_r{r}": [{**nli, "uid": f"r{r}"}] for r in (1, 2, 3)}})
+  snli = write_hub_repo(tmp_path / "snli", {"plain_text": {"validation": [nli, {**nli, "label": -1}]}})
+  glue = write_hub_repo(tmp_path / "glue", {"mnli": {"validation_matched": [{**nli, "idx": 7}]}})
+  local = {"facebook/anli": anli, "stanfordnlp/snli": snli, "nyu-mll/glue": glue}
+
+  def local_defaults(component):
+    hub = hub_defaults(component)
+    return type(hub)(**{**hub.__dict__, "hf_id": str(local[hub.hf_id])})
+
+  monkeypatch.setattr(classification, "hub_defaults", local_defaults)
+  examples = registry.get("anli_plus").read("dev", "en", HF)
+  assert [e.guid.split("-")[0] for e in examples] == ["anli_r1", "anli_r2", "anli_r3", "mnli", "snli"]
+  assert {e.label for e in examples} == {"entailment"}  # SNLI's unlabelled row (-1) is left out

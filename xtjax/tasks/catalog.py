@@ -30,7 +30,7 @@ def task_rows() -> list[dict[str, Any]]:
             "split_names": dict(src.split_names)},
         "tfds": None if src is None or src.tfds_name is None else src.tfds_name,
         "url": src.url if src else "", "license": src.license if src else "",
-        "manual": src.manual if src else ""})
+        "manual": src.manual if src else "", "components": list(src.components) if src else []})
   return rows
 
 
@@ -40,6 +40,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
   for r in rows:
     langs = " ".join(f"{k}:{len(v)}" for k, v in r["languages"].items()) or "-"
     hub = f"{r['hf']['id']} ({r['hf']['config'] or '-'})" if r["hf"] else "-"
+    if r["components"]:
+      hub = "components: " + " ".join(r["components"])
     if r["hf"] and r["hf"]["revision"]:
       hub += f"@{r['hf']['revision'][:12]}"
     where = f"{hub} / {r['tfds'] or '-'}" + (f"  [manual: {r['manual']}]" if r["manual"] else "")

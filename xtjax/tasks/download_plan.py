@@ -89,7 +89,8 @@ def plan(benchmark: str, tasks: Sequence[str] | None = None, languages: Sequence
     names = [n for n in names if n in tasks]
   items: list[FetchItem] = []
   for name in names:
-    items += _row_items(SOURCES[name], languages)
+    for part in SOURCES[name].components or (name,):
+      items += [i for i in _row_items(SOURCES[part], languages) if i not in items]
   return items
 
 

@@ -72,6 +72,7 @@ class SourceRow:
   license: str = ""
   manual: str = ""  # non-empty: the data cannot be redistributed; how to obtain it
   verified: str = ""
+  components: tuple[str, ...] = ()  # a task read from several rows (ANLI+): those rows' tasks
 
   def hub_split(self, split: str) -> str:
     return self.split_names.get(split, split)
@@ -169,7 +170,17 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               license="Quora terms (non-commercial)", verified="hub card nyu-mll/glue; TFDS catalog glue/qqp"),
     SourceRow("anli_plus", EN, None, url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip "
                                      "https://nlp.stanford.edu/projects/snli/snli_1.0.zip",
-              license="CC BY-NC 4.0"),
+              license="CC BY-NC 4.0 (ANLI), CC BY-SA 4.0 (SNLI)",
+              components=("anli_r1", "anli_r2", "anli_r3", "mnli", "snli")),
+    *(SourceRow(f"anli_r{r}", EN, "facebook/anli", "plain_text",
+                splits={f"{s}_r{r}": ALL for s in ("train", "dev", "test")},
+                split_names={"train": f"train_r{r}", "dev": f"dev_r{r}", "test": f"test_r{r}"},
+                url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip", license="CC BY-NC 4.0",
+                verified="hub commit 'Convert dataset to Parquet' (plain_text/{train,dev,test}_r1..3)")
+      for r in (1, 2, 3)),
+    SourceRow("snli", EN, "stanfordnlp/snli", "plain_text", splits=_TVT, split_names=_DEV,
+              url="https://nlp.stanford.edu/projects/snli/snli_1.0.zip", license="CC BY-SA 4.0",
+              verified="hub commit 5e5f553 'Convert dataset to Parquet' (train 550152 / validation / test 10000)"),
     SourceRow("hellaswag", EN, "Rowan/hellaswag", None, hf_revision="refs/convert/parquet", splits=_TVT,
               split_names=_DEV, tfds_name="hellaswag", tfds_split_names=_DEV,
               url="https://github.com/rowanz/hellaswag/tree/master/data", license="MIT",
@@ -222,12 +233,15 @@ def source_problem(task: str, source: DataSource, split: str, language: str) -> 
   if source.kind == "local":
     return None
   row = SOURCES.get(task)
+  if row is not None and row.components:
+    return next((why for c in row.components if (why := source_problem(c, source, split, language))), None)
   resolved = with_hub_defaults(source, row.hub_defaults() if row else None)
   if resolved.kind == "tfds":
     return None if resolved.tfds_name else f"task {task!r}: no TFDS default; set data.tfds_name"
   if resolved.hf_id is None:
     return f"task {task!r}: no hub default (manual or original-URL source: {row.url if row else '?'})"
-  hub = row_for_hub(resolved.hf_id, resolved.hf_config)
+  own = row is not None and (row.hf_id, row.hf_config) == (resolved.hf_id, resolved.hf_config)
+  hub = row if own else row_for_hub(resolved.hf_id, resolved.hf_config)
   if hub is None:
     return f"task {task!r}: hub dataset {resolved.hf_id!r} config {resolved.hf_config!r} is not in the source table"
   hub_split = resolved.split_name(split)
