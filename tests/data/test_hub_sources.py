@@ -126,3 +126,19 @@ def test_anli_plus_reads_each_component_from_its_own_hub_default(tmp_path, monke
   examples = registry.get("anli_plus").read("dev", "en", HF)
   assert [e.guid.split("-")[0] for e in examples] == ["anli_r1", "anli_r2", "anli_r3", "mnli", "snli"]
   assert {e.label for e in examples} == {"entailment"}  # SNLI's unlabelled row (-1) is left out
+
+
+def test_hellaswag_reads_the_parquet_conversion_layout(tmp_path, monkeypatch):
+  """Rowan/hellaswag's main holds a loading script; its pinned refs/convert/parquet branch has
+  default/{split}/0000.parquet and no README, which `datasets` infers."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  task = registry.get("hellaswag")
+  assert task.hub.hf_revision == "refs/convert/parquet"
+  folder = tmp_path / "hellaswag" / "default" / "validation"
+  folder.mkdir(parents=True)
+  row = {"ind": 4, "ctx_a": "A man", "ctx_b": "then", "endings": ["a", "b", "c", "d"], "label": "2"}
+  pq.write_table(pa.Table.from_pylist([row]), folder / "0000.parquet")
+  use_local_repo(monkeypatch, task, tmp_path / "hellaswag")
+  assert [(e.choices, e.label) for e in task.read("dev", "en", HF)] == [(("a", "b", "c", "d"), 2)]
