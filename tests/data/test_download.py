@@ -19,8 +19,8 @@ from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
 def test_dry_run_lists_every_task_source_and_target(capsys):
   assert main(["data", "download", "--benchmark", "all", "--dry-run"]) == 0
   out = capsys.readouterr().out
-  assert "hf:google/xtreme udpos.German [test]\tper treebank (UD 2.5)\tudpos/de/test.conllu" in out
-  assert "hf:google/xquad xquad.th [validation]" in out and "tatoeba/tatoeba.deu-eng.deu" in out
+  assert "hf:google/xtreme@main udpos.German [test]\tper treebank (UD 2.5)\tudpos/de/test.conllu" in out
+  assert "hf:google/xquad@main xquad.th [validation]" in out and "tatoeba/tatoeba.deu-eng.deu" in out
   assert "hf:lighteval/siqa@54c6a1f8cb6daf4f5abf24a601852612fb35eb25" in out
   items = plan("all")
   tasks = {i.task for i in items}
@@ -81,7 +81,8 @@ def test_download_writes_readable_upstream_files_and_a_manifest(tmp_path, mirror
   assert on_disk["counts"]["udpos"]["test"] == {"de": 2, "en": 1}
   entry = on_disk["files"]["udpos/de/test.conllu"]
   assert entry["sha256"] == dl.sha256(out / "udpos/de/test.conllu") and entry["license"]
-  assert entry["source"] == "hf:google/xtreme udpos.German [test]"
+  assert entry["source"] == "hf:google/xtreme@main udpos.German [test]"
+  assert entry["commit"] == f"mirror:{mirrors['google/xtreme']}" and entry["revision"] == "main"
   assert manifest["counts"] == on_disk["counts"]
   assert not list(out.rglob("*.tmp"))  # atomic: no temp files left
 
@@ -91,8 +92,10 @@ def test_download_writes_readable_upstream_files_and_a_manifest(tmp_path, mirror
   (out / "xquad/xquad.de.json").write_text("{}")
   fetched = []
   monkeypatch.setattr(dl, "hub_rows", lambda item, hub_dirs: fetched.append(item.target) or [])
-  dl.download(items, out, hub_dirs=mirrors)
-  assert fetched == ["xquad/xquad.de.json"]
+  resolved = []
+  dl.download(items, out, resolve_commit=lambda hf_id, rev: resolved.append((hf_id, rev)) or "c0ffee")
+  assert fetched == ["xquad/xquad.de.json"] and resolved == [("google/xquad", None)]  # once per dataset
+  assert json.loads((out / "MANIFEST.json").read_text())["files"]["xquad/xquad.de.json"]["commit"] == "c0ffee"
 
 
 def test_url_items_are_fetched_atomically_and_offline_named(tmp_path, monkeypatch):

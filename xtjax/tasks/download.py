@@ -132,16 +132,39 @@ def _done(out: Path, manifest: Mapping, rel: str) -> bool:
   return entry is not None and (out / rel).is_file() and sha256(out / rel) == entry["sha256"]
 
 
-def _record(out: Path, manifest: dict, rel: str, item: FetchItem, count: int) -> None:
+def _record(out: Path, manifest: dict, rel: str, item: FetchItem, count: int, commit: str = "") -> None:
   manifest["files"][rel] = {"task": item.task, "split": item.split, "language": item.language,
-                            "source": item.source, "revision": item.hf_revision or "main", "license": item.license,
-                            "sha256": sha256(out / rel), "count": count}
+                            "source": item.source, "revision": item.hf_revision or "main", "commit": commit,
+                            "license": item.license, "sha256": sha256(out / rel), "count": count}
+
+
+def hub_commit(hf_id: str, revision: str | None) -> str:
+  """The commit a hub revision (branch, tag or sha) resolves to now, recorded in the MANIFEST."""
+  from huggingface_hub import HfApi
+
+  try:
+    return HfApi().dataset_info(hf_id, revision=revision or "main").sha or ""
+  except Exception as e:  # the hub client raises many types; name the dataset
+    raise DataError(f"cannot resolve {hf_id}@{revision or 'main'} on the hub: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def download(items: Sequence[FetchItem], out: str | Path, *, hub_dirs: Mapping[str, str | Path] | None = None,
-             fetch_url: Callable[[str, Path], None] | None = None) -> dict[str, Any]:
-  """Fetches every item not already present; returns the manifest (also written to OUT/MANIFEST.json)."""
+             fetch_url: Callable[[str, Path], None] | None = None,
+             resolve_commit: Callable[[str, str | None], str] = hub_commit) -> dict[str, Any]:
+  """Fetches every item not already present; returns the manifest (also written to OUT/MANIFEST.json).
+  Hub items record the commit their revision resolved to (`mirror:DIR` for a local mirror)."""
   out = Path(out)
+  commits: dict[tuple[str, str | None], str] = {}
+
+  def commit_of(item: FetchItem) -> str:
+    if item.hf_id in (hub_dirs or {}):
+      return f"mirror:{hub_dirs[item.hf_id]}"
+    key = (item.hf_id, item.hf_revision)
+    if key not in commits:
+      commits[key] = resolve_commit(*key)
+    return commits[key]
+
   out.mkdir(parents=True, exist_ok=True)
   manifest = read_manifest(out)
   manual = [i for i in items if i.kind == "manual"]
@@ -151,7 +174,7 @@ def download(items: Sequence[FetchItem], out: str | Path, *, hub_dirs: Mapping[s
     if item.kind == "url":
       _fetch_url_item(item, out, manifest, fetch_url or _urlretrieve)
     else:
-      _fetch_hub_item(item, out, manifest, hub_dirs or {})
+      _fetch_hub_item(item, out, manifest, hub_dirs or {}, commit_of)
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
   manifest["created"] = manifest.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat()
   manifest["counts"] = counts_by_task(manifest)
@@ -160,22 +183,18 @@ def download(items: Sequence[FetchItem], out: str | Path, *, hub_dirs: Mapping[s
   return manifest
 
 
-def _fetch_hub_item(item: FetchItem, out: Path, manifest: dict, hub_dirs: Mapping) -> None:
-  if item.writer == "tatoeba":
-    english = item.target.rsplit(".", 1)[0] + ".eng"
-    if _done(out, manifest, item.target) and _done(out, manifest, english):
-      return
-    rows = hub_rows(item, hub_dirs)
-    for rel, text in zip((item.target, english), tatoeba_pair(rows, item)):
-      write_text_atomic(out / rel, text)
-      _record(out, manifest, rel, item, len(rows))
-    return
-  if _done(out, manifest, item.target):
+def _fetch_hub_item(item: FetchItem, out: Path, manifest: dict, hub_dirs: Mapping,
+                    commit_of: Callable[[FetchItem], str]) -> None:
+  files = [item.target] + ([item.target.rsplit(".", 1)[0] + ".eng"] if item.writer == "tatoeba" else [])
+  if all(_done(out, manifest, rel) for rel in files):
     log.info("%s: present, skipped", item.target)
     return
   rows = hub_rows(item, hub_dirs)
-  write_text_atomic(out / item.target, WRITE[item.writer](rows, item))
-  _record(out, manifest, item.target, item, len(rows))
+  commit = commit_of(item)
+  texts = tatoeba_pair(rows, item) if item.writer == "tatoeba" else (WRITE[item.writer](rows, item),)
+  for rel, text in zip(files, texts):
+    write_text_atomic(out / rel, text)
+    _record(out, manifest, rel, item, len(rows), commit)
 
 
 def _urlretrieve(url: str, dest: Path) -> None:

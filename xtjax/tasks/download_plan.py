@@ -54,8 +54,7 @@ class FetchItem:
   @property
   def source(self) -> str:
     if self.kind == "hf":
-      at = f"@{self.hf_revision}" if self.hf_revision else ""
-      return f"hf:{self.hf_id}{at} {self.hf_config or '-'} [{self.split}]"
+      return f"hf:{self.hf_id}@{self.hf_revision or 'main'} {self.hf_config or '-'} [{self.split}]"
     return f"{self.kind}:{self.url}" if self.kind == "url" else f"manual: {self.note}"
 
   def where(self) -> str:
