@@ -142,3 +142,18 @@ def test_hellaswag_reads_the_parquet_conversion_layout(tmp_path, monkeypatch):
   pq.write_table(pa.Table.from_pylist([row]), folder / "0000.parquet")
   use_local_repo(monkeypatch, task, tmp_path / "hellaswag")
   assert [(e.choices, e.label) for e in task.read("dev", "en", HF)] == [(("a", "b", "c", "d"), 2)]
+
+
+def test_feature_cache_key_changes_with_the_default_source(monkeypatch):
+  """A cache built from the old udpos default (universal_dependencies en_ewt) is not reused."""
+  import dataclasses
+
+  from fixtures import make_wordpiece_tokenizer
+  from xtjax.data.cache import feature_key
+  from xtjax.tasks.base import FeatureSettings
+
+  task, tok, settings = registry.get("udpos"), make_wordpiece_tokenizer(), FeatureSettings()
+  now, _ = feature_key(task, "test", "de", HF, tok, settings)
+  monkeypatch.setattr(task, "hub", dataclasses.replace(task.hub, hf_id="universal_dependencies", hf_config="en_ewt"))
+  before, _ = feature_key(task, "test", "de", HF, tok, settings)
+  assert now != before
