@@ -157,3 +157,31 @@ def test_feature_cache_key_changes_with_the_default_source(monkeypatch):
   monkeypatch.setattr(task, "hub", dataclasses.replace(task.hub, hf_id="universal_dependencies", hf_config="en_ewt"))
   before, _ = feature_key(task, "test", "de", HF, tok, settings)
   assert now != before
+
+
+def test_a_config_on_the_parquet_conversion_branch_is_its_folder(tmp_path, monkeypatch):
+  """aps/super_glue is pinned to refs/convert/parquet, which holds copa/{split}/0000.parquet and no card."""
+  import dataclasses
+
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  from xtjax.data import sources
+
+  for config in ("copa", "cb"):
+    (tmp_path / "sg" / config / "validation").mkdir(parents=True)
+    row = {"premise": f"{config} premise", "choice1": "a", "choice2": "b", "question": "cause", "label": 1, "idx": 0}
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "sg" / config / "validation" / "0000.parquet")
+  task = registry.get("copa")
+  assert task.hub.hf_revision == sources.PARQUET_BRANCH
+  seen = {}
+  real = __import__("datasets").load_dataset
+
+  def load_dataset(path, config=None, **kwargs):  # a local folder cannot take a revision
+    seen.update(config=config, data_dir=kwargs.get("data_dir"), revision=kwargs.pop("revision", None))
+    return real(path, config, **kwargs)
+
+  monkeypatch.setattr("datasets.load_dataset", load_dataset)
+  monkeypatch.setattr(task, "hub", dataclasses.replace(task.hub, hf_id=str(tmp_path / "sg")))
+  assert [e.context for e in task.read("dev", "en", HF)] == ["copa premise"]
+  assert seen == {"config": None, "data_dir": "copa", "revision": sources.PARQUET_BRANCH}

@@ -15,6 +15,9 @@ from typing import Any
 
 from xtjax.errors import DataError
 
+# The hub's automatic parquet conversion of a script dataset: `{config}/{split}/0000.parquet`.
+PARQUET_BRANCH = "refs/convert/parquet"
+
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
@@ -84,6 +87,8 @@ def hf_rows(source: DataSource, split: str, lang: str, task: str = "") -> Iterat
 
   config = _fill(source.hf_config, split, source.language_name(lang)) if source.hf_config else None
   kwargs: dict[str, Any] = {"revision": source.hf_revision} if source.hf_revision else {}
+  if source.hf_revision == PARQUET_BRANCH and config:  # one folder per config there, and no card
+    kwargs["data_dir"], config = config, None
   if source.path:  # local files through a builder, e.g. hf_id: json, path: data/{split}.jsonl
     kwargs["data_files"] = {source.split_name(split): _fill(source.path, source.split_name(split), lang)}
   try:

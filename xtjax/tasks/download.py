@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xtjax.data.sources import DataSource, hf_rows
 from xtjax.errors import DataError
 from xtjax.io_utils import atomic_path, write_text_atomic
 from xtjax.tasks.download_plan import FetchItem
@@ -43,19 +44,16 @@ def _offline() -> bool:
 
 def hub_rows(item: FetchItem, hub_dirs: Mapping[str, str | Path]) -> list[dict[str, Any]]:
   """The item's rows from the hub (or its local mirror); one line naming what failed otherwise."""
-  import datasets
-
   local = hub_dirs.get(item.hf_id)
   if local is None and _offline():
     raise DataError(f"offline: fetch {item.task} {item.split}/{item.language} from {item.where()} "
                     f"(unset HF_HUB_OFFLINE, or pass --hub-mirror {item.hf_id}=DIR)")
-  kwargs = {"revision": item.hf_revision} if item.hf_revision and local is None else {}
+  source = DataSource(kind="hf", hf_id=str(local or item.hf_id), hf_config=item.hf_config,
+                      hf_revision=None if local else item.hf_revision)
   try:
-    ds = datasets.load_dataset(str(local or item.hf_id), item.hf_config, split=item.split, **kwargs)
-  except Exception as e:  # datasets raises many types; name the item and its source
-    raise DataError(f"cannot fetch {item.task} {item.split}/{item.language} from {item.where()}: "
-                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-  rows = [dict(r) for r in ds]
+    rows = [dict(r) for r in hf_rows(source, item.split, item.language, item.task)]
+  except DataError as e:
+    raise DataError(f"cannot fetch {item.task} {item.split}/{item.language} from {item.where()}: {e}") from e
   prefix = SOURCES[item.task].id_prefixes.get(item.language)
   if prefix:  # TyDi QA GoldP: every language in one split
     rows = [r for r in rows if str(r.get("id", "")).split("-", 1)[0] == prefix]

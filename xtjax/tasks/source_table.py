@@ -143,7 +143,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               verified=f"{_XTREME_SHA}: tatoeba.deu validation 1000, tatoeba.tel 234"),
     SourceRow("xcopa", XCOPA_LANGS, "cambridgeltl/xcopa", "{lang}", splits={"validation": ALL, "test": ALL},
               split_names=_DEV, url="https://github.com/cambridgeltl/xcopa/tree/master/data", license="CC BY 4.0",
-              verified="not verified on the hub (no card in the search corpus); local files in shared/data"),
+              verified="hub commit 042f789 'Convert dataset to Parquet (#3)': one config per language, "
+                       "validation 100 / test 500"),
     SourceRow("mewslix", ("ar", "de", "en", "es", "fa", "ja", "pl", "ro", "ta", "tr", "uk"), None,
               url="google-research/google-research dense_representations_for_entity_retrieval/mel "
                   "(get-mewsli-x.sh)", license="CC BY 3.0", manual="run get-mewsli-x.sh (Wikipedia dump)"),
@@ -198,9 +199,11 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               license="CC BY 4.0",
               verified="hub card lighteval/siqa@54c6a1f: parquet, train 33410 / validation 1954, fields "
                        "context question answerA-C label ('1'-'3'); allenai/social_i_qa is script-only"),
-    SourceRow("copa", EN, "aps/super_glue", "copa", splits=_TVT, split_names=_DEV, tfds_name="super_glue/copa",
-              tfds_split_names=_DEV, url="https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip",
-              license="BSD 2-Clause", verified="TFDS catalog super_glue/copa"),
+    SourceRow("copa", EN, "aps/super_glue", "copa", hf_revision="refs/convert/parquet", splits=_TVT,
+              split_names=_DEV, tfds_name="super_glue/copa", tfds_split_names=_DEV,
+              url="https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip", license="BSD 2-Clause",
+              verified="hub parquet-converter commits (copa/{train,validation,test}/0000.parquet); main holds a "
+                       "loading script; TFDS super_glue/copa"),
     SourceRow("ccg", EN, None, url="https://catalog.ldc.upenn.edu/LDC2005T13", license="LDC user agreement",
               manual="CCGbank 1.1 is licensed by the LDC (LDC2005T13): obtain it there, then run "
                      "`xtjax data check-ccg DIR --out OUT` on it (writes OUT/ccg/{train,dev,test}.auto)"),
