@@ -184,11 +184,13 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               verified="hub commit 5e5f553 'Convert dataset to Parquet' (train 550152 / validation / test 10000)"),
     SourceRow("hellaswag", EN, "Rowan/hellaswag", None, hf_revision="refs/convert/parquet", splits=_TVT,
               split_names=_DEV, tfds_name="hellaswag", tfds_split_names=_DEV,
-              url="https://github.com/rowanz/hellaswag/tree/master/data", license="MIT",
-              verified="hub viewer Rowan/hellaswag (train 39.9k, validation 10k, test 10k); main holds a "
-                       "loading script, so the parquet conversion branch is pinned"),
+              url="https://github.com/rowanz/hellaswag/tree/master/data (disabled by a DMCA claim on "
+                  "2026-09-14: the hub copy is the source)", license="MIT",
+              verified="hub viewer Rowan/hellaswag (train 39.9k, validation 10k, test 10k); sgl-project/sglang "
+                       "#39481: validation 10042 rows; the parquet conversion branch is pinned (main held a script)"),
     SourceRow("commonsenseqa", EN, "tau/commonsense_qa", None, splits=_TVT, split_names=_DEV,
-              url="https://s3.amazonaws.com/commensenseqa/train_rand_split.jsonl", license="MIT"),
+              url="https://s3.amazonaws.com/commensenseqa/train_rand_split.jsonl", license="MIT",
+              verified="not verified (no card in the search corpus); assumed parquet"),
     SourceRow("cosmosqa", EN, "allenai/cosmos_qa", None, hf_revision="refs/convert/parquet", splits=_TVT,
               split_names=_DEV, tfds_name="cosmos_qa", tfds_split_names=_DEV,
               url="https://github.com/wilburOne/cosmosqa/tree/master/data", license="CC BY 4.0",
