@@ -112,7 +112,8 @@ def test_url_items_are_fetched_atomically_and_offline_named(tmp_path, monkeypatc
   assert len(urls) == 2 and (tmp_path / "bucc2018" / "bucc2018-de-en.sample-gold.tar.bz2").read_bytes() == b"x"
 
 
-AUTO = "ID=wsj_{s}01.1 PARSER=GOLD NUMPARSE=1\n(<T S[dcl] 0 2> (<L NP N N Dogs N>) (<L S[dcl]\\NP V V bark S[dcl]\\NP>) )\n"
+AUTO = ("ID=wsj_{s}01.1 PARSER=GOLD NUMPARSE=1\n"
+        "(<T S[dcl] 0 2> (<L NP N N Dogs N>) (<L S[dcl]\\NP V V bark S[dcl]\\NP>) )\n")
 
 
 def test_ccgbank_manual_step_and_checker(tmp_path, capsys):

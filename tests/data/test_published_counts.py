@@ -14,7 +14,8 @@ from xtjax.tasks.source_table import TATOEBA_CODES
 
 TABLE = published_counts()
 # ../shared/data next to the checkout; XTJAX_SHARED_DATA points elsewhere (e.g. from a worktree).
-SHARED_DATA = Path(os.environ.get("XTJAX_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+SHARED_DATA = Path(os.environ.get("XTJAX_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 
 
 def _squad(path):

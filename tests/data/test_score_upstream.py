@@ -11,7 +11,8 @@ from xtjax.cli.data_cmds import score_submission
 from xtjax.cli.score_upstream import upstream_reference
 from xtjax.errors import DataError
 
-SHARED_DATA = Path(os.environ.get("XTJAX_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+SHARED_DATA = Path(os.environ.get("XTJAX_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 
 
 def _write(path: Path, text: str) -> Path:

@@ -58,7 +58,8 @@ def upstream_gold(task: str, ref: Path, lang: str) -> list:
   from xtjax.tasks import registry
 
   if task == "tatoeba":
-    return [str(i) for i in range(len(registry.get(task).read("test", lang, DataSource(path=str(ref.parent))).examples))]
+    pairs = registry.get(task).read("test", lang, DataSource(path=str(ref.parent))).examples
+    return [str(i) for i in range(len(pairs))]  # XTREME: the i-th sentence's match is the i-th
   examples = registry.get(task).read("test", lang, DataSource(path=str(ref)))
   if task in ("udpos", "panx"):
     return [list(e.labels) for e in examples]

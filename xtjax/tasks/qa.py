@@ -3,9 +3,10 @@
 All five read SQuAD-format data: local upstream JSON through `read_squad`, or rows of the
 Hugging Face datasets (defaults in `source_table`: `rajpurkar/squad`, `google/xquad` /
 `xquad.{lang}`, `google/xtreme` / `MLQA.{lang}.{lang}`, `google-research-datasets/tydiqa` /
-`secondary_task`) or TFDS with the schema id / title / context / question / answers {text, answer_start}. Featurisation is in `qa_features`, answer extraction in
-`qa_postprocess`. Scores follow XTREME: SQuAD v1.1 EM/F1 for XQuAD, TyDiQA-GoldP and SQuAD v1.1,
-MLQA's language-aware normalisation for MLQA, and the official v2.0 report for SQuAD v2.0.
+`secondary_task`) or TFDS with the schema id / title / context / question / answers {text,
+answer_start}. Featurisation is in `qa_features`, answer extraction in `qa_postprocess`. Scores
+follow XTREME: SQuAD v1.1 EM/F1 for XQuAD, TyDiQA-GoldP and SQuAD v1.1, MLQA's language-aware
+normalisation for MLQA, and the official v2.0 report for SQuAD v2.0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from xtjax.tasks.qa_features import QA_FEATURES_VERSION, featurize_qa, recoverab
 from xtjax.tasks.qa_postprocess import SpanPredictions, postprocess
 from xtjax.tasks.registry import register
 from xtjax.tasks.source_table import hub_defaults
+
 
 class ExtractiveQATask(Task):
   """A SQuAD-format extractive QA task with the `span` head.

@@ -113,7 +113,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
                        "udpos.Tagalog test only, udpos.Kazakh train 31 / test 1047"),
     SourceRow("panx", PANX_R_LANGS, "unimelb-nlp/wikiann", "{lang}", splits=_TVT, split_names=_DEV,
               tfds_name="wikiann/{lang}", tfds_split_names=_DEV,
-              url="https://www.amazon.com/clouddrive/share/d3KGCRCIYwhKJF0H3eWA26hjg2ZCRhjpEQtDL70FSBN (AmazonPhotos.zip)",
+              url="https://www.amazon.com/clouddrive/share/d3KGCRCIYwhKJF0H3eWA26hjg2ZCRhjpEQtDL70FSBN "
+                  "(AmazonPhotos.zip)",
               license="ODC-BY", verified="hub card unimelb-nlp/wikiann (Rahimi et al. splits, as XTREME)"),
     SourceRow("xquad", XQUAD_LANGS, "google/xquad", "xquad.{lang}", splits={"validation": ALL},
               split_names=_EVAL_ONLY, tfds_name="xquad/{lang}", tfds_split_names={"test": "test"},
