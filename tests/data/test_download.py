@@ -107,9 +107,38 @@ def test_url_items_are_fetched_atomically_and_offline_named(tmp_path, monkeypatc
   monkeypatch.delenv("HF_HUB_OFFLINE")
   monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
   urls = []
-  monkeypatch.setattr(dl.shutil, "unpack_archive", lambda *a: None)
-  dl.download(items, tmp_path, fetch_url=lambda url, dest: urls.append(url) or dest.write_bytes(b"x"))
-  assert len(urls) == 2 and (tmp_path / "bucc2018" / "bucc2018-de-en.sample-gold.tar.bz2").read_bytes() == b"x"
+  dl.download(items, tmp_path, fetch_url=lambda url, dest: urls.append(url) or _bucc_archive(url, dest))
+  assert len(urls) == 2 and (tmp_path / "bucc2018" / "bucc2018-de-en.sample-gold.tar.bz2").is_file()
+  assert (tmp_path / "bucc2018" / "bucc2018" / "de-en.sample.gold").read_text() == "de-1\ten-1\n"  # unpacked
+  assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _bucc_archive(url, dest):
+  """A bucc2018-de-en.<part>.tar.bz2 holding bucc2018/de-en.<split>.gold, as the real ones do."""
+  import io
+  import tarfile
+
+  split = "sample" if "sample" in url else "training"
+  data = b"de-1\ten-1\n"
+  with tarfile.open(dest, "w:bz2") as tar:
+    info = tarfile.TarInfo(f"bucc2018/de-en.{split}.gold")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_download_through_the_cloud_branch(tmp_path, mirrors, monkeypatch):
+  """gs:// output: whole-object writes and copies through etils.epath (here on a local folder taken
+  for a remote one, since tests have no bucket): same files, same MANIFEST."""
+  monkeypatch.setattr(dl, "_remote", lambda path: True)
+  out = tmp_path / "bucket"
+  items = plan("xtreme", ["xquad", "bucc2018"], ["de"])
+  dl.download(items, str(out), hub_dirs=mirrors, fetch_url=_bucc_archive)
+  assert json.loads((out / "xquad" / "xquad.de.json").read_text())["data"][0]["paragraphs"][0]["qas"][0]["id"] == "de1"
+  assert (out / "bucc2018" / "bucc2018" / "de-en.training.gold").read_text() == "de-1\ten-1\n"
+  manifest = dl.read_manifest(dl._folder(str(out)))
+  assert manifest["files"]["xquad/xquad.de.json"]["sha256"] == dl.sha256(out / "xquad" / "xquad.de.json")
+  with pytest.raises(DataError, match=r"check-ccg writes a local folder"):
+    dl.check_ccgbank(tmp_path, "gs://bucket/data")
 
 
 AUTO = ("ID=wsj_{s}01.1 PARSER=GOLD NUMPARSE=1\n"

@@ -16,7 +16,7 @@ def register_data(data_sub) -> None:
   p.add_argument("--benchmark", required=True, choices=BENCHMARK_CHOICES)
   p.add_argument("--tasks", help="comma-separated task names (default: every task of the benchmark)")
   p.add_argument("--languages", help="comma-separated language codes (default: every language)")
-  p.add_argument("--out", help="output folder (resumable: files already fetched are kept)")
+  p.add_argument("--out", help="output folder, local or gs:// (resumable: files already fetched are kept)")
   p.add_argument("--dry-run", action="store_true", help="print every source, revision and target; no network")
   p.add_argument("--hub-mirror", action="append", default=[], metavar="ID=DIR",
                  help="read hub dataset ID from a local folder in the hub's parquet layout")

@@ -1,9 +1,10 @@
 """`xtjax data download`: fetch a plan's items and write them in the upstream formats xtjax reads.
 
-Each file is written atomically (temp file, then rename) and recorded in `MANIFEST.json` (source,
-revision, license, sha256, example count); a re-run skips files whose checksum still matches, so
-an interrupted download resumes. Offline, the first item to fetch is named with where it comes
-from. `hub_dirs` maps hub ids to local mirrors (a folder in the hub's parquet layout).
+Each file is written atomically (locally a temp file, then rename; on `gs://` one object write)
+and recorded in `MANIFEST.json` (source, revision, license, sha256, example count); a re-run skips
+files whose checksum still matches, so an interrupted download resumes. Offline, the first item
+to fetch is named with where it comes from. `hub_dirs` maps hub ids to local mirrors (a folder in
+the hub's parquet layout).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,9 +32,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "MANIFEST.json"
 
 
-def sha256(path: Path) -> str:
+def sha256(path) -> str:
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
@@ -113,6 +115,42 @@ def jsonl(rows: Iterable[Mapping], _item: FetchItem) -> str:
 WRITE: dict[str, Callable] = {"squad": squad_json, "conllu": conllu, "panx": panx_tsv, "jsonl": jsonl}
 
 
+# ---- the output folder: local or gs:// ------------------------------------------------------------
+
+def _folder(out):
+  """The output folder as an `etils.epath.Path` (local, or `gs://` and the other remote schemes)."""
+  from etils import epath
+
+  return epath.Path(out)
+
+
+def _remote(path) -> bool:
+  return "://" in str(path)
+
+
+def _write(path, text: str) -> None:
+  """Atomic per file: locally a temp file renamed into place; a cloud object is written whole."""
+  if _remote(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+  else:
+    write_text_atomic(Path(str(path)), text)
+
+
+def _put(local: Path, path) -> None:
+  """Copies a finished local file (or each file of a folder) onto `path`, atomically per file."""
+  if local.is_dir():
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+      _put(f, path / str(f.relative_to(local)))
+    return
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if _remote(path):
+    _folder(str(local)).copy(path, overwrite=True)  # one object write
+  else:
+    with atomic_path(Path(str(path))) as tmp:
+      shutil.copyfile(local, tmp)
+
+
 # ---- the download loop --------------------------------------------------------------------------
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -127,7 +165,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
 
 def _done(out: Path, manifest: Mapping, rel: str) -> bool:
   entry = manifest["files"].get(rel)
-  return entry is not None and (out / rel).is_file() and sha256(out / rel) == entry["sha256"]
+  return entry is not None and (out / rel).exists() and sha256(out / rel) == entry["sha256"]
 
 
 def _record(out: Path, manifest: dict, rel: str, item: FetchItem, count: int, commit: str = "") -> None:
@@ -152,7 +190,7 @@ def download(items: Sequence[FetchItem], out: str | Path, *, hub_dirs: Mapping[s
              resolve_commit: Callable[[str, str | None], str] = hub_commit) -> dict[str, Any]:
   """Fetches every item not already present; returns the manifest (also written to OUT/MANIFEST.json).
   Hub items record the commit their revision resolved to (`mirror:DIR` for a local mirror)."""
-  out = Path(out)
+  out = _folder(out)
   commits: dict[tuple[str, str | None], str] = {}
 
   def commit_of(item: FetchItem) -> str:
@@ -173,11 +211,11 @@ def download(items: Sequence[FetchItem], out: str | Path, *, hub_dirs: Mapping[s
       _fetch_url_item(item, out, manifest, fetch_url or _urlretrieve)
     else:
       _fetch_hub_item(item, out, manifest, hub_dirs or {}, commit_of)
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
+    _write(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
   manifest["created"] = manifest.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat()
   manifest["counts"] = counts_by_task(manifest)
   manifest["manual"] = {i.task: {"step": i.note, "source": i.url, "license": i.license} for i in manual}
-  write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
+  _write(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
   return manifest
 
 
@@ -191,7 +229,7 @@ def _fetch_hub_item(item: FetchItem, out: Path, manifest: dict, hub_dirs: Mappin
   commit = commit_of(item)
   texts = tatoeba_pair(rows, item) if item.writer == "tatoeba" else (WRITE[item.writer](rows, item),)
   for rel, text in zip(files, texts):
-    write_text_atomic(out / rel, text)
+    _write(out / rel, text)
     _record(out, manifest, rel, item, len(rows), commit)
 
 
@@ -209,13 +247,21 @@ def _fetch_url_item(item: FetchItem, out: Path, manifest: dict, fetch_url: Calla
     rel = item.target + url.rstrip("/").rsplit("/", 1)[-1]
     if _done(out, manifest, rel):
       continue
-    if _offline():
+    if _offline() and fetch_url is _urlretrieve:
       raise DataError(f"offline: fetch {item.task} ({item.language}) from {url}")
-    with atomic_path(out / rel) as tmp:
-      fetch_url(url, tmp)
-    if rel.endswith((".tar.bz2", ".tar.gz", ".zip")):
-      shutil.unpack_archive(out / rel, out / item.target)
+    with tempfile.TemporaryDirectory() as tmp:
+      archive = Path(tmp) / "download"
+      fetch_url(url, archive)
+      if rel.endswith((".tar.bz2", ".tar.gz", ".zip")):  # unpacked next to the archive, as XTREME does
+        unpacked = Path(tmp) / "unpacked"
+        shutil.unpack_archive(archive, unpacked, format=_archive_format(rel))
+        _put(unpacked, out / item.target)
+      _put(archive, out / rel)
     _record(out, manifest, rel, item, 0)
+
+
+def _archive_format(name: str) -> str:
+  return "bztar" if name.endswith(".tar.bz2") else "gztar" if name.endswith(".tar.gz") else "zip"
 
 
 def counts_by_task(manifest: Mapping) -> dict[str, dict[str, dict[str, int]]]:
@@ -239,13 +285,15 @@ def check_ccgbank(root: str | Path, out: str | Path) -> dict[str, int]:
   Returns sentences per split."""
   from xtjax.data.formats import read_ccgbank_auto
 
+  out = _folder(out)
+  if _remote(out):
+    raise DataError(f"{out}: check-ccg writes a local folder (CCGbank is licensed; keep it off shared buckets)")
   root = Path(root)
   auto = next((p for p in (root, root / "data" / "AUTO", root / "AUTO") if (p / "00").is_dir()), None)
   if auto is None:
     raise DataError(f"{root}: no CCGbank AUTO folder (expected data/AUTO/00 ... 24 with wsj_*.auto files; "
                     f"CCGbank 1.1 is LDC2005T13)")
-  out = Path(out)
-  manifest = read_manifest(out) if (out / MANIFEST).exists() else {"files": {}}
+  manifest = read_manifest(out)
   counts = {}
   for split, sections in CCG_SECTIONS.items():
     files = [f for s in sections for f in sorted((auto / s).glob("wsj_*.auto"))]
@@ -254,10 +302,10 @@ def check_ccgbank(root: str | Path, out: str | Path) -> dict[str, int]:
       raise DataError(f"{auto}: CCGbank sections {missing or list(sections)} missing or empty (split {split})")
     text = "".join(f.read_text(encoding="utf-8").rstrip("\n") + "\n" for f in files)
     rel = f"ccg/{split}.auto"
-    write_text_atomic(out / rel, text)
-    counts[split] = len(read_ccgbank_auto(out / rel).examples)
+    _write(out / rel, text)
+    counts[split] = len(read_ccgbank_auto(Path(str(out / rel))).examples)
     item = FetchItem("ccg", split, "en", "manual", rel, note=f"from {auto}", license=SOURCES["ccg"].license)
     _record(out, manifest, rel, item, counts[split])
   manifest["counts"] = counts_by_task(manifest)
-  write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
+  _write(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))
   return counts
