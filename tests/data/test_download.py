@@ -19,7 +19,8 @@ from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
 def test_dry_run_lists_every_task_source_and_target(capsys):
   assert main(["data", "download", "--benchmark", "all", "--dry-run"]) == 0
   out = capsys.readouterr().out
-  assert "hf:google/xtreme@main udpos.German [test]\tper treebank (UD 2.5)\tudpos/de/test.conllu" in out
+  assert ("hf:google/xtreme@main udpos.German [test]\tper treebank (UD 2.5; UD 2.7 for XTREME-R's extra "
+          "languages)\tudpos/de/test.conllu") in out
   assert "hf:google/xquad@main xquad.th [validation]" in out and "tatoeba/tatoeba.deu-eng.deu" in out
   assert "hf:lighteval/siqa@54c6a1f8cb6daf4f5abf24a601852612fb35eb25" in out
   items = plan("all")
@@ -166,3 +167,15 @@ def test_cli_download_reports_counts_that_differ_from_the_published_ones(tmp_pat
   captured = capsys.readouterr()
   assert "count differs: udpos/de/test.conllu: 2 examples, published 22458" in captured.err
   assert "MANIFEST.json: 3 files, 3 differ from published counts" in captured.out
+
+
+def test_languages_the_hub_lacks_come_from_the_original_files():
+  """XTREME-R's extra Tatoeba and UD-POS languages are not in google/xtreme."""
+  items = plan("xtreme-r", ["tatoeba", "udpos"], ["az", "wo", "de"])
+  urls = {(i.task, i.language): i.url for i in items if i.kind == "url"}
+  assert sorted(urls) == [("tatoeba", "az"), ("udpos", "wo")]
+  assert urls[("tatoeba", "az")].split() == [
+      "https://raw.githubusercontent.com/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821/"
+      f"data/tatoeba/v1/tatoeba.aze-eng.{side}" for side in ("aze", "eng")]
+  assert urls[("udpos", "wo")].endswith("/11234/1-3424/ud-treebanks-v2.7.tgz")
+  assert not [i for i in plan("xtreme", ["tatoeba"]) if i.kind != "hf"]  # XTREME's 36: all on the hub

@@ -252,7 +252,7 @@ def _fetch_url_item(item: FetchItem, out: Path, manifest: dict, fetch_url: Calla
     with tempfile.TemporaryDirectory() as tmp:
       archive = Path(tmp) / "download"
       fetch_url(url, archive)
-      if rel.endswith((".tar.bz2", ".tar.gz", ".zip")):  # unpacked next to the archive, as XTREME does
+      if rel.endswith((".tar.bz2", ".tar.gz", ".tgz", ".zip")):  # unpacked next to the archive, as XTREME does
         unpacked = Path(tmp) / "unpacked"
         shutil.unpack_archive(archive, unpacked, format=_archive_format(rel))
         _put(unpacked, out / item.target)
@@ -261,7 +261,7 @@ def _fetch_url_item(item: FetchItem, out: Path, manifest: dict, fetch_url: Calla
 
 
 def _archive_format(name: str) -> str:
-  return "bztar" if name.endswith(".tar.bz2") else "gztar" if name.endswith(".tar.gz") else "zip"
+  return "bztar" if name.endswith(".tar.bz2") else "gztar" if name.endswith((".tar.gz", ".tgz")) else "zip"
 
 
 def counts_by_task(manifest: Mapping) -> dict[str, dict[str, dict[str, int]]]:

@@ -90,7 +90,33 @@ def plan(benchmark: str, tasks: Sequence[str] | None = None, languages: Sequence
   for name in names:
     for part in SOURCES[name].components or (name,):
       items += [i for i in _row_items(SOURCES[part], languages) if i not in items]
+    items += _fallback_items(SOURCES[name], _uncovered(name, benchmark, languages, items))
   return items
+
+
+def _uncovered(name: str, benchmark: str, languages: Sequence[str] | None, items: Sequence[FetchItem]) -> list[str]:
+  """Benchmark languages of a hub-sourced task that no planned item covers."""
+  if SOURCES[name].hf_id is None:
+    return []
+  benches = ("xtreme", "xtreme-r") if benchmark == "all" else (benchmark,) if benchmark in BENCHMARKS else ()
+  wanted = {lang for b in benches for spec in BENCHMARKS[b] if spec.name == name for lang in spec.languages}
+  covered = {i.language for i in items if i.task == name}
+  return sorted(lang for lang in wanted - covered if not languages or lang in languages)
+
+
+def _fallback_items(row: SourceRow, missing: Sequence[str]) -> list[FetchItem]:
+  """Original files for languages the hub source lacks, or a manual step naming them."""
+  if not missing:
+    return []
+  if not row.fallback_url:
+    return [FetchItem(row.task, "-", ",".join(missing), "manual", "", url=row.url, license=row.license,
+                      note=f"no source in the table for {row.task} {','.join(missing)}")]
+  if "{lang}" not in row.fallback_url and "{code}" not in row.fallback_url:
+    return [FetchItem(row.task, "-", ",".join(missing), "url", f"{row.task}/", url=row.fallback_url,
+                      license=row.license)]
+  return [FetchItem(row.task, "-", lang, "url", f"{row.task}/", license=row.license,
+                    url=row.fallback_url.replace("{code}", row.language_names.get(lang, lang)).replace("{lang}", lang))
+          for lang in missing]
 
 
 def _row_items(row: SourceRow, languages: Sequence[str] | None) -> list[FetchItem]:

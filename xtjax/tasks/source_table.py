@@ -44,6 +44,9 @@ TATOEBA_CODES = {
 TYDIQA_ID_PREFIX = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
                     "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu"}
 
+# LASER's Tatoeba test files at the commit shared/data was checked against (SOURCES.tsv).
+_LASER = ("https://raw.githubusercontent.com/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821/"
+          "data/tatoeba/v1")
 _XTREME_SHA = "google/xtreme parquet (Feb 2024 conversion by the hub, one folder per config)"
 
 
@@ -73,6 +76,8 @@ class SourceRow:
   manual: str = ""  # non-empty: the data cannot be redistributed; how to obtain it
   verified: str = ""
   components: tuple[str, ...] = ()  # a task read from several rows (ANLI+): those rows' tasks
+  # Original files for benchmark languages the hub source lacks ({lang} / {code} filled in).
+  fallback_url: str = ""
 
   def hub_split(self, split: str) -> str:
     return self.split_names.get(split, split)
@@ -108,9 +113,12 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
                       "validation": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_NO_DEV), "test": ALL},
               split_names=_DEV, language_names=UDPOS_NAMES,
               url="https://lindat.mff.cuni.cz/repository/xmlui/handle/11234/1-3105 (UD 2.5)",
-              license="per treebank (UD 2.5)",
+              license="per treebank (UD 2.5; UD 2.7 for XTREME-R's extra languages)",
               verified=f"{_XTREME_SHA}: udpos.German train 166849 / validation 19233 / test 22458, "
-                       "udpos.Tagalog test only, udpos.Kazakh train 31 / test 1047"),
+                       "udpos.Tagalog test only, udpos.Kazakh train 31 / test 1047",
+              # XTREME-R's extra languages (lt pl uk wo ro) are UD 2.7 treebanks, not in google/xtreme.
+              fallback_url="https://lindat.mff.cuni.cz/repository/xmlui/bitstream/handle/11234/1-3424/"
+                           "ud-treebanks-v2.7.tgz"),
     SourceRow("panx", PANX_R_LANGS, "unimelb-nlp/wikiann", "{lang}", splits=_TVT, split_names=_DEV,
               tfds_name="wikiann/{lang}", tfds_split_names=_DEV,
               url="https://www.amazon.com/clouddrive/share/d3KGCRCIYwhKJF0H3eWA26hjg2ZCRhjpEQtDL70FSBN "
@@ -141,7 +149,8 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               language_names=TATOEBA_CODES,
               url="https://github.com/facebookresearch/LASER/raw/main/data/tatoeba/v1/tatoeba.{code}-eng.{code,eng}",
               license="CC BY 2.0 FR",
-              verified=f"{_XTREME_SHA}: tatoeba.deu validation 1000, tatoeba.tel 234"),
+              verified=f"{_XTREME_SHA}: tatoeba.deu validation 1000, tatoeba.tel 234",
+              fallback_url=" ".join(f"{_LASER}/tatoeba.{{code}}-eng.{side}" for side in ("{code}", "eng"))),
     SourceRow("xcopa", XCOPA_LANGS, "cambridgeltl/xcopa", "{lang}", splits={"validation": ALL, "test": ALL},
               split_names=_DEV, url="https://github.com/cambridgeltl/xcopa/tree/master/data", license="CC BY 4.0",
               verified="hub commit 042f789 'Convert dataset to Parquet (#3)': one config per language, "
