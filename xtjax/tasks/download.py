@@ -170,7 +170,7 @@ def _done(out: Path, manifest: Mapping, rel: str) -> bool:
 
 def _record(out: Path, manifest: dict, rel: str, item: FetchItem, count: int, commit: str = "") -> None:
   manifest["files"][rel] = {"task": item.task, "split": item.split, "language": item.language,
-                            "source": item.source, "revision": item.hf_revision or "main", "commit": commit,
+                            "source": item.source, "revision": item.hf_revision or ("main" if item.kind == "hf" else "-"), "commit": commit,
                             "license": item.license, "sha256": sha256(out / rel), "count": count}
 
 

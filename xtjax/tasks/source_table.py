@@ -159,7 +159,9 @@ SOURCES: dict[str, SourceRow] = {row.task: row for row in (
               url="google-research/google-research dense_representations_for_entity_retrieval/mel "
                   "(get-mewsli-x.sh)", license="CC BY 3.0", manual="run get-mewsli-x.sh (Wikipedia dump)"),
     SourceRow("lareqa", ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"), None,
-              url="https://github.com/google-research-datasets/lareqa/raw/master/xquad-r/{lang}.json",
+              url="https://raw.githubusercontent.com/google-research-datasets/lareqa/"
+                  "9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c/xquad-r/{lang}.json",
+              verified="the commit shared/data's XQuAD-R was checked against (SOURCES.tsv)",
               license="CC BY-SA 4.0"),
     # ---- English training data and Phang et al.'s intermediate tasks ------------------------------
     SourceRow("squad_v1", EN, "rajpurkar/squad", None, splits=_TV, split_names=_EVAL_ONLY,
