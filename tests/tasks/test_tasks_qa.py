@@ -10,6 +10,7 @@ import pytest
 
 from fixtures import make_unigram_tokenizer, make_wordpiece_tokenizer
 from xtjax.data.formats import QAExample
+from xtjax.data import sources
 from xtjax.data.sources import DataSource
 from xtjax.errors import ConfigError, DataError
 from xtjax.tasks import qa, registry
@@ -349,10 +350,12 @@ def test_tydiqa_hub_rows_keep_the_requested_language(monkeypatch):
     seen.update(id=source.hf_id, config=source.hf_config, split=source.split_name(split))
     return iter(rows)
 
-  monkeypatch.setattr(qa, "hf_rows", fake_hf_rows)
+  monkeypatch.setattr(sources, "hf_rows", fake_hf_rows)
   examples = registry.get("tydiqa").read("test", "sw", DataSource(kind="hf"))
   assert [ex.guid for ex in examples] == ["swahili-2-1", "swahili-3-1"]
-  assert seen == {"id": "tydiqa", "config": "secondary_task", "split": "validation"}
+  assert seen == {"id": "google-research-datasets/tydiqa", "config": "secondary_task", "split": "validation"}
+  train = registry.get("tydiqa").read("train", "en", DataSource(kind="hf"))  # XTREME: English GoldP train only
+  assert [ex.guid for ex in train] == ["english-1-1"] and seen["split"] == "train"
 
 
 def test_tfds_squad_rows(monkeypatch):
@@ -363,7 +366,7 @@ def test_tfds_squad_rows(monkeypatch):
     seen.update(name=source.tfds_name, split=source.split_name(split))
     return iter([_row("a", context, ["Broncos"]), {**_row("b", context, []), "is_impossible": True}])
 
-  monkeypatch.setattr(qa, "tfds_rows", fake_tfds_rows)
+  monkeypatch.setattr(sources, "tfds_rows", fake_tfds_rows)
   examples = registry.get("squad_v1").read("dev", "en", DataSource(kind="tfds"))
   assert examples == [QAExample("a", "Who?", context, (("Broncos", 11),), False),
                       QAExample("b", "Who?", context, (), True)]

@@ -106,6 +106,9 @@ def register(sub) -> None:
   p.add_argument("--json", action="store_true", help="print one JSON object")
   add_source_arguments(p)
   p.set_defaults(func=run_stats)
+  from xtjax.cli.download_cmd import register_data
+
+  register_data(data_sub)  # data download, data check-ccg
 
   s = sub.add_parser("score", help="official XTREME / XTREME-R metrics of prediction files")
   s.add_argument("--task", required=True, help="task name, comma-separated names, or 'all'")
@@ -229,6 +232,7 @@ def _task_metric(task: str, avg: dict[str, float]) -> float:
 
 def score_submission(tasks: list[str], predictions: Path, references: Path, benchmark: str | None = None) -> dict:
   """Scores every task's `test-{lang}` files; see the module docstring for formats and averages."""
+  from xtjax.cli.score_upstream import score_upstream, upstream_reference
   from xtjax.tasks.xtreme import benchmark_tasks
 
   predictions, references = Path(predictions), Path(references)
@@ -247,6 +251,10 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
     ext = "json" if FORMATS[task] in ("qa", "ranked") else "tsv"
     per_lang, missing = {}, []
     for lang in specs[task].languages:
+      upstream = upstream_reference(task, ref_dir, lang)  # upstream release files instead of labels
+      if upstream is not None:
+        per_lang[lang] = score_upstream(task, pred_dir / f"test-{lang}.{ext}", upstream, lang)
+        continue
       ref = ref_dir / f"test-{lang}.{ext}"
       if not ref.exists():
         missing.append(lang)

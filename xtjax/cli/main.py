@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "xtjax.cli.sweep_cmd",  # sweep, sweep status
     "xtjax.cli.report_cmd",  # report
     "xtjax.cli.data_cmds",  # data stats, score
+    "xtjax.cli.tasks_cmd",  # tasks
     "xtjax.cli.bench_cmds",  # bench infer, bench train
 )
 

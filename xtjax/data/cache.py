@@ -102,6 +102,8 @@ def feature_key(task, split: str, language: str, source, tokenizer, settings) ->
       "tokenizer": tokenizer_identity(tokenizer),
       "settings": dataclasses.asdict(settings),
       "source": _describe_source(source),
+      # The task's default hub / TFDS source (xtjax/tasks/source_table.py): a changed default is new data.
+      "hub_defaults": _describe_source(getattr(task, "hub", None)),
       "files": [_stat(p) for p in files],
   }
   blob = json.dumps(description, sort_keys=True, default=str).encode()

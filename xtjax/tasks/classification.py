@@ -36,6 +36,7 @@ from xtjax.metrics import accuracy
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.registry import register
+from xtjax.tasks.source_table import SOURCES, hub_defaults
 
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 BINARY_LABELS = ("0", "1")
@@ -167,10 +168,13 @@ class PairClassificationTask(Task):
   # ---- data -----------------------------------------------------------------------------------
 
   def read(self, split: str, language: str, source: DataSource | Mapping[str, DataSource]):
+    if not isinstance(source, Mapping) and source.kind != "local" and self.components:
+      source = dict.fromkeys(self.components, source)  # hub / TFDS: each component from its own default
     if isinstance(source, Mapping):  # several sources: {component: DataSource}
       examples = []
       for component, sub in source.items():
-        examples += _prefixed(self._read_one(split, language, sub, _component_reader(component)), component)
+        hub = hub_defaults(component) if component in SOURCES else None
+        examples += _prefixed(self._read_one(split, language, sub, _component_reader(component), hub), component)
       return examples
     if source.kind == "local" and self.components:
       parts = self._component_files(split, source)
@@ -182,10 +186,11 @@ class PairClassificationTask(Task):
         return examples
     return self._read_one(split, language, source, self.local_reader)
 
-  def _read_one(self, split, language, source: DataSource, local_reader) -> list[ClassificationExample]:
+  def _read_one(self, split, language, source: DataSource, local_reader, hub: HubDefaults | None = None
+                ) -> list[ClassificationExample]:
     if source.kind == "local":
       return fz.limited(local_reader(local_path(source, split, language, self.name), language).examples, source)
-    source = with_hub_defaults(source, self.hub)
+    source = with_hub_defaults(source, hub or self.hub)
     rows, where = source_rows(source, split, language, self.name)
     examples = []
     for i, row in enumerate(rows):
@@ -256,18 +261,9 @@ def _prefixed(examples: list[ClassificationExample], component: str) -> list[Cla
   return [dataclasses.replace(e, guid=f"{component}-{e.guid}") for e in examples]
 
 
-_GLUE_SPLITS = {"dev": "validation", "test": "test"}
-register(PairClassificationTask(
-    "mnli", NLI_LABELS, read_nli_file, nli_row,
-    HubDefaults("nyu-mll/glue", "mnli", "multi_nli", {"dev": "validation_matched", "test": "test_matched"},
-                {"dev": "validation_matched"})))
+register(PairClassificationTask("mnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("mnli")))
 register(PairClassificationTask("anli_plus", NLI_LABELS, read_nli_file, nli_row,
                                 components=ANLI_PLUS_COMPONENTS))
-register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row,
-                                HubDefaults("nyu-mll/glue", "qqp", None, _GLUE_SPLITS), with_f1=True))
-register(PairClassificationTask(
-    "xnli", NLI_LABELS, read_nli_file, nli_row,
-    HubDefaults("facebook/xnli", "{lang}", "xnli", {"dev": "validation"}, {"dev": "validation"})))
-register(PairClassificationTask(
-    "pawsx", BINARY_LABELS, read_paws_file, pair_row,
-    HubDefaults("google-research-datasets/paws-x", "{lang}", None, {"dev": "validation"})))
+register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row, hub_defaults("qqp"), with_f1=True))
+register(PairClassificationTask("xnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("xnli")))
+register(PairClassificationTask("pawsx", BINARY_LABELS, read_paws_file, pair_row, hub_defaults("pawsx")))

@@ -28,6 +28,7 @@ from xtjax.metrics import accuracy
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.registry import register
+from xtjax.tasks.source_table import hub_defaults
 
 Segments = Callable[[MultipleChoiceExample, str], tuple[str, str]]
 
@@ -184,16 +185,12 @@ class MultipleChoiceTask(Task):
     return "tsv", "".join(f"{int(p)}\n" for p in predictions)
 
 
-_DEV = {"dev": "validation"}
-register(MultipleChoiceTask("hellaswag", 4, context_then_question_choice, read_hellaswag, hellaswag_row,
-                            HubDefaults("Rowan/hellaswag", None, None, _DEV)))
-register(MultipleChoiceTask("commonsenseqa", 5, question_then_choice, read_commonsenseqa, commonsenseqa_row,
-                            HubDefaults("tau/commonsense_qa", None, None, _DEV)))
-register(MultipleChoiceTask("cosmosqa", 4, question_then_choice, read_cosmosqa, cosmosqa_row,
-                            HubDefaults("allenai/cosmos_qa", None, None, _DEV)))
-register(MultipleChoiceTask("xcopa", 2, copa_prompt_then_choice, read_copa, copa_row,
-                            HubDefaults("cambridgeltl/xcopa", "{lang}", None, _DEV)))
-register(MultipleChoiceTask("siqa", 3, question_then_choice, read_siqa_split, siqa_row,
-                            HubDefaults("allenai/social_i_qa", None, None, _DEV)))
-register(MultipleChoiceTask("copa", 2, copa_prompt_then_choice, read_copa, copa_row,
-                            HubDefaults("aps/super_glue", "copa", None, _DEV)))
+for _name, _choices, _segments, _read, _row in (
+    ("hellaswag", 4, context_then_question_choice, read_hellaswag, hellaswag_row),
+    ("commonsenseqa", 5, question_then_choice, read_commonsenseqa, commonsenseqa_row),
+    ("cosmosqa", 4, question_then_choice, read_cosmosqa, cosmosqa_row),
+    ("xcopa", 2, copa_prompt_then_choice, read_copa, copa_row),
+    ("siqa", 3, question_then_choice, read_siqa_split, siqa_row),
+    ("copa", 2, copa_prompt_then_choice, read_copa, copa_row),
+):
+  register(MultipleChoiceTask(_name, _choices, _segments, _read, _row, hub_defaults(_name)))

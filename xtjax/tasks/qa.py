@@ -1,23 +1,23 @@
 """Extractive QA tasks: SQuAD v1.1 / v2.0 (intermediate tasks), XQuAD, MLQA and TyDiQA-GoldP.
 
 All five read SQuAD-format data: local upstream JSON through `read_squad`, or rows of the
-Hugging Face datasets (`squad`, `squad_v2`, `xquad` / `xquad.{lang}`, `mlqa` / `mlqa.{lang}.{lang}`,
-`tydiqa` / `secondary_task`) or TFDS `squad` with the schema id / title / context / question /
-answers {text, answer_start}. Featurisation is in `qa_features`, answer extraction in
-`qa_postprocess`. Scores follow XTREME: SQuAD v1.1 EM/F1 for XQuAD, TyDiQA-GoldP and SQuAD v1.1,
-MLQA's language-aware normalisation for MLQA, and the official v2.0 report for SQuAD v2.0.
+Hugging Face datasets (defaults in `source_table`: `rajpurkar/squad`, `google/xquad` /
+`xquad.{lang}`, `google/xtreme` / `MLQA.{lang}.{lang}`, `google-research-datasets/tydiqa` /
+`secondary_task`) or TFDS with the schema id / title / context / question / answers {text,
+answer_start}. Featurisation is in `qa_features`, answer extraction in `qa_postprocess`. Scores
+follow XTREME: SQuAD v1.1 EM/F1 for XQuAD, TyDiQA-GoldP and SQuAD v1.1, MLQA's language-aware
+normalisation for MLQA, and the official v2.0 report for SQuAD v2.0.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from xtjax.data.formats.records import QAExample
 from xtjax.data.formats.squad import read_squad
-from xtjax.data.sources import DataSource, HubDefaults, hf_rows, local_path, tfds_rows
+from xtjax.data.sources import DataSource, HubDefaults, local_path, source_rows, with_hub_defaults
 from xtjax.errors import DataError
 from xtjax.metrics.mlqa import mlqa
 from xtjax.metrics.squad import squad_v1, squad_v2
@@ -25,11 +25,7 @@ from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.qa_features import QA_FEATURES_VERSION, featurize_qa, recoverability
 from xtjax.tasks.qa_postprocess import SpanPredictions, postprocess
 from xtjax.tasks.registry import register
-
-# TyDi QA ids start with the language's English name ("arabic-2387335860751143628-1"); the hub's
-# GoldP data holds every language in one split.
-TYDIQA_ID_PREFIX = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
-                    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu"}
+from xtjax.tasks.source_table import hub_defaults
 
 
 class ExtractiveQATask(Task):
@@ -56,25 +52,11 @@ class ExtractiveQATask(Task):
     if source.kind == "local":
       examples = read_squad(local_path(source, split, language, self.name)).examples
       return examples[:source.limit] if source.limit is not None else examples
-    source = self._with_hub_defaults(source)
-    if source.kind == "hf":
-      rows, where = hf_rows(source, split, language, self.name), f"dataset {source.hf_id!r}"
-    else:
-      rows, where = tfds_rows(source, split, language, self.name), f"tfds {source.tfds_name!r}"
-    if self.hub.id_prefixes:
+    source = with_hub_defaults(source, self.hub)
+    rows, where = source_rows(source, split, language, self.name)
+    if self.hub.id_prefixes:  # TyDi QA GoldP: every language in one split, told apart by id prefix
       rows = _rows_in_language(rows, language, self.hub.id_prefixes)
     return rows_to_examples(rows, where, with_negative=self.with_negative)
-
-  def _with_hub_defaults(self, source: DataSource) -> DataSource:
-    hub = self.hub
-    changes: dict[str, Any] = {}
-    if source.kind == "hf" and source.hf_id is None and hub.hf_id:
-      changes.update(hf_id=hub.hf_id, hf_config=source.hf_config or hub.hf_config)
-    if source.kind == "tfds" and source.tfds_name is None and hub.tfds_name:
-      changes["tfds_name"] = hub.tfds_name
-    if not source.split_names and hub.split_names:
-      changes["split_names"] = dict(hub.split_names)
-    return dataclasses.replace(source, **changes) if changes else source
 
   def featurize(self, examples: Sequence[QAExample], tokenizer, settings: FeatureSettings) -> Features:
     return featurize_qa(examples, tokenizer, settings)
@@ -169,16 +151,11 @@ def _rows_in_language(rows: Iterable[Mapping[str, Any]], language: str, id_prefi
       yield row
 
 
-_VALIDATION = {"dev": "validation"}
-_EVAL_ONLY = {"dev": "validation", "test": "validation"}
-
 for _task in (
-    ExtractiveQATask("squad_v1", "squad_v1", HubDefaults("squad", None, "squad/v1.1", _VALIDATION)),
-    ExtractiveQATask("squad_v2", "squad_v2", HubDefaults("squad_v2", None, "squad/v2.0", _VALIDATION),
-                     with_negative=True),
-    ExtractiveQATask("xquad", "squad_v1", HubDefaults("xquad", "xquad.{lang}", None, _EVAL_ONLY)),
-    ExtractiveQATask("mlqa", "mlqa", HubDefaults("mlqa", "mlqa.{lang}.{lang}", None, _VALIDATION)),
-    ExtractiveQATask("tydiqa", "squad_v1", HubDefaults("tydiqa", "secondary_task", None, _EVAL_ONLY,
-                                                         id_prefixes=TYDIQA_ID_PREFIX)),
+    ExtractiveQATask("squad_v1", "squad_v1", hub_defaults("squad_v1")),
+    ExtractiveQATask("squad_v2", "squad_v2", hub_defaults("squad_v2"), with_negative=True),
+    ExtractiveQATask("xquad", "squad_v1", hub_defaults("xquad")),
+    ExtractiveQATask("mlqa", "mlqa", hub_defaults("mlqa")),
+    ExtractiveQATask("tydiqa", "squad_v1", hub_defaults("tydiqa")),
 ):
   register(_task)

@@ -37,10 +37,12 @@ from xtjax.metrics import accuracy, tagging_scores
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.registry import register
+from xtjax.tasks.source_table import hub_defaults
 
 UPOS_LABELS = tuple(sorted(UPOS_TAGS))
 PANX_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
-# Hub ClassLabel names (universal_dependencies upos; wikiann ner_tags).
+# Hub ClassLabel names (universal_dependencies upos; wikiann ner_tags). google/xtreme's udpos
+# `pos_tags` use the alphabetical UPOS_LABELS.
 HUB_UPOS_NAMES = ("NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ", "PROPN", "PRON",
                   "X", "_", "ADV", "INTJ", "VERB", "AUX")
 HUB_PANX_NAMES = PANX_LABELS
@@ -82,9 +84,13 @@ def _hub_tags(row: Mapping, keys: Sequence[str], names: Sequence[str], where: st
 
 
 def udpos_row(row: Mapping, i: int, where: str) -> TaggingExample:
-  """universal_dependencies rows (tokens, upos ids); multiword-token rows tagged '_' are dropped."""
+  """google/xtreme udpos rows (tokens, pos_tags ids) or universal_dependencies rows (tokens, upos
+  ids); multiword-token rows tagged '_' are dropped."""
   tokens = fz.field(row, "tokens", where, i, list)
-  tags = _hub_tags(row, ("upos", "tags"), HUB_UPOS_NAMES, where, i)
+  if "pos_tags" in row:
+    tags = _hub_tags(row, ("pos_tags",), UPOS_LABELS, where, i)
+  else:
+    tags = _hub_tags(row, ("upos", "tags"), HUB_UPOS_NAMES, where, i)
   if len(tags) != len(tokens):
     raise DataError(f"{where} row {i}: {len(tokens)} tokens but {len(tags)} tags")
   kept = [(t, g) for t, g in zip(tokens, tags) if g != "_"]
@@ -283,8 +289,6 @@ def _unk_empty_words(tokenizer, words: list[str]) -> list[str]:
   return [w if i in present else tokenizer.unk_token for i, w in enumerate(words)]
 
 
-register(TaggingTask("udpos", UPOS_LABELS, read_udpos_file, udpos_row, "seqeval",
-                     HubDefaults("universal_dependencies", "en_ewt", None, {"dev": "validation"})))
-register(TaggingTask("panx", PANX_LABELS, read_panx_file, panx_row, "seqeval",
-                     HubDefaults("unimelb-nlp/wikiann", "{lang}", None, {"dev": "validation"})))
+register(TaggingTask("udpos", UPOS_LABELS, read_udpos_file, udpos_row, "seqeval", hub_defaults("udpos")))
+register(TaggingTask("panx", PANX_LABELS, read_panx_file, panx_row, "seqeval", hub_defaults("panx")))
 register(TaggingTask("ccg", None, read_ccg_file, ccg_row, "accuracy"))

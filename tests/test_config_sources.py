@@ -1,0 +1,51 @@
+"""Every shipped config's train, dev and evaluation sources exist in the source table (offline)."""
+
+from pathlib import Path
+
+import pytest
+
+from test_configs_parse import CONFIGS, _kind
+from xtjax import config as config_lib
+from xtjax.data.sources import DataSource
+from xtjax.experiments.pipeline import PipelineConfig, phase_configs
+from xtjax.tasks.source_table import source_problem
+from xtjax.tasks.xtreme import benchmark_tasks
+
+# Known gaps, each with its reason (none today).
+KNOWN_GAPS: set[str] = set()
+
+
+def _problems(path: Path, tmp_path: Path) -> list[str]:
+  cfg = config_lib.load(path, _kind(path))
+  phases = [c for _, c, _ in phase_configs(cfg, tmp_path, str(path))] if isinstance(cfg, PipelineConfig) else [cfg]
+  out = []
+  for c in phases:
+    bench = benchmark_tasks(c.benchmark)
+    for t in c.tasks:
+      if t.name in KNOWN_GAPS:
+        continue
+      checks = [(t.data, t.train_split, "en"), (t.data, t.dev_split, t.dev_language)]
+      langs = t.eval_languages if t.eval_languages is not None else (bench[t.name].languages if t.name in bench else ())
+      checks += [(t.eval_data or t.data, t.eval_split, lang) for lang in langs]
+      for source, split, lang in checks:
+        why = source_problem(t.name, source, split, lang)
+        if why:
+          out.append(f"{path.name} [{c.name}] {split}/{lang}: {why}")
+  return out
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_shipped_config_sources_exist(path, tmp_path):
+  problems = _problems(path, tmp_path)
+  assert not problems, "\n".join(problems[:10])
+
+
+def test_the_check_catches_missing_splits_and_languages():
+  hf = DataSource(kind="hf")
+  assert "no split 'train'" in source_problem("xquad", hf, "train", "en")  # XQuAD has no training split
+  assert "holds no 'wo'" in source_problem("udpos", hf, "test", "wo")  # UD 2.5 in google/xtreme: no Wolof
+  assert "holds no 'th'" in source_problem("udpos", hf, "train", "th")  # Thai PUD: test only
+  assert "no hub default" in source_problem("bucc2018", hf, "test", "de")
+  assert source_problem("xquad", DataSource(kind="hf", hf_id="rajpurkar/squad"), "train", "en") is None
+  assert source_problem("mlqa", hf, "test", "hi") is None
+  assert "not in the source table" in source_problem("xnli", DataSource(kind="hf", hf_id="xnli"), "test", "de")

@@ -1,0 +1,49 @@
+"""What `xtjax tasks` shows: every registered task with its head, metric, languages and sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xtjax.tasks import registry
+from xtjax.tasks.source_table import SOURCES
+from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
+
+
+def _languages(name: str) -> dict[str, list[str]]:
+  out = {bench: list(spec.languages) for bench, specs in BENCHMARKS.items() for spec in specs if spec.name == name}
+  if not out and (name in INTERMEDIATE_TASKS or name in SOURCES):
+    out["train"] = list(SOURCES[name].languages) if name in SOURCES else ["en"]
+  return out
+
+
+def task_rows() -> list[dict[str, Any]]:
+  """One row per registered task (sorted by name)."""
+  rows = []
+  for name in registry.names():
+    task = registry.get(name)
+    src = SOURCES.get(name)
+    rows.append({
+        "task": name, "head": task.head_type, "metric": task.main_metric, "languages": _languages(name),
+        "hf": None if src is None or src.hf_id is None else {
+            "id": src.hf_id, "config": src.hf_config, "revision": src.hf_revision,
+            "splits": {k: v if isinstance(v, str) else list(v) for k, v in src.splits.items()},
+            "split_names": dict(src.split_names)},
+        "tfds": None if src is None or src.tfds_name is None else src.tfds_name,
+        "url": src.url if src else "", "license": src.license if src else "",
+        "manual": src.manual if src else "", "components": list(src.components) if src else []})
+  return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+  """A plain-text table: task, head, metric, language counts and the default sources."""
+  lines = [f"{'task':<14}{'head':<17}{'metric':<13}{'languages':<22}hub (config) / tfds"]
+  for r in rows:
+    langs = " ".join(f"{k}:{len(v)}" for k, v in r["languages"].items()) or "-"
+    hub = f"{r['hf']['id']} ({r['hf']['config'] or '-'})" if r["hf"] else "-"
+    if r["components"]:
+      hub = "components: " + " ".join(r["components"])
+    if r["hf"] and r["hf"]["revision"]:
+      hub += f"@{r['hf']['revision'][:12]}"
+    where = f"{hub} / {r['tfds'] or '-'}" + (f"  [manual: {r['manual']}]" if r["manual"] else "")
+    lines.append(f"{r['task']:<14}{r['head']:<17}{r['metric']:<13}{langs:<22}{where}")
+  return "\n".join(lines)
