@@ -2,7 +2,8 @@
 # The main job, offline on CPU (a few minutes): set up .venv (idempotent); build a tiny random
 # XLM-R checkpoint and tiny MNLI / XNLI / Tatoeba files in their upstream formats; convert, embed and
 # export the model; then run the three-phase pipeline (pretrained -> intermediate MNLI -> target XNLI
-# and Tatoeba) and print the zero-shot table. Usage: scripts/demo.sh [OUT_DIR]
+# and Tatoeba) and print the zero-shot table; then a tiny sweep (no intermediate task vs MNLI for 1
+# or 3 epochs) and its paper-style report. Usage: scripts/demo.sh [OUT_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/_setup_env.sh" dev
@@ -27,3 +28,9 @@ printf '%s\n' "The quick brown fox jumps over the lazy dog." \
 echo "== 3. pipeline: pretrained -> intermediate MNLI -> target XNLI, Tatoeba -> zero-shot"
 sed "s#runs/demo#$OUT#g" "$ROOT/configs/tiny/pipeline.yaml" > "$OUT/pipeline.yaml"
 "$XT" pipeline "$OUT/pipeline.yaml" --workdir "$OUT/pipeline"
+
+echo "== 4. sweep: no intermediate task vs MNLI for 1 or 3 epochs -> XNLI, Tatoeba; the paper-style report"
+mkdir -p "$OUT/experiments"
+sed "s#\.\./tiny/pipeline.yaml#../pipeline.yaml#" "$ROOT/configs/experiments/tiny.yaml" > "$OUT/experiments/tiny.yaml"
+"$XT" sweep "$OUT/experiments/tiny.yaml" --workdir "$OUT/sweep" "defaults.cache_dir=$OUT/.feature_cache"
+"$XT" report "$OUT/sweep"
