@@ -130,7 +130,9 @@ def data_stats(task_name: str, split: str, language: str, source, tokenizer, set
 
     examples, features = cached_features(task, split, language, source, tokenizer, settings, cache_dir)
   else:
-    examples = task.read(split, language, source)
+    from xtjax.data.cache import read_examples
+
+    examples = read_examples(task, split, language, source)
     features = task.featurize(examples, tokenizer, settings)
   stats = task.stats(examples, features) if hasattr(task, "stats") else basic_stats(examples, features)
   return {"task": task_name, "split": split, "language": language, **stats}

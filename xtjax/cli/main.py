@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import re
 import sys
 
 from xtjax.errors import XtjaxError
@@ -20,6 +23,27 @@ COMMAND_MODULES = (
     "xtjax.cli.data_cmds",  # data stats, score
     "xtjax.cli.bench_cmds",  # bench infer, bench train
 )
+
+
+# absl/Orbax warnings every restore prints, none of which the user can act on.
+HARMLESS_WARNINGS = re.compile(
+    r"CheckpointManagerOptions\.read_only=True, setting save_interval_steps=0"
+    r"|Given directory is read only="
+    r"|Metadata file does not exist: .*/_CHECKPOINT_METADATA$")
+
+
+def _drop_harmless(record: logging.LogRecord) -> bool:
+  return not HARMLESS_WARNINGS.search(record.getMessage())
+
+
+def _reader_gone() -> int:
+  """stdout's reader went away (`xtjax score --json | head`): stop quietly, as `cat` does; Python's
+  final flush then writes to /dev/null instead of raising again."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+    os.dup2(devnull, sys.stdout.fileno())
+  os.close(devnull)
+  return 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
   for noisy in ("absl", "jax._src", "orbax", "etils", "urllib3", "httpx", "filelock", "huggingface_hub"):
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
+  if not args.debug and _drop_harmless not in logging.getLogger("absl").filters:
+    logging.getLogger("absl").addFilter(_drop_harmless)
   from xtjax.infer.xla_setup import tune_cpu_flags
 
   # XLA:CPU flags for the command's compute dtype, before the first JAX computation (commands
   # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up).
   tune_cpu_flags(getattr(args, "dtype", None) or ("float32" if hasattr(args, "dtype") else None))
   try:
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    sys.stdout.flush()  # a closed pipe shows here, not at exit
+    return code
+  except BrokenPipeError:
+    return _reader_gone()
   except XtjaxError as e:
     if args.debug:
       raise
