@@ -1,12 +1,25 @@
-"""Atomic file writes: nothing is ever left half-written (write to a temp path, then rename)."""
+"""Atomic file writes: nothing is ever left half-written (write to a temp path, then rename).
+
+The temp files and folders get the modes a plain `open` / `mkdir` would give (0666 / 0777 less the
+umask), not mkstemp's 0600 / 0700, so colleagues on a shared disk can read the run.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+
+@functools.cache
+def umask() -> int:
+  """The process umask (read once: setting it to read it is not thread-safe later)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 @contextlib.contextmanager
@@ -15,6 +28,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+  os.fchmod(fd, 0o666 & ~umask())
   os.close(fd)
   try:
     yield Path(tmp)
@@ -31,6 +45,7 @@ def atomic_dir(path: str | os.PathLike):
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+  tmp.chmod(0o777 & ~umask())
   try:
     yield tmp
     if path.exists():
