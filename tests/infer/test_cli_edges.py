@@ -101,3 +101,21 @@ def test_no_rows_for_a_language_in_a_shared_file(tmp_path):
   with pytest.raises(DataError, match="no examples for fr"):
     cached_features(task, "test", "fr", source, make_unigram_tokenizer(), FeatureSettings(max_length=16), cache)
   assert not cache.exists() or not any(cache.rglob("entry.pkl"))
+
+
+def test_embed_accepts_a_run_directory(toy_run, tmp_path, capsys):
+  import numpy as np
+
+  (tmp_path / "in.txt").write_text("the fox runs\nder hund\n")
+  for model, out in ((toy_run, "run.npy"), (toy_run / "model", "folder.npy")):
+    assert main(["embed", "--model", str(model), "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / out),
+                 "--layer", "1"]) == 0
+  np.testing.assert_array_equal(np.load(tmp_path / "run.npy"), np.load(tmp_path / "folder.npy"))
+  capsys.readouterr()
+  unfinished = tmp_path / "unfinished"
+  (unfinished / "best").mkdir(parents=True)
+  (unfinished / "config.yaml").write_text("{}")
+  assert main(["embed", "--model", str(unfinished), "--input", str(tmp_path / "in.txt"),
+               "--out", str(tmp_path / "x.npy")]) == 2
+  assert capsys.readouterr().err.strip().splitlines() == \
+      [f"xtjax embed: error: {unfinished}: the run has not finished: no exported encoder {unfinished / 'model'} yet"]
