@@ -36,11 +36,13 @@ class RunCheckpoints:
   def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True):
     ocp = _ocp()
     self.workdir = Path(workdir).absolute()
+    # cleanup_tmp_directories: a save cut short (full disk, SIGKILL) leaves `N.orbax-checkpoint-tmp*`.
     opts = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                        create=True)
+                                        create=True, cleanup_tmp_directories=True)
     self.last = ocp.CheckpointManager(self.workdir / "checkpoints", options=opts)
     best_opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=True,
-                                             best_fn=lambda m: m["score"], best_mode="max")
+                                             best_fn=lambda m: m["score"], best_mode="max",
+                                             cleanup_tmp_directories=True)
     self.best = ocp.CheckpointManager(self.workdir / "best", options=best_opts)
 
   def save(self, step: int, state, data: dict, config: dict, force: bool = False) -> None:

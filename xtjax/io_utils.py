@@ -23,11 +23,21 @@ def umask() -> int:
 
 
 @contextlib.contextmanager
+def _named(path: Path):
+  """An OSError while creating the temp file names `path`, the file the user asked for."""
+  try:
+    yield
+  except OSError as e:
+    raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
   """Yields a temp file path next to `path`; renames it onto `path` only if the block succeeds."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+  with _named(path):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
   os.fchmod(fd, 0o666 & ~umask())
   os.close(fd)
   try:
@@ -44,7 +54,8 @@ def atomic_dir(path: str | os.PathLike):
   """Yields a temp directory next to `path`; moves it onto `path` only if the block succeeds."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+  with _named(path):
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
   tmp.chmod(0o777 & ~umask())
   try:
     yield tmp

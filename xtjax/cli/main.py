@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-from xtjax.errors import XtjaxError
+from xtjax.errors import XtjaxError, storage_problem
 
 # Each module defines `register(subparsers)` that adds its sub-commands with `set_defaults(func=run)`.
 COMMAND_MODULES = (
@@ -33,7 +33,11 @@ HARMLESS_WARNINGS = re.compile(
 
 
 def _drop_harmless(record: logging.LogRecord) -> bool:
-  return not HARMLESS_WARNINGS.search(record.getMessage())
+  """Drops the harmless warnings, and Orbax's tracebacks for a full or read-only disk (the command
+  ends with one line naming the path instead)."""
+  if record.exc_info and storage_problem(record.exc_info[1]):
+    return False
+  return not HARMLESS_WARNINGS.search(record.getMessage()) and not storage_problem(record.getMessage())
 
 
 def _reader_gone() -> int:
@@ -99,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:  # noqa: BLE001 - the top level turns any failure into one line
     if args.debug:
       raise
+    problem = storage_problem(e)
+    if problem:  # a full or read-only disk; a later run removes the unfinished checkpoint
+      print(f"xtjax {args.command}: error: {problem}", file=sys.stderr)
+      return XtjaxError.exit_code
     print(f"xtjax {args.command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
           file=sys.stderr)
     return 1

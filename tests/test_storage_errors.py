@@ -1,0 +1,89 @@
+"""A full, read-only or unwritable output disk: one line naming the path, no Orbax tracebacks, and a
+later run removes the unfinished checkpoint."""
+
+import errno
+import logging
+import os
+import tempfile
+
+import pytest
+
+from xtjax.cli.main import main
+from xtjax.errors import storage_problem
+
+# What Orbax 0.12 raised on a full 600 KB tmpfs during an async save (xtjax train, 2 steps in).
+ORBAX_FULL = ('RESOURCE_EXHAUSTED: Error writing local file "/runs/r/checkpoints/2.orbax-checkpoint-tmp/'
+              'state.orbax-checkpoint-tmp/_sharding": Failed writing: "/runs/r/checkpoints/2.orbax-checkpoint-tmp/'
+              'state.orbax-checkpoint-tmp/_sharding.__lock": Failed to write 35552 bytes to file 7: No space left on '
+              "device [os_error_code='28']")
+
+
+def test_storage_problem_names_the_path():
+  assert storage_problem(OSError(errno.ENOSPC, "No space left on device", "/r/summary.json")) == \
+      "/r/summary.json: No space left on device"
+  assert storage_problem(ValueError(ORBAX_FULL)) == "/runs/r/checkpoints/2: No space left on device"
+  try:
+    try:
+      raise OSError(errno.EROFS, "Read-only file system", "/ro/run")
+    except OSError as inner:
+      raise RuntimeError("saving failed") from inner
+  except RuntimeError as outer:
+    assert storage_problem(outer) == "/ro/run: Read-only file system"
+  assert storage_problem(ValueError("shapes do not match")) is None
+  assert storage_problem(OSError(errno.ENOENT, "No such file or directory", "/x")) is None
+
+
+def _report_run(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "summary.json").write_text('{"zero_shot": {"xnli": {"avg": {"accuracy": 70.0}}}}')
+  return run
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_a_failed_write_is_one_line(tmp_path, monkeypatch, capsys, code):
+  def full(*args, **kwargs):
+    raise OSError(code, os.strerror(code), str(kwargs.get("dir")) + "/.t.csv.x.tmp")
+
+  monkeypatch.setattr(tempfile, "mkstemp", full)
+  out = tmp_path / "table.csv"
+  assert main(["report", str(_report_run(tmp_path)), "--csv", str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err == f"xtjax report: error: {out}: {os.strerror(code)}\n"
+  assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_directory(tmp_path, capsys):
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o555)
+  try:
+    assert main(["report", str(_report_run(tmp_path)), "--csv", str(locked / "t.csv")]) == 2
+  finally:
+    locked.chmod(0o755)
+  assert capsys.readouterr().err == f"xtjax report: error: {locked / 't.csv'}: Permission denied\n"
+
+
+def test_orbax_disk_tracebacks_are_dropped(tmp_path, caplog):
+  main(["report", str(_report_run(tmp_path))])  # installs the CLI's log filters
+  absl = logging.getLogger("absl")
+  try:
+    raise ValueError(ORBAX_FULL)
+  except ValueError:
+    absl.error("Failed to run 5 Handler Commit operations", exc_info=True)
+  absl.error("_SignalingThread.run() raised an exception: " + ORBAX_FULL)
+  absl.error("an unrelated error")
+  assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["an unrelated error"]
+
+
+def test_a_later_run_removes_unfinished_checkpoints(tmp_path):
+  from xtjax.checkpoint import RunCheckpoints
+
+  partial = [tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp" / "state.orbax-checkpoint-tmp",
+             tmp_path / "best" / "3.orbax-checkpoint-tmp-1796012201"]
+  for p in partial:
+    p.mkdir(parents=True)
+  ckpt = RunCheckpoints(tmp_path, async_save=False)
+  ckpt.close()
+  assert os.listdir(tmp_path / "checkpoints") == [] and os.listdir(tmp_path / "best") == []
