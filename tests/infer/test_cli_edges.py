@@ -58,6 +58,15 @@ def test_predict_language_without_rows_is_one_line(toy_run, tmp_path, capsys):
   assert not (tmp_path / "fr.jsonl").exists()
 
 
+@pytest.mark.slow
+def test_eval_language_without_rows_is_one_line_and_caches_nothing(toy_run, capsys):
+  assert main(["eval", "--checkpoint", str(toy_run), "--task", "toy_cls", "--languages", "fr"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"xtjax eval: error: no examples for fr in {toy_run / 'data' / 'test.fr.jsonl'} "
+                 "(task 'toy_cls', split 'test')"]
+  assert not list(toy_run.parent.glob(".feature_cache/toy_cls/test.fr.*"))
+
+
 def test_predict_prints_no_known_harmless_warnings(toy_run, tmp_path, caplog):
   """Orbax's read-only-manager and missing-metadata warnings are dropped; other warnings are kept."""
   import logging
