@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 from xtjax.cli.main import main
@@ -85,5 +86,32 @@ def test_a_later_run_removes_unfinished_checkpoints(tmp_path):
   for p in partial:
     p.mkdir(parents=True)
   ckpt = RunCheckpoints(tmp_path, async_save=False)
+  state = {"w": np.zeros(2, np.float32)}
+  ckpt.save(4, state, {"epoch": 0}, {}, force=True)  # a save first waits for Orbax's background clean-up
+  ckpt.save_best(4, state, 1.0, {"step": 4})
   ckpt.close()
-  assert os.listdir(tmp_path / "checkpoints") == [] and os.listdir(tmp_path / "best") == []
+  assert os.listdir(tmp_path / "checkpoints") == ["4"] and os.listdir(tmp_path / "best") == ["4"]
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+  from xtjax import io_utils
+  from xtjax.train.logbook import Logbook
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  with pytest.raises(OSError) as e:
+    with io_utils.atomic_path(tmp_path / "emb.npy") as tmp:
+      full(tmp)
+  assert storage_problem(e.value) == f"{tmp_path / 'emb.npy'}: No space left on device"
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(FileNotFoundError) as e:  # a read inside the block keeps its own name
+    with io_utils.atomic_path(tmp_path / "emb.npy"):
+      open(tmp_path / "missing.txt")
+  assert e.value.filename == str(tmp_path / "missing.txt")
+  book = Logbook(tmp_path, tensorboard=False)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr("builtins.open", full)
+    with pytest.raises(OSError) as e:
+      book.write(1, "train/x", {"loss": 1.0})
+  assert storage_problem(e.value) == f"{tmp_path / 'metrics.jsonl'}: No space left on device"
