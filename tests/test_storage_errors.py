@@ -115,3 +115,24 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
     with pytest.raises(OSError) as e:
       book.write(1, "train/x", {"loss": 1.0})
   assert storage_problem(e.value) == f"{tmp_path / 'metrics.jsonl'}: No space left on device"
+
+
+def test_orbax_write_errors_name_the_checkpoint_directory(tmp_path, monkeypatch):
+  """Orbax's own writes (e.g. `_METADATA` after commit) raise OSErrors that name no file."""
+  from xtjax.checkpoint import RunCheckpoints
+
+  ckpt = RunCheckpoints(tmp_path, async_save=False)
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(ckpt.last, "save", full)
+  monkeypatch.setattr(ckpt.last, "wait_until_finished", full)
+  with pytest.raises(OSError) as e:
+    ckpt.save(2, {"w": np.zeros(2, np.float32)}, {}, {})
+  assert storage_problem(e.value) == f"{tmp_path / 'checkpoints'}: No space left on device"
+  with pytest.raises(OSError) as e:
+    ckpt.wait()
+  assert storage_problem(e.value) == f"{tmp_path / 'checkpoints'}: No space left on device"
+  monkeypatch.undo()
+  ckpt.close()

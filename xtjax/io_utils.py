@@ -37,7 +37,7 @@ def naming_errors(path: str | os.PathLike, errnos: Collection[int] | None = None
 
 
 # What only a write can meet; a caller's block may also read, and a read error must keep its own name.
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @contextlib.contextmanager
@@ -50,7 +50,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
   os.fchmod(fd, 0o666 & ~umask())
   os.close(fd)
   try:
-    with naming_errors(path, _WRITE_ERRNOS):
+    with naming_errors(path, WRITE_ERRNOS):
       yield Path(tmp)
       os.replace(tmp, path)
   except BaseException:
@@ -68,7 +68,7 @@ def atomic_dir(path: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
   tmp.chmod(0o777 & ~umask())
   try:
-    with naming_errors(path, _WRITE_ERRNOS):
+    with naming_errors(path, WRITE_ERRNOS):
       yield tmp
     if path.exists():
       old = path.with_name(f".{path.name}.old")
