@@ -4,7 +4,9 @@ later run removes the unfinished checkpoint."""
 import errno
 import logging
 import os
+import sys
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -47,8 +49,14 @@ def test_a_failed_write_is_one_line(tmp_path, monkeypatch, capsys, code):
     raise OSError(code, os.strerror(code), str(kwargs.get("dir")) + "/.t.csv.x.tmp")
 
   monkeypatch.setattr(tempfile, "mkstemp", full)
+  monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+  monkeypatch.setattr(threading, "excepthook", threading.excepthook)
   out = tmp_path / "table.csv"
   assert main(["report", str(_report_run(tmp_path)), "--csv", str(out)]) == 2
+  # Writers that fail again while the process exits (TensorBoard's atexit flush) stay quiet.
+  thread = threading.Thread(target=full)
+  thread.start()
+  thread.join()
   err = capsys.readouterr().err
   assert err == f"xtjax report: error: {out}: {os.strerror(code)}\n"
   assert not out.exists()

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import threading
 
 from xtjax.errors import XtjaxError, storage_problem
 
@@ -48,6 +49,13 @@ def _reader_gone() -> int:
     os.dup2(devnull, sys.stdout.fileno())
   os.close(devnull)
   return 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
+
+
+def _quiet_teardown() -> None:
+  """After a reported disk failure, writers still open (TensorBoard's atexit flush and its worker
+  thread) fail the same way while the process exits: keep their tracebacks off the terminal."""
+  sys.unraisablehook = lambda unraisable: None
+  threading.excepthook = lambda args: None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = storage_problem(e)
     if problem:  # a full or read-only disk; a later run removes the unfinished checkpoint
       print(f"xtjax {args.command}: error: {problem}", file=sys.stderr)
+      _quiet_teardown()
       return XtjaxError.exit_code
     print(f"xtjax {args.command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
           file=sys.stderr)
