@@ -32,6 +32,13 @@ def test_storage_problem_names_the_path():
       raise RuntimeError("saving failed") from inner
   except RuntimeError as outer:
     assert storage_problem(outer) == "/ro/run: Read-only file system"
+  try:
+    try:
+      raise KeyError("lock")
+    except KeyError:
+      raise ValueError(ORBAX_FULL)  # noqa: B904 - Orbax's status error raised while handling another
+  except ValueError as outer:
+    assert storage_problem(outer) == "/runs/r/checkpoints/2: No space left on device"
   assert storage_problem(ValueError("shapes do not match")) is None
   assert storage_problem(OSError(errno.ENOENT, "No such file or directory", "/x")) is None
 

@@ -44,16 +44,14 @@ _STATUS = re.compile(r'"(?P<path>/[^"]+)".*\[os_error_code=\'(?P<errno>\d+)\'\]'
 def storage_problem(error: BaseException | str) -> str | None:
   """'PATH: reason' when `error` (or what it wraps) is a full, read-only or unwritable disk, else None.
   A path inside an unfinished Orbax checkpoint is named by the checkpoint it belongs to."""
-  seen = set()
-  while isinstance(error, BaseException) and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
-      return f"{error.filename or '(unnamed file)'}: {error.strerror}"
-    nested = error.__cause__ or error.__context__
-    if nested is None:
-      break
-    error = nested
-  m = _STATUS.search(str(error))
-  if m is None or int(m["errno"]) not in STORAGE_ERRNOS:
-    return None
-  return f"{m['path'].split('.orbax-checkpoint-tmp')[0]}: {os.strerror(int(m['errno']))}"
+  chain: list = []
+  while error is not None and all(error is not e for e in chain):
+    chain.append(error)
+    error = (error.__cause__ or error.__context__) if isinstance(error, BaseException) else None
+  for e in chain:
+    if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+      return f"{e.filename or '(unnamed file)'}: {e.strerror}"
+    m = _STATUS.search(str(e))
+    if m is not None and int(m["errno"]) in STORAGE_ERRNOS:
+      return f"{m['path'].split('.orbax-checkpoint-tmp')[0]}: {os.strerror(int(m['errno']))}"
+  return None
