@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 from xtjax.errors import CheckpointError
+from xtjax.io_utils import WRITE_ERRNOS, naming_errors
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +37,30 @@ class RunCheckpoints:
   def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True):
     ocp = _ocp()
     self.workdir = Path(workdir).absolute()
+    # cleanup_tmp_directories: a save cut short (full disk, SIGKILL) leaves `N.orbax-checkpoint-tmp*`.
     opts = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                        create=True)
+                                        create=True, cleanup_tmp_directories=True)
     self.last = ocp.CheckpointManager(self.workdir / "checkpoints", options=opts)
     best_opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, create=True,
-                                             best_fn=lambda m: m["score"], best_mode="max")
+                                             best_fn=lambda m: m["score"], best_mode="max",
+                                             cleanup_tmp_directories=True)
     self.best = ocp.CheckpointManager(self.workdir / "best", options=best_opts)
 
   def save(self, step: int, state, data: dict, config: dict, force: bool = False) -> None:
     ocp = _ocp()
     if step in self.last.all_steps():  # e.g. preempted right after a periodic save
       return
-    self.last.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data),
-                                                 config=ocp.args.JsonSave(config)), force=force)
+    with naming_errors(self.workdir / "checkpoints", WRITE_ERRNOS):  # Orbax's OSErrors name no file
+      self.last.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   data=ocp.args.JsonSave(data), config=ocp.args.JsonSave(config)),
+                     force=force)
 
   def save_best(self, step: int, params, score: float, info: dict) -> None:
     ocp = _ocp()
-    self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                                 info=ocp.args.JsonSave(info)),
-                   metrics={"score": float(score)}, force=True)
+    with naming_errors(self.workdir / "best", WRITE_ERRNOS):
+      self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                                   info=ocp.args.JsonSave(info)),
+                     metrics={"score": float(score)}, force=True)
 
   def best_score(self) -> float | None:
     step = self.best.best_step()
@@ -89,9 +95,11 @@ class RunCheckpoints:
     return None
 
   def wait(self) -> None:
-    self.last.wait_until_finished()
+    with naming_errors(self.workdir / "checkpoints", WRITE_ERRNOS):
+      self.last.wait_until_finished()
     self.best.wait_until_finished()
 
   def close(self) -> None:
-    self.last.close()
+    with naming_errors(self.workdir / "checkpoints", WRITE_ERRNOS):
+      self.last.close()
     self.best.close()

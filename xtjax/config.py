@@ -20,6 +20,23 @@ import yaml
 from xtjax.errors import ConfigError
 
 
+class BadValue(ValueError):
+  """A config value out of range, raised by a dataclass's `__post_init__`; names its field."""
+
+  def __init__(self, key: str, msg: str):
+    super().__init__(f"{key}: {msg}")
+    self.key, self.msg = key, msg
+
+
+def check_min(cfg, minimum: float, *names: str, strict: bool = False) -> None:
+  """Raises BadValue for the first field of `cfg` in `names` below `minimum` (or equal, if `strict`).
+  None means "unset" and passes."""
+  for name in names:
+    value = getattr(cfg, name)
+    if value is not None and (value < minimum or (strict and value == minimum)):
+      raise BadValue(name, f"must be {'>' if strict else '>='} {minimum}, got {value!r}")
+
+
 def _fail(where: str, key: str, msg: str):
   raise ConfigError(f"{where}: {key or '<root>'}: {msg}")
 
@@ -117,6 +134,8 @@ def from_dict(cls, data: Mapping[str, Any], where: str = "config", prefix: str =
     _fail(where, f"{prefix}.{missing[0]}" if prefix else missing[0], "required key is missing")
   try:
     return cls(**kwargs)
+  except BadValue as e:
+    _fail(where, f"{prefix}.{e.key}" if prefix else e.key, e.msg)
   except (ValueError, TypeError) as e:
     _fail(where, prefix, str(e))
 

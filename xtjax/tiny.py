@@ -107,13 +107,14 @@ def main(argv=None) -> int:
   p.add_argument("--kind", default="xlm-roberta", choices=["bert", "roberta", "xlm-roberta"])
   p.add_argument("--out", required=True)
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--data", default=None, help="also write tiny upstream-format XTREME data to this folder")
+  p.add_argument("--data", default=None, help="also write tiny upstream-format XTREME data and the toy_cls task's "
+                 "files (DATA/toy) to this folder")
   args = p.parse_args(argv)
   make_tiny_hf(Path(args.out), args.kind, seed=args.seed)
   print(f"saved a tiny random {args.kind} model to {args.out}")
   if args.data:
     write_tiny_xtreme(Path(args.data), seed=args.seed)
-    print(f"wrote tiny MNLI / XNLI / Tatoeba files to {args.data}")
+    print(f"wrote tiny MNLI / XNLI / Tatoeba files and toy_cls files (toy/) to {args.data}")
   return 0
 
 
@@ -152,8 +153,10 @@ def _nli_rows(rng, lang: str, n: int):
 
 def write_tiny_xtreme(folder: Path, n_train: int = 240, n_eval: int = 60, seed: int = 0) -> Path:
   """Writes tiny files in the upstream formats: MNLI (GLUE TSV), XNLI-1.0 test TSV (en, de, es)
-  and Tatoeba (deu, spa). Returns `folder`."""
+  and Tatoeba (deu, spa); and the toy_cls task's jsonl files in `folder/toy`. Returns `folder`."""
   import numpy as np
+
+  from xtjax.tasks.synthetic import write_toy_data
 
   folder = Path(folder)
   rng = np.random.default_rng(seed)
@@ -179,6 +182,7 @@ def write_tiny_xtreme(folder: Path, n_train: int = 240, n_eval: int = 60, seed: 
       f.writelines(f"{x} .\n" for x, _ in pairs)
     with open(folder / "tatoeba" / f"tatoeba.{l3}-eng.eng", "w", encoding="utf-8") as f:
       f.writelines(f"{y} .\n" for _, y in pairs)
+  write_toy_data(folder / "toy", seed=seed)
   return folder
 
 

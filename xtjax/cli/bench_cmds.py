@@ -245,6 +245,7 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
   from pathlib import Path
 
+  from xtjax.data.cache import read_examples
   from xtjax.data.sources import DataSource
   from xtjax.infer.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
@@ -257,7 +258,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                     buckets=Buckets(tuple(args.batch_sizes), tuple(args.seq_lens)))
   task = task_registry.get(args.task)
   source = DataSource(path=args.data) if args.data else _run_source(Path(args.checkpoint), args.task)
-  examples = task.read(args.split, args.language, source)
+  examples = read_examples(task, args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
   if hasattr(task, "submission_text"):
     fmt, text = task.submission_text(predictions, examples)

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from xtjax.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 QA_TASKS = ("xquad", "mlqa", "tydiqa")
 FORMATS = {"xnli": "labels", "pawsx": "labels", "xcopa": "labels", "tatoeba": "labels", "udpos": "tags",
@@ -117,6 +120,8 @@ def register(sub) -> None:
   s.add_argument("--benchmark", choices=["xtreme", "xtreme-r"], help="language lists and groups (default: "
                  "xtreme-r when xcopa, mewslix or lareqa is scored, else xtreme)")
   s.add_argument("--json", action="store_true")
+  s.add_argument("--strict", action="store_true", help="missing or unknown prediction ids are an error "
+                 "(default: a warning with the counts; missing ones score 0, unknown ones are ignored)")
   s.set_defaults(func=run_score)
 
 
@@ -133,7 +138,9 @@ def data_stats(task_name: str, split: str, language: str, source, tokenizer, set
 
     examples, features = cached_features(task, split, language, source, tokenizer, settings, cache_dir)
   else:
-    examples = task.read(split, language, source)
+    from xtjax.data.cache import read_examples
+
+    examples = read_examples(task, split, language, source)
     features = task.featurize(examples, tokenizer, settings)
   stats = task.stats(examples, features) if hasattr(task, "stats") else basic_stats(examples, features)
   return {"task": task_name, "split": split, "language": language, **stats}
@@ -192,8 +199,23 @@ def _qa_references(path: Path) -> dict[str, list[str]]:
   return doc
 
 
-def score_files(task: str, prediction: Path, reference: Path, language: str) -> dict[str, float]:
-  """Official metrics of one task and language from a prediction and a reference file."""
+def id_mismatch(prediction: Path, reference: Path, pred: dict, gold: dict, strict: bool) -> dict[str, int]:
+  """Counts reference ids without a prediction (scored 0, as XTREME's scripts do) and prediction
+  ids the reference lacks (ignored); warns with the counts, or fails under `strict`."""
+  counts = {"missing_ids": sum(i not in pred for i in gold), "unknown_ids": sum(i not in gold for i in pred)}
+  if any(counts.values()):
+    msg = (f"{prediction}: {counts['missing_ids']} of {len(gold)} ids in {reference} have no prediction (scored 0), "
+           f"{counts['unknown_ids']} predicted ids are not in it (ignored)")
+    if strict:
+      raise DataError(msg)
+    log.warning("%s", msg)
+  return counts
+
+
+def score_files(task: str, prediction: Path, reference: Path, language: str,
+                mismatches: dict | None = None, strict: bool = False) -> dict[str, float]:
+  """Official metrics of one task and language from a prediction and a reference file. For id-keyed
+  formats, `mismatches` (when given) receives `id_mismatch`'s counts."""
   from xtjax import metrics
 
   kind = FORMATS[task]
@@ -211,6 +233,9 @@ def score_files(task: str, prediction: Path, reference: Path, language: str) -> 
   pred, gold = _json(prediction), (_qa_references(reference) if kind == "qa" else _json(reference))
   if not isinstance(pred, dict):
     raise DataError(f"{prediction}: expected a JSON object keyed by question / query id")
+  counts = id_mismatch(prediction, reference, pred, gold, strict)
+  if mismatches is not None:
+    mismatches.update(counts)
   if kind == "qa":
     return metrics.mlqa(pred, gold, language) if task == "mlqa" else metrics.squad_v1(pred, gold)
   ids = list(gold)
@@ -230,8 +255,10 @@ def _task_metric(task: str, avg: dict[str, float]) -> float:
   raise DataError(f"{task}: no task metric among {sorted(avg)}")
 
 
-def score_submission(tasks: list[str], predictions: Path, references: Path, benchmark: str | None = None) -> dict:
-  """Scores every task's `test-{lang}` files; see the module docstring for formats and averages."""
+def score_submission(tasks: list[str], predictions: Path, references: Path, benchmark: str | None = None,
+                     strict: bool = False) -> dict:
+  """Scores every task's `test-{lang}` files; see the module docstring for formats and averages.
+  Per task, `id_mismatches` lists the languages whose id-keyed predictions miss or add ids."""
   from xtjax.cli.score_upstream import score_upstream, upstream_reference
   from xtjax.tasks.xtreme import benchmark_tasks
 
@@ -249,7 +276,7 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
   for task in tasks:
     pred_dir, ref_dir = _task_folder(predictions, task), _task_folder(references, task)
     ext = "json" if FORMATS[task] in ("qa", "ranked") else "tsv"
-    per_lang, missing = {}, []
+    per_lang, missing, mismatches = {}, [], {}
     for lang in specs[task].languages:
       upstream = upstream_reference(task, ref_dir, lang)  # upstream release files instead of labels
       if upstream is not None:
@@ -262,7 +289,10 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
       pred = pred_dir / f"test-{lang}.{ext}"
       if not pred.exists():
         raise DataError(f"{pred}: no prediction file (the reference {ref} exists)")
-      per_lang[lang] = score_files(task, pred, ref, lang)
+      counts: dict[str, int] = {}
+      per_lang[lang] = score_files(task, pred, ref, lang, counts, strict)
+      if any(counts.values()):
+        mismatches[lang] = counts
     if not per_lang:
       raise DataError(f"{ref_dir}: no test-{{lang}}.{ext} reference file for any {task} language")
     avg = {}
@@ -270,7 +300,7 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
       values = [scores[metric] for scores in per_lang.values()]
       avg[f"avg_{metric}"] = sum(values) / len(values)
     out["tasks"][task] = {"languages": per_lang, **avg, "avg_metric": _task_metric(task, avg),
-                          "missing_languages": missing}
+                          "missing_languages": missing, "id_mismatches": mismatches}
   scored = out["tasks"]
   complete = {t for t, v in scored.items() if not v["missing_languages"]}
   groups = {g: sum(scored[t]["avg_metric"] for t in members) / len(members)
@@ -284,7 +314,7 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
 
 def run_score(args: argparse.Namespace) -> int:
   tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-  out = score_submission(tasks, Path(args.predictions), Path(args.references), args.benchmark)
+  out = score_submission(tasks, Path(args.predictions), Path(args.references), args.benchmark, args.strict)
   if args.json:
     _print(out, True)
     return 0

@@ -6,14 +6,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from xtjax.errors import DataError
+from xtjax.errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
   p = sub.add_parser("embed", help="embed sentences (one per line) with a pretrained encoder")
-  p.add_argument("--model", required=True, help="xtjax model folder, Hugging Face folder or hub id")
+  p.add_argument("--model", required=True, help="xtjax model folder, run directory (its exported encoder), "
+                 "Hugging Face folder or hub id")
   p.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
   p.add_argument("--out", required=True, help="output .npy file")
   p.add_argument("--layer", type=int, default=-1,
@@ -42,6 +43,18 @@ def read_lines(path: Path) -> list[str]:
   return lines
 
 
+def model_folder(path: str) -> str | Path:
+  """A run directory means the encoder it exported when it finished (`RUN/model`), as `init_from` does."""
+  from xtjax.models import store
+
+  run = Path(path)
+  if store.is_model_dir(run / "model"):
+    return run / "model"
+  if (run / "config.yaml").exists() and (run / "best").exists():
+    raise CheckpointError(f"{run}: the run has not finished: no exported encoder {run / 'model'} yet")
+  return path
+
+
 def run(args: argparse.Namespace) -> int:
   import numpy as np
 
@@ -52,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
   if args.batch_size < 1 or args.max_length < 2:
     raise DataError("--batch-size must be >= 1 and --max-length >= 2")
   sentences = read_lines(Path(args.input))
-  pre = load_pretrained(args.model, dtype=args.dtype)
+  pre = load_pretrained(model_folder(args.model), dtype=args.dtype)
   vectors, stats = embed_sentences(pre, sentences, args.layer, args.pooling, args.batch_size, args.max_length,
                                    progress=True)
   out = Path(args.out)

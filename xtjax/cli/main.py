@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import re
 import sys
+import threading
 
-from xtjax.errors import XtjaxError
+from xtjax.errors import XtjaxError, storage_problem
 
 # Each module defines `register(subparsers)` that adds its sub-commands with `set_defaults(func=run)`.
 COMMAND_MODULES = (
@@ -22,6 +26,38 @@ COMMAND_MODULES = (
     "xtjax.cli.tasks_cmd",  # tasks
     "xtjax.cli.bench_cmds",  # bench infer, bench train
 )
+
+
+# absl/Orbax warnings every restore prints, none of which the user can act on.
+HARMLESS_WARNINGS = re.compile(
+    r"CheckpointManagerOptions\.read_only=True, setting save_interval_steps=0"
+    r"|Given directory is read only="
+    r"|Metadata file does not exist: .*/_CHECKPOINT_METADATA$")
+
+
+def _drop_harmless(record: logging.LogRecord) -> bool:
+  """Drops the harmless warnings, and Orbax's tracebacks for a full or read-only disk (the command
+  ends with one line naming the path instead)."""
+  if record.exc_info and storage_problem(record.exc_info[1]):
+    return False
+  return not HARMLESS_WARNINGS.search(record.getMessage()) and not storage_problem(record.getMessage())
+
+
+def _reader_gone() -> int:
+  """stdout's reader went away (`xtjax score --json | head`): stop quietly, as `cat` does; Python's
+  final flush then writes to /dev/null instead of raising again."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+    os.dup2(devnull, sys.stdout.fileno())
+  os.close(devnull)
+  return 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
+
+
+def _quiet_teardown() -> None:
+  """After a reported disk failure, writers still open (TensorBoard's atexit flush and its worker
+  thread) fail the same way while the process exits: keep their tracebacks off the terminal."""
+  sys.unraisablehook = lambda unraisable: None
+  threading.excepthook = lambda args: None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,13 +89,19 @@ def main(argv: list[str] | None = None) -> int:
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
   for noisy in ("absl", "jax._src", "orbax", "etils", "urllib3", "httpx", "filelock", "huggingface_hub"):
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
+  if not args.debug and _drop_harmless not in logging.getLogger("absl").filters:
+    logging.getLogger("absl").addFilter(_drop_harmless)
   from xtjax.infer.xla_setup import tune_cpu_flags
 
   # XLA:CPU flags for the command's compute dtype, before the first JAX computation (commands
   # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up).
   tune_cpu_flags(getattr(args, "dtype", None) or ("float32" if hasattr(args, "dtype") else None))
   try:
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    sys.stdout.flush()  # a closed pipe shows here, not at exit
+    return code
+  except BrokenPipeError:
+    return _reader_gone()
   except XtjaxError as e:
     if args.debug:
       raise
@@ -71,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:  # noqa: BLE001 - the top level turns any failure into one line
     if args.debug:
       raise
+    problem = storage_problem(e)
+    if problem:  # a full or read-only disk; a later run removes the unfinished checkpoint
+      print(f"xtjax {args.command}: error: {problem}", file=sys.stderr)
+      _quiet_teardown()
+      return XtjaxError.exit_code
     print(f"xtjax {args.command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
           file=sys.stderr)
     return 1

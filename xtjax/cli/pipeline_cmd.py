@@ -7,7 +7,8 @@ import argparse
 
 def register(sub) -> None:
   p = sub.add_parser("pipeline", help="run the three-phase pipeline (re-running skips finished phases)")
-  p.add_argument("config", help="pipeline YAML (see configs/pipeline_*.yaml)")
+  p.add_argument("config", help="pipeline YAML, e.g. configs/phang2020/xlmr_large_mnli.yaml or "
+                 "configs/tiny/pipeline.yaml")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. defaults.seed=1")
   p.add_argument("--workdir", default=None, help="default: runs/<name>")
   p.set_defaults(func=run)

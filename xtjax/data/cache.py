@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from xtjax.data.sources import DataSource, fill_pattern, local_path
-from xtjax.errors import XtjaxError
+from xtjax.errors import DataError, XtjaxError
 from xtjax.io_utils import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,26 @@ def feature_key(task, split: str, language: str, source, tokenizer, settings) ->
   return hashlib.sha256(blob).hexdigest(), description
 
 
+def read_examples(task, split: str, language: str, source):
+  """`task.read`, refusing an empty result ("no examples for fr in FILE") before anything is featurised,
+  predicted or cached: every task family, every command."""
+  examples = task.read(split, language, source)
+  if len(getattr(examples, "examples", examples)) == 0:
+    raise DataError(f"no examples for {language} in {_source_name(task, split, language, source)} "
+                    f"(task {task.name!r}, split {split!r})")
+  return examples
+
+
+def _source_name(task, split: str, language: str, source) -> str:
+  files = _source_files(task, split, language, source) + _hub_files(source, split, language)
+  if files:
+    return ", ".join(str(p) for p in files)
+  if isinstance(source, DataSource):
+    name = source.hf_id or source.tfds_name or source.path
+    return f"{name} ({source.split_name(split)})"
+  return repr(source)
+
+
 def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str) -> Path:
   return Path(cache_dir) / task_name / f"{split}.{language}.{key[:24]}"
 
@@ -123,7 +143,7 @@ def cached_features(task, split: str, language: str, source, tokenizer, settings
       return _load(task, folder)
     except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError, KeyError) as e:
       log.warning("feature cache %s unreadable (%s: %s); rebuilding", folder, type(e).__name__, e)
-  examples = task.read(split, language, source)
+  examples = read_examples(task, split, language, source)
   features = task.featurize(examples, tokenizer, settings)
   state = task.export_state() if hasattr(task, "export_state") else {}
   try:

@@ -95,10 +95,11 @@ def load_pipeline(path: str | Path, overrides=()) -> PipelineConfig:
 
 def zero_shot_table(zero_shot: dict) -> str:
   """A plain-text table: one row per task and metric, one column per language, then the average."""
+  from xtjax.experiments.report import language_order
+
   lines = []
   for task, per_lang in zero_shot.items():
-    langs = [lang for lang in per_lang if lang != "avg"]
-    cols = langs + ["avg"]
+    cols = language_order(task, list(per_lang) + ["avg"])
     for metric in sorted(per_lang.get("avg", {})):
       lines.append(f"{task:<10} {metric:<12} " + " ".join(f"{lang:>6}" for lang in cols))
       lines.append(f"{'':<10} {'':<12} " + " ".join(f"{per_lang[lang].get(metric, float('nan')):6.1f}" for lang in cols))

@@ -25,6 +25,11 @@ class FeatureSettings:
   max_answer_length: int = 30  # QA post-processing
   n_best: int = 20  # QA post-processing
 
+  def __post_init__(self):
+    from xtjax.config import check_min
+
+    check_min(self, 1, "max_length", "doc_stride", "max_query_length", "max_answer_length", "n_best")
+
 
 @dataclasses.dataclass
 class Features:

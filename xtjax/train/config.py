@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from xtjax.config import BadValue, check_min
 from xtjax.data.sources import DataSource
 from xtjax.parallel.mesh import MeshConfig
 from xtjax.tasks.base import FeatureSettings
@@ -56,12 +57,22 @@ class OptimConfig:
   freeze: tuple[str, ...] = ()  # regexes over parameter paths ("encoder/embeddings/.*")
   no_decay: tuple[str, ...] = (r".*bias", r".*norm/.*", r".*_bias")  # no weight decay here
 
+  def __post_init__(self):
+    check_min(self, 1, "grad_accum_steps")
+    check_min(self, 0, "learning_rate", "weight_decay", "warmup_steps", "b1", "b2", "max_grad_norm")  # 0: no clipping
+    check_min(self, 0, "eps", "layerwise_lr_decay", strict=True)
+    if not 0.0 <= self.warmup_ratio <= 1.0:
+      raise BadValue("warmup_ratio", f"must be in [0, 1], got {self.warmup_ratio!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
   every_steps: int = 500
   keep: int = 2  # last N for resume; the best (by the dev metric) is kept separately
   async_save: bool = True
+
+  def __post_init__(self):
+    check_min(self, 1, "every_steps", "keep")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +105,9 @@ class TrainConfig:
   retrieval_layer: int | None = None  # hidden_states index for retrieval tasks (None: task default)
 
   def __post_init__(self):
+    check_min(self, 1, "batch_size", "eval_batch_size", "steps", "log_every", "sampling_cap")
+    check_min(self, 0, "eval_every")
+    check_min(self, 0, "epochs", "sampling_temperature", strict=True)
     if not self.tasks:
       raise ValueError("tasks: at least one task is required")
     if self.batch_size % self.optim.grad_accum_steps:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jax
 
+from xtjax.io_utils import naming_errors
+
 
 class Logbook:
 
@@ -29,7 +31,7 @@ class Logbook:
     row = {"step": int(step), "kind": kind, "time": round(time.time(), 3)}
     row.update({k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (str, dict)) else v)
                 for k, v in values.items()})
-    with open(self.path, "a", encoding="utf-8") as f:
+    with naming_errors(self.path), open(self.path, "a", encoding="utf-8") as f:  # a full disk names the file
       f.write(json.dumps(row, ensure_ascii=False) + "\n")
     if self._tb is not None:
       for k, v in values.items():

@@ -69,7 +69,9 @@ def _features(task, tcfg, split, language, tokenizer, settings, cache_dir, sourc
     cached_features = None
   if cached_features is not None and cache_dir is not None:
     return cached_features(task, split, language, source, tokenizer, settings, cache_dir)
-  examples = task.read(split, language, source)
+  from xtjax.data.cache import read_examples
+
+  examples = read_examples(task, split, language, source)
   return examples, task.featurize(examples, tokenizer, settings)
 
 
