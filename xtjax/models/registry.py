@@ -13,7 +13,7 @@ from typing import Any
 
 from xtjax.errors import CheckpointError
 from xtjax.models import encoder_family, t5_family
-from xtjax.models.family import Family, PureParams  # noqa: F401 - re-exported: callers annotate with registry.Family
+from xtjax.models.family import Family  # also read as registry.Family by callers that annotate with it
 
 # The registration table: adding a family is one module with a `FAMILY` and one entry here.
 FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY)
