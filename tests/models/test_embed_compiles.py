@@ -7,24 +7,29 @@ from xtjax.models.embed import embed_sentences
 from xtjax.models.loading import load_pretrained
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # the tests' persistent cache may serve a program
 
 
 class CompileCounter:
-  """Counts XLA backend compilations while active."""
+  """Counts executables built while active: XLA compilations plus persistent-cache loads."""
 
   def __init__(self):
     self.count = 0
 
-  def __call__(self, event, duration, **kwargs):
-    if event == COMPILE_EVENT:
-      self.count += 1
+  def _duration(self, event, duration, **kwargs):
+    self.count += event == COMPILE_EVENT
+
+  def _event(self, event, **kwargs):
+    self.count += event == CACHE_HIT_EVENT
 
   def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self)
+    jax.monitoring.register_event_duration_secs_listener(self._duration)
+    jax.monitoring.register_event_listener(self._event)
     return self
 
   def __exit__(self, *exc):
-    jax.monitoring.unregister_event_duration_listener(self)
+    jax.monitoring.unregister_event_duration_listener(self._duration)
+    jax.monitoring.unregister_event_listener(self._event)
 
 
 def test_second_language_compiles_nothing(tiny_hf):
