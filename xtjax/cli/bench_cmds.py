@@ -260,11 +260,7 @@ def run_predict(args: argparse.Namespace) -> int:
   source = DataSource(path=args.data) if args.data else _run_source(Path(args.checkpoint), args.task)
   examples = read_examples(task, args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
-  if hasattr(task, "submission_text"):
-    fmt, text = task.submission_text(predictions, examples)
-  else:
-    plain = (p.item() if hasattr(p, "item") else p for p in predictions)  # numpy scalars -> Python
-    fmt, text = "jsonl", "".join(json.dumps(p, default=str) + "\n" for p in plain)
+  fmt, text = task.submission_text(predictions, examples)
   write_text_atomic(Path(args.out), text)
   line = (f"predicted {len(examples)} {args.task} examples ({args.split}, {args.language}) -> {args.out} ({fmt}); "
           f"{engine.stats.compilations} programs compiled in {engine.stats.compile_seconds:.1f}s")

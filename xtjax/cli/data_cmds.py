@@ -128,9 +128,8 @@ def register(sub) -> None:
 # ---- data stats ---------------------------------------------------------------------------------
 
 def data_stats(task_name: str, split: str, language: str, source, tokenizer, settings, cache_dir=None) -> dict:
-  """What `xtjax data stats` prints: the task's `stats(examples, features)` (or the basic ones)."""
+  """What `xtjax data stats` prints: the task's `stats(examples, features)`."""
   from xtjax.tasks import registry
-  from xtjax.tasks.featurize import basic_stats
 
   task = registry.get(task_name)
   if cache_dir is not None:
@@ -142,7 +141,7 @@ def data_stats(task_name: str, split: str, language: str, source, tokenizer, set
 
     examples = read_examples(task, split, language, source)
     features = task.featurize(examples, tokenizer, settings)
-  stats = task.stats(examples, features) if hasattr(task, "stats") else basic_stats(examples, features)
+  stats = task.stats(examples, features)
   return {"task": task_name, "split": split, "language": language, **stats}
 
 

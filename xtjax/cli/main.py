@@ -67,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   sub.required = True
   for name in COMMAND_MODULES:
-    try:
-      mod = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-      if e.name == name:  # a command group not built yet
-        continue
-      raise
-    mod.register(sub)
+    importlib.import_module(name).register(sub)
   return parser
 
 

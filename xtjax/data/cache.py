@@ -10,8 +10,8 @@ content). Entries live in `{cache_dir}/{task}/{split}.{language}.{key}/` (entry.
 `Features` and task state; key.json: what was hashed) and are written atomically; an unreadable
 entry is rebuilt. The cache never imports the tasks: it stores what `read` and `featurize` return.
 
-Tasks whose state is built from data (CCG's label set) expose `export_state()` /
-`restore_state(state)`; the state is stored with the entry and restored on a hit.
+Tasks whose state is built from data (CCG's label set) return it from `export_state()`; it is
+stored with the entry and handed to `restore_state(state)` on a hit (both hooks of `Task`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xtjax.data.sources import DataSource, fill_pattern, local_path
+from xtjax.data.sources import DataSource, fill_pattern
 from xtjax.errors import DataError, XtjaxError
 from xtjax.io_utils import atomic_dir
 
@@ -66,15 +66,6 @@ def _stat(path: Path) -> list:
   return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
-def _source_files(task, split: str, language: str, source) -> list[Path]:
-  files = getattr(task, "source_files", None)
-  if files is not None:
-    return list(files(split, language, source))
-  if isinstance(source, DataSource) and source.kind == "local":
-    return [local_path(source, split, language, task.name)]
-  return []
-
-
 def _describe_source(source) -> Any:
   if isinstance(source, Mapping):
     return {k: _describe_source(v) for k, v in sorted(source.items())}
@@ -92,11 +83,10 @@ def _hub_files(source, split: str, language: str) -> list[Path]:
 
 def feature_key(task, split: str, language: str, source, tokenizer, settings) -> tuple[str, dict]:
   """(hex digest, the JSON-able description it hashes)."""
-  fingerprint = getattr(task, "fingerprint", None)
-  files = _source_files(task, split, language, source) + _hub_files(source, split, language)
+  files = list(task.source_files(split, language, source)) + _hub_files(source, split, language)
   description = {
       "format": CACHE_FORMAT,
-      "task": fingerprint() if fingerprint else {"task": task.name, "class": type(task).__qualname__},
+      "task": task.fingerprint(),
       "split": split,
       "language": language,
       "tokenizer": tokenizer_identity(tokenizer),
@@ -121,7 +111,7 @@ def read_examples(task, split: str, language: str, source):
 
 
 def _source_name(task, split: str, language: str, source) -> str:
-  files = _source_files(task, split, language, source) + _hub_files(source, split, language)
+  files = list(task.source_files(split, language, source)) + _hub_files(source, split, language)
   if files:
     return ", ".join(str(p) for p in files)
   if isinstance(source, DataSource):
@@ -145,7 +135,7 @@ def cached_features(task, split: str, language: str, source, tokenizer, settings
       log.warning("feature cache %s unreadable (%s: %s); rebuilding", folder, type(e).__name__, e)
   examples = read_examples(task, split, language, source)
   features = task.featurize(examples, tokenizer, settings)
-  state = task.export_state() if hasattr(task, "export_state") else {}
+  state = task.export_state()
   try:
     with atomic_dir(folder) as tmp:
       with open(tmp / "entry.pkl", "wb") as f:
@@ -162,8 +152,9 @@ def _load(task, folder: Path):
   with open(folder / "entry.pkl", "rb") as f:
     entry = pickle.load(f)
   if entry.get("state"):
-    if not hasattr(task, "restore_state"):
-      raise XtjaxError(f"{folder}: cached task state but task {task.name!r} cannot restore it")
-    task.restore_state(entry["state"])
+    try:
+      task.restore_state(entry["state"])
+    except XtjaxError as e:
+      raise XtjaxError(f"{folder}: {e}") from e
   log.info("task %s: features from cache %s", task.name, folder)
   return entry["examples"], entry["features"]

@@ -29,7 +29,7 @@ from xtjax.infer.buckets import Buckets, chunks, effective_length
 from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hits
 from xtjax.models import registry
 from xtjax.models.encoder import pool
-from xtjax.models.heads import HeadConfig
+from xtjax.models.heads import HeadConfig, head_kind
 from xtjax.models.task_model import encoder_outputs
 from xtjax.parallel.mesh import MeshConfig
 from xtjax.parallel.rules import DEFAULT_RULES, Rules, logical_to_spec
@@ -37,8 +37,6 @@ from xtjax.parallel.rules import DEFAULT_RULES, Rules, logical_to_spec
 log = logging.getLogger(__name__)
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-# Heads whose outputs do not depend on padding positions: requests are cut to their attended length.
-_POOLED_HEADS = ("classification", "multiple_choice")
 
 
 @dataclasses.dataclass
@@ -192,8 +190,7 @@ class InferenceEngine:
     graphdef = self.graphdef
 
     def fn(params, batch):  # as xtjax.train.step.make_eval_step
-      model = nnx.merge(graphdef, params)
-      return jax.tree.map(lambda x: x.astype(jnp.float32), model(task, batch))
+      return nnx.merge(graphdef, params).eval_outputs(task, batch)
 
     return fn
 
@@ -209,15 +206,16 @@ class InferenceEngine:
     [N, L]; tagging [N, L, labels]. Classification and multiple-choice requests are cut to their
     longest attended length before bucketing; span and tagging keep the given width.
     """
-    head = self.head_type(task)
+    # First-token heads do not depend on padding positions: requests are cut to their attended length.
+    first_token_only = head_kind(self.head_type(task)).first_token_only
     arrays = {k: np.asarray(inputs[k]) for k in INPUT_KEYS if k in inputs}
     if "input_ids" not in arrays or "attention_mask" not in arrays:
       raise XtjaxError("predict needs input_ids and attention_mask")
     width = arrays["input_ids"].shape[-1]
-    length = effective_length(arrays["attention_mask"]) if head in _POOLED_HEADS else width
+    length = effective_length(arrays["attention_mask"]) if first_token_only else width
     outs = self._bucketed(arrays, length, lambda b: self._head_key(task, b), self._head_fn(task))
     out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-    if head not in _POOLED_HEADS:  # the length bucket may be wider than the request
+    if not first_token_only:  # the length bucket may be wider than the request
       out = jax.tree.map(lambda x: x[:, :width], out)
     return out
 

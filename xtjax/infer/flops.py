@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import time
 
-from xtjax.models.task_model import FIRST_TOKEN_HEADS
+from xtjax.models.heads import head_kind
 
 # Vendor dense bf16 peak FLOP/s per chip (per device as JAX sees it).
 PEAK_BF16 = (
@@ -81,7 +81,7 @@ def encoder_forward_flops(cfg, seq_len: int, head_type: str | None = None, num_l
   else:
     D, F = cfg.hidden_size, cfg.intermediate_size
     # Heads that read the first token make the last layer compute that position only (TaskModel).
-    last_q = 1 if head_type in FIRST_TOKEN_HEADS else None
+    last_q = 1 if head_type is not None and head_kind(head_type).first_token_only else None
     per_seq = ((cfg.num_layers - 1) * encoder_layer_flops(D, F, seq_len)
                + encoder_layer_flops(D, F, seq_len, queries=last_q))
     hidden = D

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -80,16 +81,9 @@ def embed_sentences(pre, sentences: Sequence[str], layer: int = -1, pooling: str
   n_hidden = _num_hidden_states(pre)
   if not -n_hidden <= layer < n_hidden:
     raise XtjaxError(f"--layer {layer} is out of range: the model has hidden states 0..{n_hidden - 1}")
+  layer %= n_hidden  # -1 and n_hidden - 1 share one program
   ids, truncated = tokenize(pre.tokenizer, sentences, max_length)
   pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
-  graphdef = pre.graphdef
-
-  @jax.jit
-  def _embed(params, input_ids, mask):
-    model = nnx.merge(graphdef, params)
-    out = encoder_outputs(model, input_ids, mask)
-    return pool(out.hidden_states[layer], mask, pooling).astype(jnp.float32)
-
   order = np.argsort([len(x) for x in ids], kind="stable")
   result = np.zeros((len(sentences), 0), np.float32)
   chunks, buckets = [], set()
@@ -108,13 +102,22 @@ def embed_sentences(pre, sentences: Sequence[str], layer: int = -1, pooling: str
       tok[r, :len(ids[i])] = ids[i]
       mask[r, :len(ids[i])] = 1
     mask[len(idx):, 0] = 1  # filler rows: one visible token so they stay finite; dropped below
-    chunks.append((idx, _embed(pre.params, tok, mask)))
+    chunks.append((idx, _embed_batch(pre.graphdef, layer, pooling, pre.params, tok, mask)))
   for idx, vec in chunks:
     vec = np.asarray(vec)
     if result.shape[1] == 0:
       result = np.zeros((len(sentences), vec.shape[1]), np.float32)
     result[idx] = vec[:len(idx)]
   return result, EmbedStats(len(sentences), truncated, len(batches), tuple(sorted(buckets)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _embed_batch(graphdef, layer: int, pooling: str, params, input_ids_BxL, mask_BxL):
+  """[B, hidden] f32 pooled vectors; one module-level program per (model, layer, pooling, shape), so
+  every language of a retrieval evaluation reuses it (a closure per call would recompile each time)."""
+  model = nnx.merge(graphdef, params)
+  out = encoder_outputs(model, input_ids_BxL, mask_BxL)
+  return pool(out.hidden_states[layer], mask_BxL, pooling).astype(jnp.float32)
 
 
 def _num_hidden_states(pre) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
-from xtjax.models import registry
+from xtjax.models.family import Family
 from xtjax.models.encoder import Encoder, EncoderConfig
 
 _ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -153,7 +153,7 @@ PRESETS = {
 }
 
 
-FAMILY = registry.register(registry.Family(
+FAMILY = Family(
     name="encoder",
     config_cls=EncoderConfig,
     hf_model_types=("bert", "roberta", "xlm-roberta", "camembert"),
@@ -165,4 +165,4 @@ FAMILY = registry.register(registry.Family(
     hf_architecture=hf_architecture,
     config_for_tensors=config_for_tensors,
     presets=PRESETS,
-))
+)

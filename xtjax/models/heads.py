@@ -1,14 +1,18 @@
-"""Task heads on top of an encoder's hidden states, and their losses.
+"""Task heads on top of an encoder's hidden states, and their losses: a small registry of head kinds.
 
-Head types (not tasks): `classification` (single or pair sequence), `multiple_choice`, `span`
-(extractive QA start/end), `tagging` (one label per token, -100 ignored) and `mlm`. The
-classification head is RoBERTa's (dense+tanh on the first token, then a projection), which is
-also BERT's pooler followed by a classifier, so both families fine-tune the same way.
+Head kinds (not tasks): `classification` (single or pair sequence), `multiple_choice`, `span`
+(extractive QA start/end), `tagging` (one label per token, -100 ignored) and `mlm`. Each kind
+(`HeadKind`) knows its module, its loss, its eval output and whether it reads only the first token;
+nothing else branches on the kind's name. The classification head is RoBERTa's (dense+tanh on the
+first token, then a projection), which is also BERT's pooler followed by a classifier, so both
+families fine-tune the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +21,6 @@ from flax import nnx
 
 from xtjax.models import layers as L
 
-HEAD_TYPES = ("classification", "multiple_choice", "span", "tagging", "mlm")
 IGNORE = -100  # label id excluded from losses and metrics
 
 
@@ -28,47 +31,76 @@ class HeadConfig:
   dropout_rate: float = 0.1
 
   def __post_init__(self):
-    if self.type not in HEAD_TYPES:
+    if self.type not in HEAD_KINDS:
       raise ValueError(f"unknown head type {self.type!r}; expected one of {HEAD_TYPES}")
 
 
-class Head(nnx.Module):
-  """One head; `__call__(hidden_BxLxD, batch, dropout_key)` returns logits."""
+# ---- modules: `__call__(hidden_BxLxD, dropout_key, word_embeddings_VxD)` returns logits ------------
+
+class _HeadModule(nnx.Module):
 
   def __init__(self, cfg: HeadConfig, hidden_size: int, *, rngs: nnx.Rngs, dtype="float32", param_dtype="float32",
                vocab_size: int | None = None, layer_norm_eps: float = 1e-5):
-    kw = dict(rngs=rngs, dtype=L.to_dtype(dtype), param_dtype=L.to_dtype(param_dtype))
     self.cfg = cfg
-    D = hidden_size
-    if cfg.type in ("classification", "multiple_choice"):
-      self.dense = L.Dense(D, D, ("embed", None), **kw)
-      self.out = L.Dense(D, cfg.num_labels if cfg.type == "classification" else 1, ("embed", "labels"), **kw)
-    elif cfg.type == "span":
-      self.out = L.Dense(D, 2, ("embed", "labels"), **kw)
-    elif cfg.type == "tagging":
-      self.out = L.Dense(D, cfg.num_labels, ("embed", "labels"), **kw)
-    elif cfg.type == "mlm":
-      self.dense = L.Dense(D, D, ("embed", None), **kw)
-      self.norm = L.LayerNorm(D, layer_norm_eps, **kw)
-      self.bias = L.param(rngs, L.zeros, (vocab_size,), ("vocab",), L.to_dtype(param_dtype))
+    self.build(hidden_size, vocab_size, layer_norm_eps, rngs,
+               dict(rngs=rngs, dtype=L.to_dtype(dtype), param_dtype=L.to_dtype(param_dtype)))
+
+  def build(self, D: int, vocab_size, eps: float, rngs, kw: dict) -> None:
+    raise NotImplementedError
+
+
+class FirstTokenHead(_HeadModule):
+  """Dense+tanh on the first token, then a projection: classification [B, labels], multiple choice [B*C]."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    outputs = self.cfg.num_labels if self.cfg.type == "classification" else 1
+    self.dense = L.Dense(D, D, ("embed", None), **kw)
+    self.out = L.Dense(D, outputs, ("embed", "labels"), **kw)
 
   def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
-    t, rate = self.cfg.type, self.cfg.dropout_rate
-    h = hidden_BxLxD
-    if t in ("classification", "multiple_choice"):
-      x = L.dropout(h[:, 0], rate, L.fold(dropout_key, 0))
-      x = jnp.tanh(self.dense(x))
-      logits = self.out(L.dropout(x, rate, L.fold(dropout_key, 1)))
-      return logits if t == "classification" else logits[:, 0]
-    if t == "span":
-      logits = self.out(h).astype(jnp.float32)
-      return logits[..., 0], logits[..., 1]
-    if t == "tagging":
-      return self.out(L.dropout(h, rate, dropout_key))
-    # mlm: transform, then tied output embeddings.
-    x = self.norm(jax.nn.gelu(self.dense(h), approximate=False))
+    rate = self.cfg.dropout_rate
+    x = L.dropout(hidden_BxLxD[:, 0], rate, L.fold(dropout_key, 0))
+    x = jnp.tanh(self.dense(x))
+    logits = self.out(L.dropout(x, rate, L.fold(dropout_key, 1)))
+    return logits if self.cfg.type == "classification" else logits[:, 0]
+
+
+class SpanHead(_HeadModule):
+  """Start and end logits per token: ([B, L], [B, L]) in f32."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    self.out = L.Dense(D, 2, ("embed", "labels"), **kw)
+
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+    logits = self.out(hidden_BxLxD).astype(jnp.float32)
+    return logits[..., 0], logits[..., 1]
+
+
+class TaggingHead(_HeadModule):
+  """One label distribution per token: [B, L, labels]."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    self.out = L.Dense(D, self.cfg.num_labels, ("embed", "labels"), **kw)
+
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+    return self.out(L.dropout(hidden_BxLxD, self.cfg.dropout_rate, dropout_key))
+
+
+class MaskedLMHead(_HeadModule):
+  """Dense+GELU+LayerNorm, then the tied input embeddings and a bias: [B, L, vocab]."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    self.dense = L.Dense(D, D, ("embed", None), **kw)
+    self.norm = L.LayerNorm(D, eps, **kw)
+    self.bias = L.param(rngs, L.zeros, (vocab_size,), ("vocab",), kw["param_dtype"])
+
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+    x = self.norm(jax.nn.gelu(self.dense(hidden_BxLxD), approximate=False))
     return L.einsum("bld,vd->blv", x, word_embeddings_VxD, x.dtype) + self.bias[...].astype(x.dtype)
 
+
+# ---- losses: (summed loss, number of terms), so losses average over accumulation and hosts ------------
+# Batches carry `example_mask` [B] (0 for padding rows added to fill a batch).
 
 def _xent(logits, labels, mask):
   logits = logits.astype(jnp.float32)
@@ -77,20 +109,66 @@ def _xent(logits, labels, mask):
   return (per * mask).sum(), mask.sum()
 
 
-def loss_terms(head_type: str, logits, batch) -> tuple[jax.Array, jax.Array]:
-  """(summed loss, number of terms) so that losses average correctly over accumulation and hosts.
+def _example_loss(logits, batch):
+  return _xent(logits, batch["labels"], batch["example_mask"].astype(bool))
 
-  Batches carry `example_mask` [B] (0 for padding rows added to fill a batch).
-  """
+
+def _span_loss(logits, batch):
+  start, end = logits
   ex = batch["example_mask"].astype(bool)
-  if head_type in ("classification", "multiple_choice"):
-    return _xent(logits, batch["labels"], ex)
-  if head_type == "span":
-    start, end = logits
-    s, n = _xent(start, batch["start_positions"], ex)
-    e, _ = _xent(end, batch["end_positions"], ex)
-    return (s + e) / 2.0, n
-  if head_type in ("tagging", "mlm"):
-    labels = batch["labels"]
-    return _xent(logits, labels, (labels != IGNORE) & ex[:, None])
-  raise ValueError(head_type)
+  s, n = _xent(start, batch["start_positions"], ex)
+  e, _ = _xent(end, batch["end_positions"], ex)
+  return (s + e) / 2.0, n
+
+
+def _token_loss(logits, batch):
+  labels = batch["labels"]
+  return _xent(logits, labels, (labels != IGNORE) & batch["example_mask"].astype(bool)[:, None])
+
+
+def _f32(outputs):
+  return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadKind:
+  """Everything xtjax knows about one kind of head."""
+
+  name: str
+  module: type[_HeadModule]
+  loss: Callable[[Any, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]  # (logits, batch) -> (sum, count)
+  eval_output: str  # what the eval step returns (f32), one row per input row
+  # Reads only the first token: the encoder's last layer computes that position only, and outputs do
+  # not depend on padding, so inference may cut requests to their attended length.
+  first_token_only: bool = False
+  ties_word_embeddings: bool = False  # the module reads the encoder's input embeddings (MLM)
+
+  def outputs(self, logits):
+    """The eval step's outputs: the logits in f32 (a tuple for span heads)."""
+    return _f32(logits)
+
+
+HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
+    HeadKind("classification", FirstTokenHead, _example_loss, "[B, labels]", first_token_only=True),
+    HeadKind("multiple_choice", FirstTokenHead, _example_loss, "[B, choices]", first_token_only=True),
+    HeadKind("span", SpanHead, _span_loss, "(start [B, L], end [B, L])"),
+    HeadKind("tagging", TaggingHead, _token_loss, "[B, L, labels]"),
+    HeadKind("mlm", MaskedLMHead, _token_loss, "[B, L, vocab]", ties_word_embeddings=True),
+)}
+HEAD_TYPES = tuple(HEAD_KINDS)
+
+
+def head_kind(name: str) -> HeadKind:
+  if name not in HEAD_KINDS:
+    raise ValueError(f"unknown head type {name!r}; expected one of {HEAD_TYPES}")
+  return HEAD_KINDS[name]
+
+
+def Head(cfg: HeadConfig, hidden_size: int, **kw) -> _HeadModule:  # noqa: N802 - a module constructor
+  """The module of `cfg.type`'s head kind."""
+  return head_kind(cfg.type).module(cfg, hidden_size, **kw)
+
+
+def loss_terms(head_type: str, logits, batch) -> tuple[jax.Array, jax.Array]:
+  """(summed loss, number of terms) of `head_type`'s loss."""
+  return head_kind(head_type).loss(logits, batch)

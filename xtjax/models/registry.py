@@ -1,76 +1,47 @@
 """One registry of model families: how to build each from a config and map it to Hugging Face.
 
-A family module (encoder_family.py, t5_family.py, ...) registers itself at import; everything else
-(loading, export, presets, CLI) asks the registry and never branches on the family name.
+A family module (encoder_family.py, t5_family.py, ...) defines its `FAMILY` (a `family.Family`) and
+never imports this module; `FAMILY_TABLE` below lists them, so the imports run one way. Everything
+else (loading, export, presets, CLI) asks the registry and never branches on the family name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from xtjax.errors import CheckpointError
+from xtjax.models import encoder_family, t5_family
+from xtjax.models.family import Family  # also read as registry.Family by callers that annotate with it
 
-# Our parameters as a nested pure dict (nnx.to_pure_dict) of numpy/jax arrays.
-PureParams = dict
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-  """What the rest of xtjax needs to know about a model family."""
-
-  name: str  # e.g. "encoder", "t5"
-  config_cls: type  # frozen dataclass with the model hyper-parameters
-  hf_model_types: tuple[str, ...]  # Hugging Face config.model_type values this family imports
-  build: Callable[[Any, Any], Any]  # (config, nnx.Rngs) -> nnx.Module
-  config_from_hf: Callable[[Mapping[str, Any]], Any]  # HF config.json dict -> config
-  hf_config_from: Callable[[Any], dict]  # config -> HF config.json dict (for export)
-  params_from_hf: Callable[[Any, Mapping[str, np.ndarray]], tuple[PureParams, list[str]]]
-  # (config, {hf_name: array}) -> (our pure params, names deliberately ignored); strict: raises
-  # CheckpointError naming the tensor on missing, unexpected or mis-shaped tensors.
-  params_to_hf: Callable[[Any, PureParams], dict[str, np.ndarray]]  # inverse, for export
-  hf_architecture: Callable[[Any], str]  # config -> "BertModel", "MT5ForConditionalGeneration", ...
-  # (config, checkpoint tensor names) -> config adjusted to what the checkpoint holds (e.g. no pooler)
-  config_for_tensors: Callable[[Any, Any], Any] = lambda cfg, names: cfg
-  presets: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> config of a real size
+# The registration table: adding a family is one module with a `FAMILY` and one entry here.
+FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY)
 
 
-_FAMILIES: dict[str, Family] = {}
+def _table(families: tuple[Family, ...]) -> dict[str, Family]:
+  out: dict[str, Family] = {}
+  for fam in families:
+    if fam.name in out:
+      raise ValueError(f"model family {fam.name!r} registered twice")
+    out[fam.name] = fam
+  return out
 
 
-def register(family: Family) -> Family:
-  if family.name in _FAMILIES:
-    raise ValueError(f"model family {family.name!r} registered twice")
-  _FAMILIES[family.name] = family
-  return family
-
-
-def _ensure_loaded():
-  # Importing the family modules registers them (kept here so callers need one import).
-  from xtjax.models import encoder_family  # noqa: F401
-  try:
-    from xtjax.models import t5_family  # noqa: F401
-  except ImportError:
-    pass
+_FAMILIES: dict[str, Family] = _table(FAMILY_TABLE)
 
 
 def get(name: str) -> Family:
-  _ensure_loaded()
   if name not in _FAMILIES:
     raise CheckpointError(f"unknown model family {name!r}; known: {sorted(_FAMILIES)}")
   return _FAMILIES[name]
 
 
 def families() -> dict[str, Family]:
-  _ensure_loaded()
   return dict(_FAMILIES)
 
 
 def for_hf_model_type(model_type: str, where: str = "config.json") -> Family:
-  _ensure_loaded()
   for fam in _FAMILIES.values():
     if model_type in fam.hf_model_types:
       return fam

@@ -21,7 +21,7 @@ import numpy as np
 
 from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
-from xtjax.models import registry
+from xtjax.models.family import Family
 from xtjax.models.t5 import T5, T5Config
 
 _ARCH = {"t5": "T5", "mt5": "MT5", "umt5": "UMT5"}
@@ -197,7 +197,7 @@ PRESETS = {f"mt5-{s}": _mt5(**kw) for s, kw in _SIZES.items()}
 PRESETS.update({f"t5-v1_1-{s}": _t5_v1_1(**kw) for s, kw in _SIZES.items()})
 
 
-FAMILY = registry.register(registry.Family(
+FAMILY = Family(
     name="t5",
     config_cls=T5Config,
     hf_model_types=("t5", "mt5", "umt5"),
@@ -209,4 +209,4 @@ FAMILY = registry.register(registry.Family(
     hf_architecture=hf_architecture,
     config_for_tensors=config_for_tensors,
     presets=PRESETS,
-))
+)

@@ -11,10 +11,7 @@ from flax import nnx
 
 from xtjax.models import layers as L
 from xtjax.models.embed import encoder_outputs
-from xtjax.models.heads import Head, HeadConfig
-
-
-FIRST_TOKEN_HEADS = ("classification", "multiple_choice")
+from xtjax.models.heads import Head, HeadConfig, head_kind
 
 
 class TaskModel(nnx.Module):
@@ -40,12 +37,15 @@ class TaskModel(nnx.Module):
       ids, mask = ids.reshape(B * C, Ln), mask.reshape(B * C, Ln)
       types = types.reshape(B * C, Ln) if types is not None else None
     head = self.heads[task]
-    first = 1 if head.cfg.type in FIRST_TOKEN_HEADS else None  # these heads read the first token only
+    kind = head_kind(head.cfg.type)
+    first = 1 if kind.first_token_only else None
     out = encoder_outputs(self.encoder, ids, mask, types, L.fold(dropout_key, 0), first_tokens=first)
-    word = None
-    if head.cfg.type == "mlm":
-      word = self.encoder.embeddings.word[...]
+    word = self.encoder.embeddings.word[...] if kind.ties_word_embeddings else None
     logits = head(out.last_hidden_state, L.fold(dropout_key, 1), word)
     if mc:
       logits = logits.reshape(B, C)
     return logits
+
+  def eval_outputs(self, task: str, batch: dict):
+    """What an eval step returns for `task`: its head kind's outputs (f32, no dropout)."""
+    return head_kind(self.head_types[task]).outputs(self(task, batch))

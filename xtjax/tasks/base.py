@@ -3,16 +3,26 @@
 A task reads examples from its sources, featurises them with a tokenizer into fixed-length numpy
 arrays, names the head it needs, and turns the head's outputs back into predictions and official
 scores. The trainer only ever sees `Task`, `Features` and `FeatureSettings`.
+
+Every hook the rest of xtjax calls is declared on `Task`: four abstract methods every task writes,
+and hooks with defaults a task overrides when it has more to say (the feature cache's key and
+state, `xtjax data stats`, submission files). Nobody probes a task with `hasattr`.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xtjax.data.sources import DataSource, local_path
+from xtjax.errors import XtjaxError
+from xtjax.tasks.featurize import basic_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,3 +83,37 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def score(self, predictions: Any, examples: Sequence[Any], language: str) -> dict[str, float]:
     """Official metrics for one language (percentages, as XTREME reports)."""
+
+  # ---- hooks with defaults ------------------------------------------------------------------------
+
+  def fingerprint(self) -> dict[str, Any]:
+    """What besides the inputs changes this task's features (label vocabulary, options); part of the
+    feature-cache key. Default: the task's name and class."""
+    return {"task": self.name, "class": type(self).__qualname__}
+
+  def source_files(self, split: str, language: str, source: Any) -> list[Path]:
+    """Local files `read` opens for one split and language (their size and mtime key the feature
+    cache). Default: a local source's one file; hub and TFDS sources are keyed by id."""
+    if isinstance(source, DataSource) and source.kind == "local":
+      return [local_path(source, split, language, self.name)]
+    return []
+
+  def export_state(self) -> dict[str, Any]:
+    """State built from data while reading (e.g. CCG's label set), stored with cached features.
+    Default: none."""
+    return {}
+
+  def restore_state(self, state: Mapping[str, Any]) -> None:
+    """Restores `export_state()`'s output on a feature-cache hit. Default: only empty state."""
+    if state:
+      raise XtjaxError(f"task {self.name!r} keeps no state but was given {sorted(state)}")
+
+  def stats(self, examples: Sequence[Any], features: Features) -> dict[str, Any]:
+    """What `xtjax data stats` prints. Default: counts and truncation."""
+    return basic_stats(examples, features)
+
+  def submission_text(self, predictions: Sequence[Any], examples: Sequence[Any]) -> tuple[str, str]:
+    """(file extension, text) of predictions in XTREME's submission layout. Default: one JSON
+    value per line."""
+    plain = (p.item() if isinstance(p, np.generic) else p for p in predictions)  # numpy scalars -> Python
+    return "jsonl", "".join(json.dumps(p, default=str) + "\n" for p in plain)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from xtjax.data.sources import DataSource, HubDefaults, with_hub_defaults
-from xtjax.tasks.xtreme import (MLQA_LANGS, PANX_LANGS, PANX_R_LANGS, PAWSX_LANGS, TATOEBA_LANGS,
+from xtjax.tasks.xtreme import (MLQA_LANGS, PANX_R_LANGS, PAWSX_LANGS, TATOEBA_LANGS,
                                 TATOEBA_R_LANGS, TYDIQA_LANGS, UDPOS_LANGS, XCOPA_LANGS, XNLI_LANGS,
                                 XQUAD_LANGS)
 

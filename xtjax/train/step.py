@@ -76,9 +76,7 @@ def make_eval_step(graphdef, task: str):
   """Head outputs for one batch (no dropout), as f32."""
 
   def step(params, batch):
-    model = nnx.merge(graphdef, params)
-    out = model(task, batch)
-    return jax.tree.map(lambda x: x.astype(jnp.float32), out)
+    return nnx.merge(graphdef, params).eval_outputs(task, batch)
 
   return step
 
