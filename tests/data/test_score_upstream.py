@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xtjax.cli.data_cmds import score_submission
-from xtjax.cli.score_upstream import upstream_reference
+from xtjax.tasks.submission import upstream_reference
 from xtjax.errors import DataError
 
 SHARED_DATA = Path(os.environ.get("XTJAX_SHARED_DATA")

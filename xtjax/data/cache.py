@@ -93,7 +93,7 @@ def feature_key(task, split: str, language: str, source, tokenizer, settings) ->
       "settings": dataclasses.asdict(settings),
       "source": _describe_source(source),
       # The task's default hub / TFDS source (xtjax/tasks/source_table.py): a changed default is new data.
-      "hub_defaults": _describe_source(getattr(task, "hub", None)),
+      "hub_defaults": _describe_source(task.hub),
       "files": [_stat(p) for p in files],
   }
   blob = json.dumps(description, sort_keys=True, default=str).encode()

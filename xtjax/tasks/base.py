@@ -67,6 +67,9 @@ class Task(abc.ABC):
   head_type: str  # classification | multiple_choice | span | tagging | mlm
   num_labels: int = 2
   main_metric: str = "accuracy"  # the dev metric used for model selection
+  # The default hub / TFDS source (xtjax.data.sources.HubDefaults from tasks/source_table.py), or None
+  # for tasks read from local files only; part of the feature-cache key.
+  hub: Any = None
 
   @abc.abstractmethod
   def read(self, split: str, language: str, source: Any) -> Sequence[Any]:
