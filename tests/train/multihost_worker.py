@@ -13,6 +13,7 @@ import faulthandler
 import hashlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -67,6 +68,21 @@ def _record_batches(log: list):
   batching.TaskStream.batch = batch
 
 
+def _sigterm_self_at(step: int, process: int):
+  """Process `process` sends itself SIGTERM while it builds the batch of `step` (1-based): a
+  preemption notice that reaches only one worker of the pod."""
+  orig = batching.TaskStream.batch
+  built = [0]
+
+  def batch(self, *a, **k):
+    built[0] += 1
+    if built[0] == step and jax.process_index() == process:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return orig(self, *a, **k)
+
+  batching.TaskStream.batch = batch
+
+
 def _record_losses(log: list):
   orig = Trainer._log_train
 
@@ -97,6 +113,8 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=8)
   p.add_argument("--stop-after", type=int, default=None)
   p.add_argument("--mesh", default="data=4")
+  p.add_argument("--sigterm-at", type=int, default=None, help="this step's batch: SIGTERM to one process")
+  p.add_argument("--sigterm-process", type=int, default=0)
   args = p.parse_args(argv)
   faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung worker where it is
   logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -104,6 +122,8 @@ def main(argv=None) -> int:
 
   batches, losses = [], []
   _record_batches(batches)
+  if args.sigterm_at is not None:
+    _sigterm_self_at(args.sigterm_at, args.sigterm_process)
   _record_losses(losses)
   trainer = Trainer(_config(args), args.workdir).setup()
   try:

@@ -1,6 +1,7 @@
 """Two processes joined by `jax.distributed.initialize` on localhost (CPU, 2 devices each) train a
-few steps, each building only its slice of every global batch, save a checkpoint, and a second
-invocation resumes from it and ends where an uninterrupted run ends."""
+few steps, each building only its slice of every global batch; SIGTERM to one of them stops both at
+the same step with one checkpoint, and a second invocation resumes from it and ends bit for bit
+where an uninterrupted run ends."""
 
 import hashlib
 import json
@@ -123,7 +124,8 @@ def test_two_processes_train_save_and_resume(tmp_path):
   write_toy_data(tmp_path / "data", n_train=44, n_eval=16, languages=("en",))  # 6 batches, the last padded
 
   full = _launch(tmp_path, tmp_path / "full", "full", MESH)
-  cut = _launch(tmp_path, tmp_path / "cut", "cut", MESH, "--stop-after", str(STOP_AFTER))
+  # SIGTERM reaches only process 1: both must agree to stop at the same step and save it once.
+  cut = _launch(tmp_path, tmp_path / "cut", "cut", MESH, "--sigterm-at", str(STOP_AFTER), "--sigterm-process", "1")
   resumed = _launch(tmp_path, tmp_path / "cut", "resumed", MESH)
 
   for r in full + cut + resumed:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
 from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
+from xtjax.train.preemption import Preemption
 from xtjax.train.config import TrainConfig
 from xtjax.train.evaluate import evaluate
 from xtjax.train.logbook import Logbook
@@ -36,29 +36,6 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(XtjaxError):
   """Loss or gradients became NaN/Inf."""
-
-
-class _Preemption:
-  """SIGTERM (Cloud TPU spot/preemptible) -> save at the next step boundary and exit cleanly."""
-
-  def __init__(self):
-    self.requested = False
-    self._old = None
-
-  def __enter__(self):
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread
-      self._old = None
-    return self
-
-  def _handle(self, signum, frame):
-    self.requested = True
-    log.warning("SIGTERM received: saving a checkpoint at the next step boundary")
-
-  def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
 
 
 def _features(task, tcfg, split, language, tokenizer, settings, cache_dir, source=None):
@@ -228,7 +205,7 @@ class Trainer:
     started = time.time()
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
-    with _Preemption() as pre:
+    with Preemption() as pre:
       it = self.stream.iterate(self.position)
       while self.position.step < self.total_steps:
         name, batch, next_pos = next(it)
@@ -245,7 +222,7 @@ class Trainer:
           self._eval_and_keep_best(book, step)
         if step % cfg.checkpoint.every_steps == 0 and step < self.total_steps:
           self._save(step)
-        if pre.requested or (stop_after_steps is not None and step - first_step >= stop_after_steps):
+        if pre.should_stop() or (stop_after_steps is not None and step - first_step >= stop_after_steps):
           if step < self.total_steps:
             status = "preempted"
             break
