@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def load_train_config(path: str, overrides):
   from xtjax import config as config_lib
-  from xtjax.train.config import TrainConfig
+  from xtjax.runs.schema import TrainConfig
 
   return config_lib.load(path, TrainConfig, overrides)
 
@@ -66,7 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
   from xtjax import config as config_lib
   from xtjax.errors import ConfigError
-  from xtjax.train.config import TrainConfig
+  from xtjax.runs.schema import TrainConfig
   from xtjax.train.loop import Trainer
 
   run = Path(args.checkpoint)

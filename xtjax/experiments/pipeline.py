@@ -12,7 +12,7 @@ from typing import Any
 
 from xtjax import config as config_lib
 from xtjax.io_utils import write_text_atomic
-from xtjax.train.config import TrainConfig
+from xtjax.runs.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
 from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
-from xtjax.train.config import TrainConfig
+from xtjax.runs.schema import TrainConfig
 from xtjax.train.evaluate import evaluate
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state

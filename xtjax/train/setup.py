@@ -17,7 +17,7 @@ from xtjax.models.heads import HeadConfig
 from xtjax.models.loading import load_pretrained
 from xtjax.models.task_model import TaskModel
 from xtjax.parallel.rules import state_shardings
-from xtjax.train.config import TrainConfig
+from xtjax.runs.schema import TrainConfig
 from xtjax.train.state import TrainState, new_rng
 
 log = logging.getLogger(__name__)
