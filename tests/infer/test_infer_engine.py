@@ -9,7 +9,7 @@ import yaml
 
 from xtjax.checkpoint import RunCheckpoints
 from xtjax.cli.main import main
-from xtjax.infer.build import build_task_model
+from xtjax.models.init import init_task_model
 from xtjax.infer.buckets import Buckets
 from xtjax.infer.engine import InferenceEngine
 from xtjax.models import store
@@ -32,7 +32,7 @@ def tiny_run(tiny_hf, tmp_path_factory):
   hf = tiny_hf("xlm-roberta")
   pre = load_pretrained(hf)
   mesh = make_mesh(MeshConfig(data=2, devices=2))
-  graphdef, params = build_task_model(pre.family, pre.config, HEADS, mesh, seed=1)
+  graphdef, params, _ = init_task_model(pre.family, pre.config, HEADS, mesh, seed=1)
   run = tmp_path_factory.mktemp("run")
   ckpt = RunCheckpoints(run, async_save=False)
   ckpt.save_best(7, params, 50.0, {"step": 7})

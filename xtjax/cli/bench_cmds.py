@@ -256,7 +256,8 @@ def run_predict(args: argparse.Namespace) -> int:
   engine = InferenceEngine.from_run(args.checkpoint, dtype=args.dtype, mesh=MeshConfig(devices=args.devices),
                                     buckets=Buckets(tuple(args.batch_sizes), tuple(args.seq_lens)))
   task = task_registry.get(args.task)
-  source = DataSource(path=args.data) if args.data else _run_source(Path(args.checkpoint), args.task)
+  tcfg = engine.run.task_config(args.task)
+  source = DataSource(path=args.data) if args.data else (tcfg.eval_data or tcfg.data)
   examples = task.read(args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
   if hasattr(task, "submission_text"):
@@ -273,19 +274,3 @@ def run_predict(args: argparse.Namespace) -> int:
   print(line, file=sys.stdout)
   return 0
 
-
-def _run_source(run_dir, task_name: str):
-  """The task's evaluation data source from the run's config.yaml (eval_data, else data)."""
-  import yaml
-
-  from xtjax import config as config_lib
-  from xtjax.data.sources import DataSource
-  from xtjax.errors import ConfigError
-
-  path = run_dir / "config.yaml"
-  conf = yaml.safe_load(path.read_text()) if path.exists() else {}
-  for t in (conf or {}).get("tasks") or []:
-    if t.get("name") == task_name:
-      raw = t.get("eval_data") or t.get("data") or {}
-      return config_lib.from_dict(DataSource, raw, str(path), f"tasks.{task_name}.data")
-  raise ConfigError(f"{path}: the run has no task {task_name!r}; pass --data")

@@ -23,12 +23,14 @@ import optax
 from flax import nnx
 
 from xtjax.infer import flops as F
-from xtjax.infer.build import build_task_model, is_seq2seq, resolve_mesh
+from xtjax.infer.build import is_seq2seq, resolve_mesh
 from xtjax.infer.engine import InferenceEngine
 from xtjax.infer.profile import kernel_profile
 from xtjax.models.heads import HeadConfig, loss_terms
 from xtjax.models.prng import make_key
-from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
+from xtjax.models.init import init_task_model
+from xtjax.parallel.batching import batch_sharding
+from xtjax.parallel.rules import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   """
   mesh = resolve_mesh(mesh)
   heads = {"cls": HeadConfig("classification", num_labels)}
-  graphdef, params = build_task_model(family, cfg, heads, mesh, rules, seed)
+  graphdef, params, _ = init_task_model(family, cfg, heads, mesh, rules, seed)
   if encoder_params is not None:
     params["encoder"] = encoder_params
   tx = make_optimizer()
@@ -200,7 +202,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   host = random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
   host["labels"] = rng.integers(0, num_labels, (batch_size,)).astype(np.int32)
   host["example_mask"] = np.ones((batch_size,), np.int32)
-  batch = {k: jax.device_put(v, _batch_sharding(mesh, rules, v.shape)) for k, v in host.items()}
+  batch = {k: jax.device_put(v, batch_sharding(mesh, rules, v.shape)) for k, v in host.items()}
   t0 = time.perf_counter()
   compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
@@ -227,13 +229,6 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
           "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved, "peak_flops_per_s": peak,
           "peak_source": peak_src, "mfu": achieved / peak if peak == peak else None,
           "final_loss": float(jax.device_get(last["loss"])), "profile": prof}
-
-
-def _batch_sharding(mesh, rules, shape):
-  from jax.sharding import NamedSharding
-
-  names = ("batch",) + (None,) * (len(shape) - 1)
-  return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
 
 
 # ---- output ------------------------------------------------------------------------------------------

@@ -21,18 +21,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from xtjax.errors import XtjaxError
 from xtjax.infer import build
 from xtjax.infer.buckets import Buckets, chunks, effective_length
 from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hits
+from xtjax.models import init as model_init
 from xtjax.models import registry
 from xtjax.models.encoder import pool
 from xtjax.models.heads import HeadConfig
 from xtjax.models.task_model import encoder_outputs
 from xtjax.parallel.mesh import MeshConfig
-from xtjax.parallel.rules import DEFAULT_RULES, Rules, logical_to_spec
+from xtjax.parallel.batching import batch_sharding
+from xtjax.parallel.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class InferenceEngine:
     self.stats = EngineStats()
     self._compiled: dict[tuple, tuple[Any, dict]] = {}
     self._param_sh = jax.tree.map(lambda x: x.sharding, params)
+    self.run = None  # the RunInfo of a run directory (from_run)
 
   # ---- construction -------------------------------------------------------------------------------
 
@@ -84,17 +87,19 @@ class InferenceEngine:
   def from_run(cls, run_dir: str | Path, *, dtype: str | None = None, param_dtype: str | None = None,
                mesh: Mesh | MeshConfig | None = None, buckets: Buckets | None = None,
                compilation_cache_dir: str | Path | None = None) -> InferenceEngine:
-    """A fine-tuned run: the encoder and every task head from `<run>/best` (see `runs.py`)."""
-    from xtjax.infer import runs
+    """A fine-tuned run: the encoder and every task head from `<run>/best` (`xtjax.checkpoint.read_run`)."""
+    from xtjax.checkpoint import read_run, restore_best
 
-    spec = runs.read_run(run_dir)
-    cfg = build.with_dtype(spec.encoder_config, dtype)
+    run = read_run(run_dir)
+    cfg = build.with_dtype(run.encoder_config, dtype)
     mesh = build.resolve_mesh(mesh)
-    graphdef, params = runs.restore_best(spec, cfg, mesh)
-    return cls(spec.family, cfg, graphdef, build.cast_params(params, param_dtype), task_model=True, heads=spec.heads,
-               tokenizer=spec.load_tokenizer(), mesh=mesh, rules=spec.rules, buckets=buckets,
-               source=f"run:{spec.run_dir}", feature_settings=spec.features,
-               compilation_cache_dir=compilation_cache_dir)
+    graphdef, params = restore_best(run, mesh, cfg)
+    engine = cls(run.family, cfg, graphdef, build.cast_params(params, param_dtype), task_model=True, heads=run.heads,
+                 tokenizer=run.load_tokenizer(), mesh=mesh, rules=run.rules, buckets=buckets,
+                 source=f"run:{run.run_dir}", feature_settings=run.config.features,
+                 compilation_cache_dir=compilation_cache_dir)
+    engine.run = run
+    return engine
 
   @classmethod
   def from_model(cls, path_or_id: str | Path, *, dtype: str | None = None, param_dtype: str | None = None,
@@ -118,8 +123,6 @@ class InferenceEngine:
     cfg = build.with_overrides(build.with_dtype(cfg, dtype), overrides)
     kw = dict(mesh=mesh, buckets=buckets, source=f"preset:{preset}", compilation_cache_dir=compilation_cache_dir)
     if heads is None and build.is_seq2seq(cfg):
-      from xtjax.models import init as model_init
-
       kw["mesh"] = build.resolve_mesh(mesh)
       graphdef, params = model_init.init(family, cfg, seed, kw["mesh"])
       return cls(family, cfg, graphdef, params, task_model=False, **kw)
@@ -131,7 +134,7 @@ class InferenceEngine:
     """A randomly initialised TaskModel of `cfg` with `heads` (default: a 3-way classifier `cls`)."""
     mesh = build.resolve_mesh(mesh)
     heads = dict(heads) if heads is not None else {"cls": HeadConfig("classification", 3)}
-    graphdef, params = build.build_task_model(family, cfg, heads, mesh, DEFAULT_RULES, seed)
+    graphdef, params, _ = model_init.init_task_model(family, cfg, heads, mesh, DEFAULT_RULES, seed)
     kw.setdefault("source", "random")
     return cls(family, cfg, graphdef, params, task_model=True, heads=heads, mesh=mesh, **kw)
 
@@ -141,15 +144,11 @@ class InferenceEngine:
   def compilations(self) -> int:
     return self.stats.compilations
 
-  def _batch_sharding(self, shape) -> NamedSharding:
-    names = ("batch",) + (None,) * (len(shape) - 1)
-    return NamedSharding(self.mesh, logical_to_spec(names, self.rules, self.mesh, shape))
-
   def _executable(self, key: tuple, fn: Callable, example: Mapping[str, np.ndarray]):
     """(compiled `fn(params, batch)`, batch shardings) for one bucket, compiled on first use."""
     if key in self._compiled:
       return self._compiled[key]
-    batch_sh = {k: self._batch_sharding(v.shape) for k, v in example.items()}
+    batch_sh = {k: batch_sharding(self.mesh, self.rules, v.shape) for k, v in example.items()}
     abstract = {k: jax.ShapeDtypeStruct(v.shape, jnp.int32, sharding=batch_sh[k]) for k, v in example.items()}
     t0, hits = time.perf_counter(), persistent_cache_hits()
     exe = jax.jit(fn, in_shardings=(self._param_sh, batch_sh)).lower(self.params, abstract).compile()

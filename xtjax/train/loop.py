@@ -20,6 +20,7 @@ from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampl
 from xtjax.errors import XtjaxError
 from xtjax.io_utils import write_text_atomic
 from xtjax.models import store
+from xtjax.parallel.batching import put_global_batch, put_process_batch
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
 from xtjax.tasks import registry as task_registry
@@ -28,7 +29,7 @@ from xtjax.runs.schema import TrainConfig
 from xtjax.train.evaluate import evaluate
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state
-from xtjax.train.state import batch_sharding, state_sharding
+from xtjax.train.state import state_sharding
 from xtjax.train.step import compile_eval_step, compile_train_step, make_eval_step, make_train_step
 
 log = logging.getLogger(__name__)
@@ -113,27 +114,7 @@ class Trainer:
 
   # ----------------------------------------------------------------------------------------------
   def _put(self, batch: dict) -> dict:
-    """Host batch (global rows) -> global jax arrays sharded over the batch axes."""
-    pc, pi = jax.process_count(), jax.process_index()
-    out = {}
-    for k, v in batch.items():
-      sh = batch_sharding(self.mesh, self.rules, v.ndim, v.shape)
-      if pc == 1:
-        out[k] = jax.device_put(v, sh)
-      else:
-        per = v.shape[0] // pc
-        out[k] = jax.make_array_from_process_local_data(sh, v[pi * per:(pi + 1) * per], v.shape)
-    return out
-
-  def _put_process_batch(self, batch: dict) -> dict:
-    """This process's slice of a global batch -> global jax arrays."""
-    pc = jax.process_count()
-    out = {}
-    for k, v in batch.items():
-      shape = (v.shape[0] * pc,) + v.shape[1:]
-      sh = batch_sharding(self.mesh, self.rules, v.ndim, shape)
-      out[k] = jax.make_array_from_process_local_data(sh, v, shape) if pc > 1 else jax.device_put(v, sh)
-    return out
+    return put_global_batch(batch, self.mesh, self.rules)
 
   def setup(self):
     cfg = self.cfg
@@ -231,7 +212,7 @@ class Trainer:
       while self.position.step < self.total_steps:
         name, batch, next_pos = next(it)
         task = task_by_name[name]
-        self.state, metrics = self.train_step_for(task)(self.state, self._put_process_batch(batch))
+        self.state, metrics = self.train_step_for(task)(self.state, put_process_batch(batch, self.mesh, self.rules))
         if pending is not None:
           self._log_train(book, progress, *pending)
         pending = (self.position.step + 1, name, metrics)
