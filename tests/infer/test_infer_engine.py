@@ -10,7 +10,7 @@ import yaml
 from xtjax.checkpoint import RunCheckpoints
 from xtjax.cli.main import main
 from xtjax.models.init import init_task_model
-from xtjax.infer.buckets import Buckets
+from xtjax.evaluation.buckets import Buckets
 from xtjax.infer.engine import InferenceEngine
 from xtjax.models import store
 from xtjax.models.heads import HeadConfig

@@ -141,7 +141,7 @@ def _is_run(path) -> bool:
 
 def run_infer(args: argparse.Namespace) -> int:
   from xtjax.infer.bench import bench_infer
-  from xtjax.infer.buckets import Buckets
+  from xtjax.evaluation.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
 
   from xtjax.parallel.mesh import MeshConfig
@@ -246,7 +246,7 @@ def run_predict(args: argparse.Namespace) -> int:
   from pathlib import Path
 
   from xtjax.data.sources import DataSource
-  from xtjax.infer.buckets import Buckets
+  from xtjax.evaluation.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
   from xtjax.io_utils import write_text_atomic
   from xtjax.tasks import registry as task_registry

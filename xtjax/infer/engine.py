@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from xtjax.errors import XtjaxError
 from xtjax.infer import build
-from xtjax.infer.buckets import Buckets, chunks, effective_length
+from xtjax.evaluation.buckets import Buckets, chunks, effective_length
 from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hits
 from xtjax.models import init as model_init
 from xtjax.models import registry

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from xtjax.infer import bench as B
-from xtjax.infer.buckets import Buckets
+from xtjax.evaluation.buckets import Buckets
 from xtjax.infer.engine import InferenceEngine
 from xtjax.models import registry
 from xtjax.models.heads import HeadConfig
