@@ -102,6 +102,20 @@ class RunCheckpoints:
     self.best.close()
 
 
+def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer) -> None:
+  """`<run>/model`: the encoder of a TaskModel's `params` as an xtjax model folder (what `init_from` reads).
+
+  Every process joins the gather (encoder shards may live on other hosts); process 0 writes."""
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  enc = params["encoder"]
+  if jax.process_count() > 1:
+    enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
+  if jax.process_index() == 0:
+    store.save(Path(run_dir) / "model", family, encoder_config, enc, tokenizer)
+
+
 # ---- reading a run: the one way train, infer and cli see a run directory ---------------------------
 
 

@@ -247,6 +247,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
   from xtjax.data.sources import DataSource
   from xtjax.evaluation.buckets import Buckets
+  from xtjax.evaluation.zero_shot import submission
   from xtjax.infer.engine import InferenceEngine
   from xtjax.io_utils import write_text_atomic
   from xtjax.tasks import registry as task_registry
@@ -260,11 +261,7 @@ def run_predict(args: argparse.Namespace) -> int:
   source = DataSource(path=args.data) if args.data else (tcfg.eval_data or tcfg.data)
   examples = task.read(args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
-  if hasattr(task, "submission_text"):
-    fmt, text = task.submission_text(predictions, examples)
-  else:
-    plain = (p.item() if hasattr(p, "item") else p for p in predictions)  # numpy scalars -> Python
-    fmt, text = "jsonl", "".join(json.dumps(p, default=str) + "\n" for p in plain)
+  fmt, text = submission(task, predictions, examples)
   write_text_atomic(Path(args.out), text)
   line = (f"predicted {len(examples)} {args.task} examples ({args.split}, {args.language}) -> {args.out} ({fmt}); "
           f"{engine.stats.compilations} programs compiled in {engine.stats.compile_seconds:.1f}s")

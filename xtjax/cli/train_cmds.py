@@ -59,34 +59,10 @@ def _print_zero_shot(zs: dict) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-  import dataclasses
-  from pathlib import Path
+  from xtjax.evaluation.zero_shot import zero_shot_eval
 
-  import yaml
-
-  from xtjax import config as config_lib
-  from xtjax.errors import ConfigError
-  from xtjax.runs.schema import TrainConfig
-  from xtjax.train.loop import Trainer
-
-  run = Path(args.checkpoint)
-  cfg_path = run / "config.yaml"
-  if not cfg_path.exists():
-    raise ConfigError(f"{cfg_path}: missing; --checkpoint must be a run directory written by `xtjax train`")
-  cfg = config_lib.from_dict(TrainConfig, yaml.safe_load(cfg_path.read_text()), str(cfg_path))
-  tasks = [t for t in cfg.tasks if t.name == args.task]
-  if not tasks:
-    raise ConfigError(f"{cfg_path}: the run has no task {args.task!r} (tasks: {[t.name for t in cfg.tasks]})")
-  t = tasks[0]
-  if args.languages:
-    t = dataclasses.replace(t, eval_languages=tuple(args.languages.split(",")))
-  if args.split:
-    t = dataclasses.replace(t, eval_split=args.split)
-  cfg = dataclasses.replace(cfg, tasks=(t,), zero_shot=True)
-  trainer = Trainer(cfg, run).setup()
-  params, _ = trainer.best_params()
-  results = trainer.zero_shot(params)
-  trainer.ckpt.close()
+  languages = args.languages.split(",") if args.languages else None
+  results = zero_shot_eval(args.checkpoint, args.task, languages, split=args.split)
   if args.json:
     print(json.dumps(results, indent=2, sort_keys=True))
   else:

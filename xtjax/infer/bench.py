@@ -131,7 +131,7 @@ def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes
       log.info("infer B=%d L=%d: p50 %.2f ms, %.1f examples/s", B, L, lat["p50"], row["examples_per_s"])
   prof = None
   if profile:  # the last shape's main program
-    exe = engine._compiled[main_key or engine.stats.keys[-1]][0]
+    exe = engine.programs.compiled[main_key or engine.stats.keys[-1]]
     prof = kernel_profile(call, 3, exe.as_text(), trace_dir=trace_dir)
   return {"kind": "infer", "mode": mode, "task": task, "head_type": head, "model": engine.source,
           "family": engine.family.name, "dtype": getattr(cfg, "dtype", None), "device": device_info(),
