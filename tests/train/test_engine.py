@@ -166,5 +166,8 @@ def test_checkpoint_from_another_model_is_an_error(toy_env, tmp_path, tiny_hf):
   kw = dict(steps=4, zero_shot=False, eval_every=100, mesh={"data": 1, "devices": 1})
   _run(toy_env, tmp_path / "run", **kw)
   other = dict(toy_env, hf=tiny_hf("bert"))
+  with pytest.raises(XtjaxError, match="keys differ: model.pretrained"):  # refused before anything is written
+    Trainer(toy_config(other, **kw), tmp_path / "run").setup()
+  (tmp_path / "run" / "config.yaml").unlink()  # a run directory without its config: the checkpoints refuse
   with pytest.raises(XtjaxError, match="no checkpoint fits this run"):
     Trainer(toy_config(other, **kw), tmp_path / "run").setup()

@@ -11,6 +11,9 @@ def register(sub) -> None:
   p.add_argument("config", help="YAML config file (see configs/)")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.learning_rate=2e-5")
   p.add_argument("--workdir", default=None, help="run directory (default: runs/<name>)")
+  p.add_argument("--overwrite", action="store_true",
+                 help="a workdir holding a different config starts afresh (default: an error naming the keys)")
+  p.add_argument("--print-config", action="store_true", help="print the fully resolved config as YAML and exit")
   p.set_defaults(func=run_train)
 
   p = sub.add_parser("eval", help="zero-shot evaluation of a finished run or model folder")
@@ -35,10 +38,17 @@ def run_train(args: argparse.Namespace) -> int:
   from xtjax.parallel.distributed import maybe_initialize
   from xtjax.train.loop import train
 
-  maybe_initialize()
   cfg = load_train_config(args.config, args.overrides)
+  if args.print_config:
+    import yaml
+
+    from xtjax.runs.identity import resolved
+
+    print(yaml.safe_dump(resolved(cfg), sort_keys=False, allow_unicode=True), end="")
+    return 0
+  maybe_initialize()
   workdir = Path(args.workdir or f"runs/{cfg.name}")
-  summary = train(cfg, workdir)
+  summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
     print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "
           "Run the same command again to resume.")

@@ -13,7 +13,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from xtjax import config as config_lib
 from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
 from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
 from xtjax.errors import XtjaxError
@@ -24,6 +23,7 @@ from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
 from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
+from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state
@@ -63,11 +63,12 @@ class _Preemption:
 class Trainer:
   """Holds the compiled steps and state of one run; `run()` trains and evaluates."""
 
-  def __init__(self, cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None):
+  def __init__(self, cfg: TrainConfig, workdir: str | Path, overwrite: bool = False):
     self.cfg = cfg
     self.workdir = Path(workdir).absolute()
+    identity.claim_run_dir(self.workdir, cfg, overwrite)
     self.workdir.mkdir(parents=True, exist_ok=True)
-    self.config_dict = config_dict if config_dict is not None else config_lib.to_dict(cfg)
+    self.config_dict = identity.resolved(cfg)
     self.mesh = make_mesh(cfg.mesh)
     self.rules = rules_from_config(cfg.rules)
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
@@ -260,6 +261,7 @@ class Trainer:
     n_ex = sum(len(ex) for ex, _ in self.train_sets.values())
     n_feat = sum(len(f) for _, f in self.train_sets.values())
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
+               "config_hash": identity.config_hash(self.config_dict),
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),
@@ -293,10 +295,11 @@ class _progress:
       self.bar.close()
 
 
-def train(cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None,
-          stop_after_steps: int | None = None) -> dict:
-  """Runs one phase in `workdir` (resuming if it has checkpoints). Returns the summary."""
-  trainer = Trainer(cfg, workdir, config_dict).setup()
+def train(cfg: TrainConfig, workdir: str | Path, stop_after_steps: int | None = None, overwrite: bool = False) -> dict:
+  """Runs one phase in `workdir` (resuming if it has checkpoints of the same config). Returns the summary.
+
+  A `workdir` holding a different config is an error naming the keys, unless `overwrite` (start afresh)."""
+  trainer = Trainer(cfg, workdir, overwrite).setup()
   try:
     return trainer.run(stop_after_steps)
   finally:
