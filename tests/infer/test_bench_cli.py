@@ -7,7 +7,7 @@ import json
 import pytest
 
 from xtjax.cli.main import main
-from xtjax.infer import flops as F
+from xtjax.perf import flops as F
 from xtjax.models import registry
 
 TINY_ENCODER = ["--preset", "xlmr-bench-small", "--override", "num_layers=1", "--override", "hidden_size=32",

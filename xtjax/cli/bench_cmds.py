@@ -118,7 +118,7 @@ def parse_overrides(items) -> dict:
 
 def _emit(result: dict, args, name: str, summary: str) -> int:
   if result.get("profile"):
-    from xtjax.infer.profile import format_profile
+    from xtjax.perf.profile import format_profile
 
     summary += "\n" + format_profile(result["profile"])
   if args.out:

@@ -22,10 +22,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from xtjax.infer import flops as F
+from xtjax.perf import flops as F
 from xtjax.infer.build import is_seq2seq, resolve_mesh
 from xtjax.infer.engine import InferenceEngine
-from xtjax.infer.profile import kernel_profile
+from xtjax.perf.profile import kernel_profile
 from xtjax.models.heads import HeadConfig, loss_terms
 from xtjax.models.prng import make_key
 from xtjax.models.init import init_task_model
@@ -188,7 +188,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
                 trace_dir: str | None = None) -> dict[str, Any]:
   """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune.
 
-  `profile`: also a per-HLO-op breakdown of the step (`xtjax.infer.profile`).
+  `profile`: also a per-HLO-op breakdown of the step (`xtjax.perf.profile`).
   """
   mesh = resolve_mesh(mesh)
   heads = {"cls": HeadConfig("classification", num_labels)}
