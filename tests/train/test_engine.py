@@ -63,8 +63,14 @@ def test_tiny_model_learns_the_toy_task(toy_env, tmp_path):
   assert summary["best"]["dev"]["toy_cls"]["accuracy"] >= 75.0
   zs = json.loads((tmp_path / "run" / "zero_shot.json").read_text())
   assert set(zs["toy_cls"]) == {"en", "de", "avg"}
+  # Zero-shot predictions in the submission layout (toy_cls has no XTREME format: JSON lines).
+  for lang in ("en", "de"):
+    predicted = [json.loads(x) for x in (tmp_path / "run" / "predictions" / "toy_cls" / f"test-{lang}.jsonl").open()]
+    assert len(predicted) == 32 and set(predicted) <= {0, 1}
   assert (tmp_path / "run" / "model" / "xtjax_model.json").exists()
-  assert (tmp_path / "run" / "summary.json").exists()
+  assert summary["features_per_second"] > 0 and summary["examples_per_second"] > 0  # toy: one feature each
+  assert summary["examples_per_second"] == pytest.approx(summary["features_per_second"], rel=0.02)
+  assert summary["config_hash"] == json.loads((tmp_path / "run" / "summary.json").read_text())["config_hash"]
   assert list((tmp_path / "run" / "tb").iterdir())
 
 

@@ -30,7 +30,7 @@ def test_a_foreign_run_directory_is_refused_before_anything_is_written(toy_env, 
   run = tmp_path / "run"
   _write_run(run, toy_config(toy_env, seed=3, optim={"learning_rate": 1e-4}))
   before = (run / "config.yaml").read_bytes()
-  with pytest.raises(ConfigError, match=r"config.yaml: .*keys differ: optim.learning_rate, seed; pass --overwrite"):
+  with pytest.raises(ConfigError, match=r"config.yaml: .*keys differ: optim.learning_rate, seed\); pass --overwrite"):
     Trainer(toy_config(toy_env), run)
   assert (run / "config.yaml").read_bytes() == before and sorted(p.name for p in run.iterdir()) == ["config.yaml"]
 

@@ -64,8 +64,9 @@ def register(sub) -> None:
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--num-labels", type=int, default=3)
   p.add_argument("--no-dropout", action="store_true", help="train without dropout")
-  p.add_argument("--rng-impl", default="hash", choices=["hash", "unsafe_rbg", "rbg", "threefry2x32"],
-                 help="dropout PRNG (hash: xtjax.models.prng, ~10x faster than threefry on CPU)")
+  p.add_argument("--rng-impl", default="threefry2x32", choices=["threefry2x32", "hash"],
+                 help="dropout PRNG, as the trainer's dropout_rng (hash: xtjax.models.prng, faster on CPU)")
+  p.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches per step, as optim.grad_accum_steps")
   p.set_defaults(func=run_train)
 
   p = bsub.add_parser("compare-torch", help="xtjax vs transformers' PyTorch XLM-R, interleaved in one process")
@@ -171,7 +172,8 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
   import dataclasses
 
-  from xtjax.infer.bench import bench_train
+  from xtjax.runs.schema import OptimConfig
+  from xtjax.train.bench import bench_train
   from xtjax.models import registry
   from xtjax.parallel.mesh import MeshConfig, make_mesh
 
@@ -195,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,
                        warmup=args.warmup, num_labels=args.num_labels, encoder_params=encoder_params, source=source,
                        dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh, profile=args.profile,
+                       optim_cfg=OptimConfig(grad_accum_steps=args.grad_accum_steps),
                        trace_dir=args.trace_dir)
   mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a"
   summary = (f"bench train {source} ({result['dtype']}, batch {args.batch_size} x len {args.seq_len}, "

@@ -93,15 +93,26 @@ class BucketedPrograms:
 
   def bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple], fn: Callable,
                params, prepare: Callable | None = None) -> list:
-    """Runs `fn` over bucket-sized chunks; host outputs with the filler rows dropped, per chunk."""
+    """Runs `fn` over bucket-sized chunks; host outputs with the filler rows dropped, per chunk.
+
+    A chunk's outputs are fetched after the next chunk is dispatched, so padding and transfers on the
+    host overlap the device's work."""
     Lb = self.buckets.length(length)
-    outs = []
+    outs, pending = [], None
+
+    def fetch(out, rows):
+      outs.append(jax.tree.map(lambda x: to_host(x)[:rows], out))
+
     for rows, batch in chunks(arrays, self.buckets, Lb, self.pad_id):
       self.stats.padded_rows += batch["input_ids"].shape[0] - rows
       if prepare is not None:
         prepare(batch, rows)
       out = self.run(key(batch), fn, params, batch)
-      outs.append(jax.tree.map(lambda x, r=rows: to_host(x)[:r], out))
+      if pending is not None:
+        fetch(*pending)
+      pending = (out, rows)
+    if pending is not None:
+      fetch(*pending)
     return outs
 
   def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray]):
