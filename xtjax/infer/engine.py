@@ -23,9 +23,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from xtjax.errors import XtjaxError
-from xtjax.infer import build
 from xtjax.evaluation.buckets import Buckets, effective_length
 from xtjax.evaluation.programs import BucketedPrograms, ProgramStats, head_fn, head_key
+from xtjax.infer import build
 from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hits
 from xtjax.models import init as model_init
 from xtjax.models import registry
@@ -33,11 +33,9 @@ from xtjax.models.encoder import pool
 from xtjax.models.heads import HeadConfig
 from xtjax.models.task_model import encoder_outputs
 from xtjax.parallel.mesh import MeshConfig
-from xtjax.parallel.batching import batch_sharding
 from xtjax.parallel.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
-
 
 
 class InferenceEngine:

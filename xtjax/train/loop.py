@@ -16,15 +16,15 @@ import numpy as np
 from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
 from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
 from xtjax.errors import XtjaxError
-from xtjax.io_utils import write_text_atomic
 from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
+from xtjax.io_utils import write_text_atomic
 from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
-from xtjax.tasks import registry as task_registry
-from xtjax.train import optim, setup
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
+from xtjax.tasks import registry as task_registry
+from xtjax.train import optim, setup
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state
 from xtjax.train.state import state_sharding
