@@ -42,17 +42,13 @@ def tiny_hf(tmp_path_factory):
   return get
 
 
-# Registered task names, one per head type (read_run resolves head types through the task registry).
-MULTITASK_HEADS = {"xnli": ("classification", 3), "panx": ("tagging", 7), "xquad": ("span", 2),
-                   "xcopa": ("multiple_choice", 2), "toy_cls": ("classification", 2)}
-
-
 @pytest.fixture(scope="session")
 def tiny_multitask_run(tiny_hf, tmp_path_factory):
   """A multi-task run directory as `xtjax train` leaves it: config.yaml, best/ (TaskModel params with
   five heads) and model/; only toy_cls has data (test split in en, de, es, 12 examples each)."""
   import yaml
 
+  from fixtures import MULTITASK_HEADS
   from xtjax.checkpoint import RunCheckpoints
   from xtjax.models import store
   from xtjax.models.heads import HeadConfig

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import MULTITASK_HEADS
+from fixtures import MULTITASK_HEADS
 from xtjax.checkpoint import read_run
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.runs import start

@@ -12,7 +12,7 @@ from xtjax.infer.engine import InferenceEngine
 from xtjax.models.loading import load_pretrained
 from xtjax.parallel.mesh import MeshConfig, make_mesh
 from xtjax.evaluation.programs import head_fn
-from conftest import MULTITASK_HEADS
+from fixtures import MULTITASK_HEADS
 
 BUCKETS = Buckets(batch_sizes=(2, 8), lengths=(16, 32))
 
