@@ -146,7 +146,8 @@ class RunInfo:
     for t in self.config.tasks:
       if t.name == name:
         return t
-    raise ConfigError(f"{self.config_path}: the run has no task {name!r} (tasks: {[t.name for t in self.config.tasks]})")
+    names = [t.name for t in self.config.tasks]
+    raise ConfigError(f"{self.config_path}: the run has no task {name!r} (tasks: {names})")
 
   def load_tokenizer(self):
     return hf_io.load_tokenizer(self.tokenizer_dir) if self.tokenizer_dir is not None else None

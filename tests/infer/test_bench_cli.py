@@ -64,7 +64,8 @@ def test_bench_train(tmp_path, capsys, monkeypatch):
   monkeypatch.setattr(train_bench, "make_train_step",
                       lambda *a, **kw: built.append(kw) or train_step.make_train_step(*a, **kw))
   r = _run_json(capsys, ["bench", "train", *TINY_ENCODER, "--batch-size", "4", "--seq-len", "16", "--steps", "2",
-                         "--warmup", "1", "--devices", "1", "--grad-accum-steps", "2", "--json", "--out", str(tmp_path)])
+                         "--warmup", "1", "--devices", "1", "--grad-accum-steps", "2", "--json",
+                         "--out", str(tmp_path)])
   assert len(built) == 1 and built[0]["rng_impl"] == "threefry2x32"  # the trainer's default dropout PRNG
   assert r["grad_accum_steps"] == 2 and r["finite"] and r["rng_impl"] == "threefry2x32"
   for k in ("step_time_ms", "examples_per_s", "tokens_per_s", "model_flops_per_step", "achieved_flops_per_s",
