@@ -40,3 +40,37 @@ def tiny_hf(tmp_path_factory):
     return built[key]
 
   return get
+
+
+@pytest.fixture(scope="session")
+def tiny_multitask_run(tiny_hf, tmp_path_factory):
+  """A multi-task run directory as `xtjax train` leaves it: config.yaml, best/ (TaskModel params with
+  five heads) and model/; only toy_cls has data (test split in en, de, es, 12 examples each)."""
+  import yaml
+
+  from fixtures import MULTITASK_HEADS
+  from xtjax.checkpoint import RunCheckpoints
+  from xtjax.models import store
+  from xtjax.models.heads import HeadConfig
+  from xtjax.models.init import init_task_model
+  from xtjax.models.loading import load_pretrained
+  from xtjax.parallel.mesh import MeshConfig, make_mesh
+  from xtjax.tasks.synthetic import write_toy_data
+
+  hf = tiny_hf("xlm-roberta")
+  pre = load_pretrained(hf)
+  mesh = make_mesh(MeshConfig(data=2, devices=2))
+  heads = {name: HeadConfig(kind, n) for name, (kind, n) in MULTITASK_HEADS.items()}
+  graphdef, params, _ = init_task_model(pre.family, pre.config, heads, mesh, seed=1)
+  run = tmp_path_factory.mktemp("multitask") / "run"
+  ckpt = RunCheckpoints(run, async_save=False)
+  ckpt.save_best(7, params, 50.0, {"step": 7})
+  ckpt.close()
+  store.save(run / "model", pre.family, pre.config, params["encoder"], pre.tokenizer)
+  data = write_toy_data(run.parent / "data", n_train=4, n_eval=12)
+  tasks = [{"name": n} for n in MULTITASK_HEADS if n != "toy_cls"]
+  tasks.append({"name": "toy_cls", "data": {"path": str(data / "{split}.{lang}.jsonl")}})
+  conf = {"model": {"pretrained": str(hf)}, "tasks": tasks, "features": {"max_length": 32}, "eval_batch_size": 8}
+  (run / "config.yaml").write_text(yaml.safe_dump(conf))
+  return {"run": run, "graphdef": graphdef, "params": params, "vocab": pre.config.vocab_size,
+          "pad": pre.config.pad_token_id}

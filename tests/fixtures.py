@@ -19,3 +19,8 @@ def write(folder, name: str, content):
     text = json.dumps(content, ensure_ascii=False)
   path.write_text(text, encoding="utf-8")
   return path
+
+
+# Registered task names, one per head type (read_run resolves head types through the task registry).
+MULTITASK_HEADS = {"xnli": ("classification", 3), "panx": ("tagging", 7), "xquad": ("span", 2),
+                   "xcopa": ("multiple_choice", 2), "toy_cls": ("classification", 2)}

@@ -4,7 +4,7 @@ import pytest
 
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
-from xtjax.train.config import TrainConfig
+from xtjax.runs.schema import TrainConfig
 
 BASE = "model: {preset: xlmr-base}\ntasks: [{name: toy_cls}]\n"
 

@@ -7,7 +7,7 @@ import pytest
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
-from xtjax.train.config import TrainConfig
+from xtjax.runs.schema import TrainConfig
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 # Files included by others with `base:` are fragments: named `_*.yaml` or under configs/models/.

@@ -8,14 +8,19 @@ favour of the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from xtjax.errors import CheckpointError
+from xtjax.errors import CheckpointError, ConfigError
 from xtjax.io_utils import WRITE_ERRNOS, naming_errors
+from xtjax.models import hf_io, store
+from xtjax.models.heads import HEAD_TYPES, HeadConfig
+from xtjax.runs import start
+from xtjax.runs.schema import TaskConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +108,157 @@ class RunCheckpoints:
     with naming_errors(self.workdir / "checkpoints", WRITE_ERRNOS):
       self.last.close()
     self.best.close()
+
+
+def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer) -> None:
+  """`<run>/model`: the encoder of a TaskModel's `params` as an xtjax model folder (what `init_from` reads).
+
+  Every process joins the gather (encoder shards may live on other hosts); process 0 writes."""
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  enc = params["encoder"]
+  if jax.process_count() > 1:
+    enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
+  if jax.process_index() == 0:
+    store.save(Path(run_dir) / "model", family, encoder_config, enc, tokenizer)
+
+
+# ---- reading a run: the one way train, infer and cli see a run directory ---------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+  """A run directory as written by `xtjax train`: its resolved config, best checkpoint and heads.
+
+  The encoder config comes from the exported `model/` folder when the run finished, else from the
+  run's start source (`xtjax.runs.start`); label counts and the pooler from the checkpoint itself.
+  """
+
+  run_dir: Path
+  config: TrainConfig
+  family: Any  # xtjax.models.registry.Family
+  encoder_config: Any
+  heads: dict[str, HeadConfig]  # every trained task's head
+  embedding_tasks: tuple[str, ...]  # retrieval tasks: no head, sentence embeddings
+  rules: Any
+  best_dir: Path
+  best_step: int
+  tokenizer_dir: Path | None
+
+  @property
+  def config_path(self) -> Path:
+    return self.run_dir / "config.yaml"
+
+  def task_config(self, name: str) -> TaskConfig:
+    for t in self.config.tasks:
+      if t.name == name:
+        return t
+    names = [t.name for t in self.config.tasks]
+    raise ConfigError(f"{self.config_path}: the run has no task {name!r} (tasks: {names})")
+
+  def load_tokenizer(self):
+    return hf_io.load_tokenizer(self.tokenizer_dir) if self.tokenizer_dir is not None else None
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+  """The typed TrainConfig of a run directory's `config.yaml`."""
+  from xtjax import config as config_lib
+
+  path = Path(run_dir) / "config.yaml"
+  if not path.exists():
+    raise ConfigError(f"{path}: missing; expected a run directory written by `xtjax train`")
+  return config_lib.from_dict(TrainConfig, config_lib.read_yaml(path), str(path))
+
+
+def _best(run_dir: Path) -> tuple[Path, int]:
+  ocp = _ocp()
+  best = (run_dir / "best").absolute()
+  if not best.exists():
+    raise CheckpointError(f"{run_dir}: no best checkpoint (expected {best}); is this a run directory?")
+  mngr = ocp.CheckpointManager(best, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  step = mngr.latest_step()
+  mngr.close()
+  if step is None:
+    raise CheckpointError(f"{best}: no checkpoint saved yet")
+  return best, step
+
+
+def _param_shapes(best: Path, step: int) -> dict:
+  """{path: shape} nested like the TaskModel state, read from the checkpoint metadata (no data)."""
+  ocp = _ocp()
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      md = ckptr.metadata(best / str(step) / "params")
+  except Exception as e:  # noqa: BLE001 - any unreadable metadata is reported with its path
+    raise CheckpointError(f"{best / str(step) / 'params'}: unreadable ({type(e).__name__}: {str(e)[:200]})") from e
+  tree = getattr(md, "item_metadata", md)
+  tree = getattr(tree, "tree", tree)
+  return jax.tree.map(lambda x: tuple(getattr(x, "shape", ())), tree)
+
+
+def _leaf_shape(node) -> tuple:
+  return node["value"] if isinstance(node, dict) and "value" in node else node
+
+
+def _num_labels(task) -> int:
+  try:
+    return int(task.num_labels)
+  except Exception:  # noqa: BLE001 - tasks whose label set comes from data (ccg) before reading it
+    return 2
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+  """The typed view of a run directory (config, encoder, heads, best step); reads no parameters."""
+  from xtjax.parallel.rules import rules_from_config
+  from xtjax.tasks import registry as task_registry
+
+  run_dir = Path(run_dir).absolute()
+  cfg = read_run_config(run_dir)
+  where = str(run_dir / "config.yaml")
+  if store.is_model_dir(run_dir / "model"):
+    family, enc_cfg = store.read_meta(run_dir / "model")
+    tok_dir = store.tokenizer_dir(run_dir / "model")
+  else:
+    family, enc_cfg, tok_dir = start.encoder_config(start.encoder_source(cfg))
+    enc_cfg = start.configure_encoder(enc_cfg, cfg.model, where)
+  tok_dir = start.tokenizer_override(cfg.model) or tok_dir
+  best, step = _best(run_dir)
+  shapes = _param_shapes(best, step)
+  if hasattr(enc_cfg, "pooler"):  # the checkpoint decides (HF base models may lack one)
+    enc_cfg = dataclasses.replace(enc_cfg, pooler="pooler" in shapes.get("encoder", {}))
+  heads, embedding = {}, []
+  for t in cfg.tasks:
+    task = task_registry.get(t.name)
+    if task.head_type not in HEAD_TYPES:
+      embedding.append(task.name)
+      continue
+    head_shapes = shapes.get("heads", {}).get(task.name)
+    if head_shapes is None:
+      raise CheckpointError(f"{best}: no parameters for the head of task {task.name!r}")
+    out = _leaf_shape(head_shapes.get("out", {}).get("kernel", ()))
+    num_labels = out[-1] if task.head_type in ("classification", "tagging") and out else _num_labels(task)
+    heads[task.name] = HeadConfig(type=task.head_type, num_labels=int(num_labels))
+  return RunInfo(run_dir, cfg, family, enc_cfg, heads, tuple(embedding), rules_from_config(cfg.rules), best, step,
+                 tok_dir)
+
+
+def restore_best(run: RunInfo, mesh, encoder_config=None):
+  """(graphdef, params) of the run's best TaskModel, every array restored into its sharding on `mesh`.
+
+  `encoder_config`: the run's, or one that differs only in compute dtype (serving in bf16)."""
+  from xtjax.models.init import abstract_task_model
+  from xtjax.parallel.rules import state_shardings
+
+  ocp = _ocp()
+  graphdef, abstract = abstract_task_model(run.family, encoder_config or run.encoder_config, run.heads)
+  target = abstract_like(abstract, state_shardings(abstract, mesh, run.rules))
+  mngr = ocp.CheckpointManager(run.best_dir, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  try:
+    restored = mngr.restore(run.best_step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
+  except Exception as e:  # noqa: BLE001
+    raise CheckpointError(f"{run.best_dir}: cannot restore step {run.best_step} into the model built from "
+                          f"{run.config_path} ({type(e).__name__}: {str(e)[:300]})") from e
+  finally:
+    mngr.close()
+  return graphdef, restored.params

@@ -34,12 +34,19 @@ def test_tiny_pipeline_end_to_end_and_rerun_skips(tmp_path, tiny_hf, capsys, cap
   for target in ("target-xnli", "target-tatoeba"):
     summary = json.loads((work / target / "summary.json").read_text())
     assert summary["start"].startswith("init_from") and "intermediate-mnli" in summary["start"]
+  # Zero-shot predictions in XTREME's submission layout, one label per line.
+  assert len((work / "target-xnli" / "predictions" / "xnli" / "test-de.tsv").read_text().splitlines()) == 30
   # Re-running skips every finished phase.
   caplog.clear()
   with caplog.at_level("INFO"):
     assert main(["pipeline", str(cfg), "--workdir", str(work), "intermediate.train.epochs=2",
                  "defaults.cache_dir=" + str(tmp_path / "cache")]) == 0
   assert caplog.text.count("skipped") == 3
+  # A changed config in the same workdir is an error naming the phase and key, before anything trains.
+  capsys.readouterr()
+  assert main(["pipeline", str(cfg), "--workdir", str(work), "intermediate.train.epochs=1",
+               "defaults.cache_dir=" + str(tmp_path / "cache")]) != 0
+  assert "(intermediate-mnli: epochs); pass --overwrite" in capsys.readouterr().err
   # Zero-shot evaluation of a finished run on a language subset.
   capsys.readouterr()
   assert main(["eval", "--checkpoint", str(work / "target-xnli"), "--task", "xnli", "--languages", "de", "--json"]) == 0

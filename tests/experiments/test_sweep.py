@@ -58,7 +58,7 @@ class FakeTrain:
   def __init__(self, fail=None):
     self.calls, self.fail = [], fail
 
-  def __call__(self, cfg, run_dir, config_dict=None):
+  def __call__(self, cfg, run_dir):
     self.calls.append((Path(run_dir).name, cfg.epochs, cfg.seed))
     if self.fail and self.fail(cfg):
       raise RuntimeError("device lost")

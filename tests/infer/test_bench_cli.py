@@ -7,7 +7,7 @@ import json
 import pytest
 
 from xtjax.cli.main import main
-from xtjax.infer import flops as F
+from xtjax.perf import flops as F
 from xtjax.models import registry
 
 TINY_ENCODER = ["--preset", "xlmr-bench-small", "--override", "num_layers=1", "--override", "hidden_size=32",
@@ -56,9 +56,18 @@ def test_bench_infer_generate(tmp_path, capsys):
   assert r["compile"]["compilations"] == 2  # max_new_tokens 6, and 1 for the time to first token
 
 
-def test_bench_train(tmp_path, capsys):
+def test_bench_train(tmp_path, capsys, monkeypatch):
+  import xtjax.train.bench as train_bench
+  import xtjax.train.step as train_step
+
+  built = []  # the trainer's own step (accumulation, NaN guard), not a benchmark-only one
+  monkeypatch.setattr(train_bench, "make_train_step",
+                      lambda *a, **kw: built.append(kw) or train_step.make_train_step(*a, **kw))
   r = _run_json(capsys, ["bench", "train", *TINY_ENCODER, "--batch-size", "4", "--seq-len", "16", "--steps", "2",
-                         "--warmup", "1", "--devices", "1", "--json", "--out", str(tmp_path)])
+                         "--warmup", "1", "--devices", "1", "--grad-accum-steps", "2", "--json",
+                         "--out", str(tmp_path)])
+  assert len(built) == 1 and built[0]["rng_impl"] == "threefry2x32"  # the trainer's default dropout PRNG
+  assert r["grad_accum_steps"] == 2 and r["finite"] and r["rng_impl"] == "threefry2x32"
   for k in ("step_time_ms", "examples_per_s", "tokens_per_s", "model_flops_per_step", "achieved_flops_per_s",
             "peak_flops_per_s", "peak_source", "mfu", "compile_seconds", "final_loss", "rng_impl"):
     assert k in r, k

@@ -5,47 +5,23 @@ import json
 import jax
 import numpy as np
 import pytest
-import yaml
 
-from xtjax.checkpoint import RunCheckpoints
 from xtjax.cli.main import main
-from xtjax.infer.build import build_task_model
-from xtjax.infer.buckets import Buckets
+from xtjax.evaluation.buckets import Buckets
 from xtjax.infer.engine import InferenceEngine
-from xtjax.models import store
-from xtjax.models.heads import HeadConfig
 from xtjax.models.loading import load_pretrained
 from xtjax.parallel.mesh import MeshConfig, make_mesh
-from xtjax.tasks.synthetic import write_toy_data
-from xtjax.train.step import make_eval_step
+from xtjax.evaluation.programs import head_fn
+from fixtures import MULTITASK_HEADS
 
-# Registered task names, one per head type (from_run resolves head types through the task registry).
-HEADS = {"xnli": HeadConfig("classification", 3), "panx": HeadConfig("tagging", 7),
-         "xquad": HeadConfig("span", 2), "xcopa": HeadConfig("multiple_choice", 2),
-         "toy_cls": HeadConfig("classification", 2)}
 BUCKETS = Buckets(batch_sizes=(2, 8), lengths=(16, 32))
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_hf, tmp_path_factory):
-  """A run directory as `xtjax train` leaves it: config.yaml, best/ (TaskModel params) and model/."""
-  hf = tiny_hf("xlm-roberta")
-  pre = load_pretrained(hf)
+def tiny_run(tiny_multitask_run):
   mesh = make_mesh(MeshConfig(data=2, devices=2))
-  graphdef, params = build_task_model(pre.family, pre.config, HEADS, mesh, seed=1)
-  run = tmp_path_factory.mktemp("run")
-  ckpt = RunCheckpoints(run, async_save=False)
-  ckpt.save_best(7, params, 50.0, {"step": 7})
-  ckpt.close()
-  store.save(run / "model", pre.family, pre.config, params["encoder"], pre.tokenizer)
-  data = write_toy_data(run / "data", n_train=4, n_eval=12)
-  tasks = [{"name": n} for n in HEADS if n != "toy_cls"]
-  tasks.append({"name": "toy_cls", "data": {"path": str(data / "{split}.{lang}.jsonl")}})
-  conf = {"model": {"pretrained": str(hf)}, "tasks": tasks, "features": {"max_length": 32}}
-  (run / "config.yaml").write_text(yaml.safe_dump(conf))
-  engine = InferenceEngine.from_run(run, mesh=mesh, buckets=BUCKETS)
-  return {"run": run, "graphdef": graphdef, "params": params, "engine": engine, "vocab": pre.config.vocab_size,
-          "pad": pre.config.pad_token_id}
+  engine = InferenceEngine.from_run(tiny_multitask_run["run"], mesh=mesh, buckets=BUCKETS)
+  return dict(tiny_multitask_run, engine=engine)
 
 
 def _inputs(rng, shape, vocab, pad, min_len=3):
@@ -65,13 +41,13 @@ def test_run_heads_are_read_from_config_and_checkpoint(tiny_run):
   assert leaf.sharding.mesh.shape == {"data": 2, "fsdp": 1, "tensor": 1}
 
 
-@pytest.mark.parametrize("task", sorted(set(HEADS) - {"toy_cls"}))
+@pytest.mark.parametrize("task", sorted(set(MULTITASK_HEADS) - {"toy_cls"}))
 def test_predict_equals_eval_step(tiny_run, task):
   rng = np.random.default_rng(0)
   shape = (3, 2, 20) if task == "xcopa" else (3, 20)
   inputs = _inputs(rng, shape, tiny_run["vocab"], tiny_run["pad"])
   got = tiny_run["engine"].predict(task, inputs)
-  eval_step = jax.jit(make_eval_step(tiny_run["graphdef"], task))
+  eval_step = jax.jit(head_fn(tiny_run["graphdef"], task))
   want = eval_step(tiny_run["params"], dict(inputs, example_mask=np.ones(3, np.int32)))
   got, want = jax.tree.leaves(got), [np.asarray(x) for x in jax.tree.leaves(want)]
   assert [g.shape for g in got] == [w.shape for w in want]

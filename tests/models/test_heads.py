@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from xtjax.infer.flops import encoder_forward_flops
+from xtjax.perf.flops import encoder_forward_flops
 from xtjax.models.encoder import EncoderConfig
 from xtjax.models.heads import HEAD_KINDS, HeadConfig, head_kind, loss_terms
 from xtjax.models.registry import get

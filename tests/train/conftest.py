@@ -18,7 +18,7 @@ def toy_env(tmp_path_factory, tiny_hf):
 
 def toy_config(env, **kw):
   from xtjax import config as config_lib
-  from xtjax.train.config import TrainConfig
+  from xtjax.runs.schema import TrainConfig
 
   d = {
       "model": {"pretrained": str(env["hf"]), "config_overrides": {"dropout_rate": 0.1}},

@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 from xtjax import config as config_lib  # noqa: E402
 from xtjax.data import batching  # noqa: E402
-from xtjax.train.config import TrainConfig  # noqa: E402
+from xtjax.runs.schema import TrainConfig  # noqa: E402
 from xtjax.train.loop import Trainer  # noqa: E402
 
 

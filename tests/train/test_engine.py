@@ -63,8 +63,14 @@ def test_tiny_model_learns_the_toy_task(toy_env, tmp_path):
   assert summary["best"]["dev"]["toy_cls"]["accuracy"] >= 75.0
   zs = json.loads((tmp_path / "run" / "zero_shot.json").read_text())
   assert set(zs["toy_cls"]) == {"en", "de", "avg"}
+  # Zero-shot predictions in the submission layout (toy_cls has no XTREME format: JSON lines).
+  for lang in ("en", "de"):
+    predicted = [json.loads(x) for x in (tmp_path / "run" / "predictions" / "toy_cls" / f"test-{lang}.jsonl").open()]
+    assert len(predicted) == 32 and set(predicted) <= {0, 1}
   assert (tmp_path / "run" / "model" / "xtjax_model.json").exists()
-  assert (tmp_path / "run" / "summary.json").exists()
+  assert summary["features_per_second"] > 0 and summary["examples_per_second"] > 0  # toy: one feature each
+  assert summary["examples_per_second"] == pytest.approx(summary["features_per_second"], rel=0.02)
+  assert summary["config_hash"] == json.loads((tmp_path / "run" / "summary.json").read_text())["config_hash"]
   assert list((tmp_path / "run" / "tb").iterdir())
 
 
@@ -166,5 +172,8 @@ def test_checkpoint_from_another_model_is_an_error(toy_env, tmp_path, tiny_hf):
   kw = dict(steps=4, zero_shot=False, eval_every=100, mesh={"data": 1, "devices": 1})
   _run(toy_env, tmp_path / "run", **kw)
   other = dict(toy_env, hf=tiny_hf("bert"))
+  with pytest.raises(XtjaxError, match="keys differ: model.pretrained"):  # refused before anything is written
+    Trainer(toy_config(other, **kw), tmp_path / "run").setup()
+  (tmp_path / "run" / "config.yaml").unlink()  # a run directory without its config: the checkpoints refuse
   with pytest.raises(XtjaxError, match="no checkpoint fits this run"):
     Trainer(toy_config(other, **kw), tmp_path / "run").setup()

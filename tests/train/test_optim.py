@@ -11,7 +11,7 @@ from xtjax.models.heads import HeadConfig
 from xtjax.models.registry import get
 from xtjax.models.task_model import TaskModel
 from xtjax.train import optim
-from xtjax.train.config import OptimConfig
+from xtjax.runs.schema import OptimConfig
 
 
 def _params():

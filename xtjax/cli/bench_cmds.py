@@ -64,8 +64,9 @@ def register(sub) -> None:
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--num-labels", type=int, default=3)
   p.add_argument("--no-dropout", action="store_true", help="train without dropout")
-  p.add_argument("--rng-impl", default="hash", choices=["hash", "unsafe_rbg", "rbg", "threefry2x32"],
-                 help="dropout PRNG (hash: xtjax.models.prng, ~10x faster than threefry on CPU)")
+  p.add_argument("--rng-impl", default="threefry2x32", choices=["threefry2x32", "hash"],
+                 help="dropout PRNG, as the trainer's dropout_rng (hash: xtjax.models.prng, faster on CPU)")
+  p.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches per step, as optim.grad_accum_steps")
   p.set_defaults(func=run_train)
 
   p = bsub.add_parser("compare-torch", help="xtjax vs transformers' PyTorch XLM-R, interleaved in one process")
@@ -118,7 +119,7 @@ def parse_overrides(items) -> dict:
 
 def _emit(result: dict, args, name: str, summary: str) -> int:
   if result.get("profile"):
-    from xtjax.infer.profile import format_profile
+    from xtjax.perf.profile import format_profile
 
     summary += "\n" + format_profile(result["profile"])
   if args.out:
@@ -141,7 +142,7 @@ def _is_run(path) -> bool:
 
 def run_infer(args: argparse.Namespace) -> int:
   from xtjax.infer.bench import bench_infer
-  from xtjax.infer.buckets import Buckets
+  from xtjax.evaluation.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
 
   from xtjax.parallel.mesh import MeshConfig
@@ -171,7 +172,8 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
   import dataclasses
 
-  from xtjax.infer.bench import bench_train
+  from xtjax.runs.schema import OptimConfig
+  from xtjax.train.bench import bench_train
   from xtjax.models import registry
   from xtjax.parallel.mesh import MeshConfig, make_mesh
 
@@ -195,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,
                        warmup=args.warmup, num_labels=args.num_labels, encoder_params=encoder_params, source=source,
                        dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh, profile=args.profile,
+                       optim_cfg=OptimConfig(grad_accum_steps=args.grad_accum_steps),
                        trace_dir=args.trace_dir)
   mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a"
   summary = (f"bench train {source} ({result['dtype']}, batch {args.batch_size} x len {args.seq_len}, "
@@ -247,7 +250,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
   from xtjax.data.cache import read_examples
   from xtjax.data.sources import DataSource
-  from xtjax.infer.buckets import Buckets
+  from xtjax.evaluation.buckets import Buckets
   from xtjax.infer.engine import InferenceEngine
   from xtjax.io_utils import write_text_atomic
   from xtjax.tasks import registry as task_registry
@@ -257,7 +260,8 @@ def run_predict(args: argparse.Namespace) -> int:
   engine = InferenceEngine.from_run(args.checkpoint, dtype=args.dtype, mesh=MeshConfig(devices=args.devices),
                                     buckets=Buckets(tuple(args.batch_sizes), tuple(args.seq_lens)))
   task = task_registry.get(args.task)
-  source = DataSource(path=args.data) if args.data else _run_source(Path(args.checkpoint), args.task)
+  tcfg = engine.run.task_config(args.task)
+  source = DataSource(path=args.data) if args.data else (tcfg.eval_data or tcfg.data)
   examples = read_examples(task, args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
   fmt, text = task.submission_text(predictions, examples)
@@ -270,19 +274,3 @@ def run_predict(args: argparse.Namespace) -> int:
   print(line, file=sys.stdout)
   return 0
 
-
-def _run_source(run_dir, task_name: str):
-  """The task's evaluation data source from the run's config.yaml (eval_data, else data)."""
-  import yaml
-
-  from xtjax import config as config_lib
-  from xtjax.data.sources import DataSource
-  from xtjax.errors import ConfigError
-
-  path = run_dir / "config.yaml"
-  conf = yaml.safe_load(path.read_text()) if path.exists() else {}
-  for t in (conf or {}).get("tasks") or []:
-    if t.get("name") == task_name:
-      raw = t.get("eval_data") or t.get("data") or {}
-      return config_lib.from_dict(DataSource, raw, str(path), f"tasks.{task_name}.data")
-  raise ConfigError(f"{path}: the run has no task {task_name!r}; pass --data")

@@ -11,19 +11,28 @@ def register(sub) -> None:
                  "configs/tiny/pipeline.yaml")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. defaults.seed=1")
   p.add_argument("--workdir", default=None, help="default: runs/<name>")
+  p.add_argument("--overwrite", action="store_true",
+                 help="phases run with a different config start afresh (default: an error naming the keys)")
+  p.add_argument("--print-config", action="store_true",
+                 help="print every phase's fully resolved config as YAML and exit")
   p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
   from pathlib import Path
 
-  from xtjax.experiments.pipeline import load_pipeline, run_pipeline, zero_shot_table
+  from xtjax.experiments.pipeline import load_pipeline, resolved_phases, run_pipeline, zero_shot_table
   from xtjax.parallel.distributed import maybe_initialize
 
-  maybe_initialize()
   cfg = load_pipeline(args.config, args.overrides)
   workdir = Path(args.workdir or f"runs/{cfg.name}")
-  res = run_pipeline(cfg, workdir, where=args.config)
+  if args.print_config:
+    import yaml
+
+    print(yaml.safe_dump(resolved_phases(cfg, workdir, args.config), sort_keys=False, allow_unicode=True), end="")
+    return 0
+  maybe_initialize()
+  res = run_pipeline(cfg, workdir, where=args.config, overwrite=args.overwrite)
   if res["status"] == "preempted":
     print(f"preempted; run the same command again to resume ({workdir})")
     return 0

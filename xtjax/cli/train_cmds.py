@@ -11,6 +11,9 @@ def register(sub) -> None:
   p.add_argument("config", help="YAML config file (see configs/)")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.learning_rate=2e-5")
   p.add_argument("--workdir", default=None, help="run directory (default: runs/<name>)")
+  p.add_argument("--overwrite", action="store_true",
+                 help="a workdir holding a different config starts afresh (default: an error naming the keys)")
+  p.add_argument("--print-config", action="store_true", help="print the fully resolved config as YAML and exit")
   p.set_defaults(func=run_train)
 
   p = sub.add_parser("eval", help="zero-shot evaluation of a finished run or model folder")
@@ -24,7 +27,7 @@ def register(sub) -> None:
 
 def load_train_config(path: str, overrides):
   from xtjax import config as config_lib
-  from xtjax.train.config import TrainConfig
+  from xtjax.runs.schema import TrainConfig
 
   return config_lib.load(path, TrainConfig, overrides)
 
@@ -35,10 +38,17 @@ def run_train(args: argparse.Namespace) -> int:
   from xtjax.parallel.distributed import maybe_initialize
   from xtjax.train.loop import train
 
-  maybe_initialize()
   cfg = load_train_config(args.config, args.overrides)
+  if args.print_config:
+    import yaml
+
+    from xtjax.runs.identity import resolved
+
+    print(yaml.safe_dump(resolved(cfg), sort_keys=False, allow_unicode=True), end="")
+    return 0
+  maybe_initialize()
   workdir = Path(args.workdir or f"runs/{cfg.name}")
-  summary = train(cfg, workdir)
+  summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
     print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "
           "Run the same command again to resume.")
@@ -59,34 +69,10 @@ def _print_zero_shot(zs: dict) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-  import dataclasses
-  from pathlib import Path
+  from xtjax.evaluation.zero_shot import zero_shot_eval
 
-  import yaml
-
-  from xtjax import config as config_lib
-  from xtjax.errors import ConfigError
-  from xtjax.train.config import TrainConfig
-  from xtjax.train.loop import Trainer
-
-  run = Path(args.checkpoint)
-  cfg_path = run / "config.yaml"
-  if not cfg_path.exists():
-    raise ConfigError(f"{cfg_path}: missing; --checkpoint must be a run directory written by `xtjax train`")
-  cfg = config_lib.from_dict(TrainConfig, yaml.safe_load(cfg_path.read_text()), str(cfg_path))
-  tasks = [t for t in cfg.tasks if t.name == args.task]
-  if not tasks:
-    raise ConfigError(f"{cfg_path}: the run has no task {args.task!r} (tasks: {[t.name for t in cfg.tasks]})")
-  t = tasks[0]
-  if args.languages:
-    t = dataclasses.replace(t, eval_languages=tuple(args.languages.split(",")))
-  if args.split:
-    t = dataclasses.replace(t, eval_split=args.split)
-  cfg = dataclasses.replace(cfg, tasks=(t,), zero_shot=True)
-  trainer = Trainer(cfg, run).setup()
-  params, _ = trainer.best_params()
-  results = trainer.zero_shot(params)
-  trainer.ckpt.close()
+  languages = args.languages.split(",") if args.languages else None
+  results = zero_shot_eval(args.checkpoint, args.task, languages, split=args.split)
   if args.json:
     print(json.dumps(results, indent=2, sort_keys=True))
   else:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from xtjax import config as config_lib
+from xtjax.errors import ConfigError
 from xtjax.io_utils import write_text_atomic
-from xtjax.train.config import TrainConfig
+from xtjax.runs import identity
+from xtjax.runs.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +64,45 @@ def _finished(run: Path) -> dict | None:
   return None
 
 
-def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline") -> dict:
-  """Runs (or resumes) every phase; returns {"phases": {...}, "zero_shot": {task: {lang: scores}}}."""
+def changed_phases(phases, workdir: Path) -> dict[str, list[str]]:
+  """{phase: keys that differ} for every phase whose run directory holds a different config."""
+  out = {}
+  for name, tcfg, _ in phases:
+    keys = identity.config_changes(workdir / name, tcfg)
+    if keys:
+      out[name] = keys
+  return out
+
+
+def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline", overwrite: bool = False) -> dict:
+  """Runs (or resumes) every phase; returns {"phases": {...}, "zero_shot": {task: {lang: scores}}}.
+
+  A finished phase with the same resolved config is skipped. A phase directory holding a different
+  config is an error naming the keys (checked before anything trains), unless `overwrite`: then it
+  and every phase after a retrained intermediate phase start afresh.
+  """
   from xtjax.train.loop import train
 
   workdir = Path(workdir).absolute()
   phases = phase_configs(cfg, workdir, where)
+  changed = changed_phases(phases, workdir)
+  if changed and not overwrite:
+    detail = "; ".join(f"{name}: {', '.join(keys[:6])}" for name, keys in changed.items())
+    raise ConfigError(f"{workdir}: phases were run with a different config ({detail}); pass --overwrite to "
+                      f"run them afresh, or choose another --workdir")
   results: dict[str, Any] = {"phases": {}, "zero_shot": {}}
-  for name, tcfg, d in phases:
+  upstream_retrained = False
+  for name, tcfg, _ in phases:
     run = workdir / name
+    if name in changed or (upstream_retrained and tcfg.init_from):
+      identity.discard_run(run)
     done = _finished(run)
     if done is not None:
       log.info("phase %s: finished earlier in %s, skipped", name, run)
     else:
       log.info("phase %s: training in %s", name, run)
-      done = train(tcfg, run, config_dict=d)
+      upstream_retrained = upstream_retrained or (cfg.intermediate is not None and name == cfg.intermediate.name)
+      done = train(tcfg, run)
       if done["status"] != "finished":
         results["status"] = "preempted"
         results["phases"][name] = done
@@ -87,6 +113,11 @@ def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipelin
   results["status"] = "finished"
   write_text_atomic(workdir / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
   return results
+
+
+def resolved_phases(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline") -> dict[str, dict]:
+  """{phase: fully resolved TrainConfig as plain data}: what each phase would run (`--print-config`)."""
+  return {name: identity.resolved(tcfg) for name, tcfg, _ in phase_configs(cfg, Path(workdir).absolute(), where)}
 
 
 def load_pipeline(path: str | Path, overrides=()) -> PipelineConfig:

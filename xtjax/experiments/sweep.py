@@ -254,7 +254,7 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
     write_text_atomic(run.run_dir / "sweep_running.json", json.dumps(
         {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
     try:
-      summary = train_fn(run.config, run.run_dir, config_dict=run.config_dict)
+      summary = train_fn(run.config, run.run_dir)
     except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
       errors = (_read_json(run.run_dir / "sweep_error.json") or {}).get("errors", [])
       errors.append({"time": time.time(), "error": f"{type(e).__name__}: {e}",

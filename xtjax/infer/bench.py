@@ -1,8 +1,8 @@
-"""Benchmarks: inference latency/throughput per (batch, length) bucket, and training step time + MFU.
+"""Inference benchmarks: latency/throughput per (batch, length) bucket, and the benchmark output files
+(JSON, CSV, plot) that `xtjax bench train` (`xtjax.train.bench`) writes too.
 
 Timings exclude compilation (reported separately) and warm-up calls; every timed call ends with a
-host transfer / `block_until_ready`, so latency is what a caller waits. The train step here is
-self-contained (value_and_grad of the head's loss, clipped AdamW) so `infer` never imports `train`.
+host transfer / `block_until_ready`, so latency is what a caller waits.
 """
 
 from __future__ import annotations
@@ -12,57 +12,19 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 
-from xtjax.infer import flops as F
-from xtjax.infer.build import build_task_model, is_seq2seq, resolve_mesh
+from xtjax.infer.build import is_seq2seq
 from xtjax.infer.engine import InferenceEngine
-from xtjax.infer.profile import kernel_profile
-from xtjax.models.heads import HeadConfig, loss_terms
-from xtjax.models.prng import make_key
-from xtjax.parallel.rules import DEFAULT_RULES, logical_to_spec
+from xtjax.perf import flops as F
+from xtjax.perf.profile import kernel_profile
+from xtjax.perf.timing import device_info, percentiles_ms, random_inputs, time_calls
 
 log = logging.getLogger(__name__)
-
-
-def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
-  a = np.asarray(seconds, np.float64) * 1e3
-  return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-          "mean": float(a.mean()), "min": float(a.min())}
-
-
-def time_calls(fn: Callable[[], Any], iters: int, warmup: int = 1) -> list[float]:
-  """Wall seconds of each of `iters` calls of `fn` (which must block until its result is ready)."""
-  for _ in range(warmup):
-    fn()
-  out = []
-  for _ in range(iters):
-    t0 = time.perf_counter()
-    fn()
-    out.append(time.perf_counter() - t0)
-  return out
-
-
-def device_info() -> dict[str, Any]:
-  import os
-
-  d = jax.devices()[0]
-  return {"platform": d.platform, "device_kind": getattr(d, "device_kind", ""), "num_devices": jax.device_count(),
-          "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
-def random_inputs(rng: np.random.Generator, vocab_size: int, shape: tuple[int, ...], low: int = 5) -> dict:
-  """Token ids that attend everywhere (every position real), so a request fills its bucket."""
-  return {"input_ids": rng.integers(low, vocab_size, shape).astype(np.int32),
-          "attention_mask": np.ones(shape, np.int32)}
 
 
 # ---- inference ---------------------------------------------------------------------------------------
@@ -129,7 +91,7 @@ def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes
       log.info("infer B=%d L=%d: p50 %.2f ms, %.1f examples/s", B, L, lat["p50"], row["examples_per_s"])
   prof = None
   if profile:  # the last shape's main program
-    exe = engine._compiled[main_key or engine.stats.keys[-1]][0]
+    exe = engine.programs.compiled[main_key or engine.stats.keys[-1]]
     prof = kernel_profile(call, 3, exe.as_text(), trace_dir=trace_dir)
   return {"kind": "infer", "mode": mode, "task": task, "head_type": head, "model": engine.source,
           "family": engine.family.name, "dtype": getattr(cfg, "dtype", None), "device": device_info(),
@@ -138,102 +100,6 @@ def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes
                       "compilations": engine.stats.compilations, "cache_hits": engine.stats.cache_hits,
                       "per_shape": compile_rows},
           "results": rows, "profile": prof}
-
-
-# ---- training -------------------------------------------------------------------------------------
-
-
-class BenchState(NamedTuple):
-  params: Any
-  opt_state: Any
-  step: jax.Array
-  key: jax.Array
-
-
-def make_optimizer(learning_rate: float = 1e-5, weight_decay: float = 0.01, max_grad_norm: float | None = 1.0):
-  """AdamW with global-norm clipping, as fine-tuning runs it (torch: clip_grad_norm_ + AdamW)."""
-  adamw = optax.adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay)
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw) if max_grad_norm else adamw
-
-
-def make_train_step(graphdef, tx: optax.GradientTransformation, task: str = "cls", head_type: str = "classification",
-                    dropout: bool = True):
-  """`step(state, batch) -> (state, loss)`: one optimizer update on the mean loss of the batch."""
-
-  def loss_fn(params, batch, key):
-    logits = nnx.merge(graphdef, params)(task, batch, dropout_key=key)
-    total, count = loss_terms(head_type, logits, batch)
-    return total / jnp.maximum(count, 1.0)
-
-  def step(state: BenchState, batch):
-    key = jax.random.fold_in(state.key, state.step) if dropout else None
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, key)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return BenchState(params, opt_state, state.step + 1, state.key), loss
-
-  return step
-
-
-def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = "hash") -> BenchState:
-  """Params, optimizer state, step and the dropout key (`rng_impl`: see `xtjax.models.prng`)."""
-  return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), make_key(seed, rng_impl))
-
-
-def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps: int = 10, warmup: int = 2,
-                num_labels: int = 3, encoder_params=None, source: str = "", seed: int = 0, dropout: bool = True,
-                rng_impl: str | None = "hash", mesh=None, rules=DEFAULT_RULES, profile: bool = False,
-                trace_dir: str | None = None) -> dict[str, Any]:
-  """Step time, throughput, model FLOPs per step, achieved FLOP/s and MFU of a classification fine-tune.
-
-  `profile`: also a per-HLO-op breakdown of the step (`xtjax.infer.profile`).
-  """
-  mesh = resolve_mesh(mesh)
-  heads = {"cls": HeadConfig("classification", num_labels)}
-  graphdef, params = build_task_model(family, cfg, heads, mesh, rules, seed)
-  if encoder_params is not None:
-    params["encoder"] = encoder_params
-  tx = make_optimizer()
-  step_fn = make_train_step(graphdef, tx, dropout=dropout)
-  state = jax.jit(lambda p: init_bench_state(p, tx, seed, rng_impl))(params)
-  rng = np.random.default_rng(seed)
-  host = random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
-  host["labels"] = rng.integers(0, num_labels, (batch_size,)).astype(np.int32)
-  host["example_mask"] = np.ones((batch_size,), np.int32)
-  batch = {k: jax.device_put(v, _batch_sharding(mesh, rules, v.shape)) for k, v in host.items()}
-  t0 = time.perf_counter()
-  compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
-
-  last = {}
-
-  def one():
-    nonlocal state
-    state, loss = compiled(state, batch)
-    last["loss"] = loss.block_until_ready()
-
-  times = time_calls(one, steps, warmup)
-  lat = percentiles_ms(times)
-  sec = lat["p50"] / 1e3
-  prof = kernel_profile(one, 3, compiled.as_text(), trace_dir=trace_dir) if profile else None
-  model_flops = F.train_flops(cfg, batch_size, seq_len, "classification", num_labels)
-  dtype = getattr(cfg, "dtype", "float32")
-  peak, peak_src = F.peak_flops(dtype=dtype)
-  achieved = model_flops / sec
-  return {"kind": "train", "model": source, "family": family.name, "dtype": dtype, "batch_size": batch_size,
-          "seq_len": seq_len, "steps": steps, "warmup": warmup, "dropout": dropout, "rng_impl": rng_impl,
-          "device": device_info(), "compile_seconds": compile_s, "step_time_ms": lat,
-          "examples_per_s": batch_size / sec, "tokens_per_s": batch_size * seq_len / sec,
-          "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved, "peak_flops_per_s": peak,
-          "peak_source": peak_src, "mfu": achieved / peak if peak == peak else None,
-          "final_loss": float(jax.device_get(last["loss"])), "profile": prof}
-
-
-def _batch_sharding(mesh, rules, shape):
-  from jax.sharding import NamedSharding
-
-  names = ("batch",) + (None,) * (len(shape) - 1)
-  return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
 
 
 # ---- output ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Building models for serving: TaskModels from shapes onto a mesh, dtype overrides, parameter casts."""
+"""Serving-side model settings: the mesh, dtype overrides, parameter casts."""
 
 from __future__ import annotations
 
@@ -8,15 +8,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 from jax.sharding import Mesh
 
 from xtjax.errors import ConfigError
-from xtjax.models.heads import HeadConfig
 from xtjax.models.layers import to_dtype
-from xtjax.models.task_model import TaskModel
 from xtjax.parallel.mesh import MeshConfig, make_mesh
-from xtjax.parallel.rules import DEFAULT_RULES, Rules, state_shardings
 
 DTYPE_ALIASES = {"bf16": "bfloat16", "f32": "float32", "fp32": "float32"}
 
@@ -64,21 +60,3 @@ def cast_params(params, param_dtype: str | None):
   dt = to_dtype(name)
   cast = lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
   return jax.jit(lambda p: jax.tree.map(cast, p), donate_argnums=0)(params)
-
-
-def abstract_task_model(family, cfg, heads: Mapping[str, HeadConfig]):
-  """(graphdef, abstract state) of a TaskModel; allocates nothing."""
-  return nnx.split(nnx.eval_shape(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(0))))
-
-
-def build_task_model(family, cfg, heads: Mapping[str, HeadConfig], mesh: Mesh, rules: Rules = DEFAULT_RULES,
-                     seed: int = 0):
-  """(graphdef, params) of a randomly initialised TaskModel, every parameter sharded by the rules."""
-
-  def ctor():
-    return TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed))
-
-  graphdef, abstract = nnx.split(nnx.eval_shape(ctor))
-  shardings = state_shardings(abstract, mesh, rules)
-  params = jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
-  return graphdef, params

@@ -5,48 +5,36 @@ each (entry point, head, batch bucket, length bucket) is compiled ahead of time 
 (`jax.jit(...).lower(...).compile()`), so requests inside a bucket never recompile; the engine
 counts its compilations. Parameters are restored straight into their shardings on the mesh with
 the training rules, and an optional persistent XLA compilation cache lets a second process start
-warm. The computation is the training code's eval step (`TaskModel.__call__`, f32 outputs).
+warm. The programs and the head function are training's own (`xtjax.evaluation.programs`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from xtjax.errors import XtjaxError
+from xtjax.evaluation.buckets import Buckets, effective_length
+from xtjax.evaluation.programs import BucketedPrograms, ProgramStats, head_fn, head_key
 from xtjax.infer import build
-from xtjax.infer.buckets import Buckets, chunks, effective_length
 from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hits
+from xtjax.models import init as model_init
 from xtjax.models import registry
 from xtjax.models.encoder import pool
-from xtjax.models.heads import HeadConfig, head_kind
+from xtjax.models.heads import HeadConfig
 from xtjax.models.task_model import encoder_outputs
 from xtjax.parallel.mesh import MeshConfig
-from xtjax.parallel.rules import DEFAULT_RULES, Rules, logical_to_spec
+from xtjax.parallel.rules import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
-
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclasses.dataclass
-class EngineStats:
-  compilations: int = 0  # executables built by this engine (persistent-cache loads included)
-  cache_hits: int = 0  # of those, loaded from the persistent compilation cache
-  compile_seconds: float = 0.0
-  calls: int = 0
-  padded_rows: int = 0  # filler rows added to reach a batch bucket
-  keys: list = dataclasses.field(default_factory=list)  # one per executable, in compilation order
 
 
 class InferenceEngine:
@@ -72,9 +60,8 @@ class InferenceEngine:
     self.source = source
     self.feature_settings = feature_settings  # the run's featurisation (predict_examples)
     self.pad_id = int(getattr(config, "pad_token_id", 0) or 0)
-    self.stats = EngineStats()
-    self._compiled: dict[tuple, tuple[Any, dict]] = {}
-    self._param_sh = jax.tree.map(lambda x: x.sharding, params)
+    self.programs = BucketedPrograms(self.mesh, rules, self.buckets, self.pad_id, persistent_cache_hits)
+    self.run = None  # the RunInfo of a run directory (from_run)
 
   # ---- construction -------------------------------------------------------------------------------
 
@@ -82,17 +69,19 @@ class InferenceEngine:
   def from_run(cls, run_dir: str | Path, *, dtype: str | None = None, param_dtype: str | None = None,
                mesh: Mesh | MeshConfig | None = None, buckets: Buckets | None = None,
                compilation_cache_dir: str | Path | None = None) -> InferenceEngine:
-    """A fine-tuned run: the encoder and every task head from `<run>/best` (see `runs.py`)."""
-    from xtjax.infer import runs
+    """A fine-tuned run: the encoder and every task head from `<run>/best` (`xtjax.checkpoint.read_run`)."""
+    from xtjax.checkpoint import read_run, restore_best
 
-    spec = runs.read_run(run_dir)
-    cfg = build.with_dtype(spec.encoder_config, dtype)
+    run = read_run(run_dir)
+    cfg = build.with_dtype(run.encoder_config, dtype)
     mesh = build.resolve_mesh(mesh)
-    graphdef, params = runs.restore_best(spec, cfg, mesh)
-    return cls(spec.family, cfg, graphdef, build.cast_params(params, param_dtype), task_model=True, heads=spec.heads,
-               tokenizer=spec.load_tokenizer(), mesh=mesh, rules=spec.rules, buckets=buckets,
-               source=f"run:{spec.run_dir}", feature_settings=spec.features,
-               compilation_cache_dir=compilation_cache_dir)
+    graphdef, params = restore_best(run, mesh, cfg)
+    engine = cls(run.family, cfg, graphdef, build.cast_params(params, param_dtype), task_model=True, heads=run.heads,
+                 tokenizer=run.load_tokenizer(), mesh=mesh, rules=run.rules, buckets=buckets,
+                 source=f"run:{run.run_dir}", feature_settings=run.config.features,
+                 compilation_cache_dir=compilation_cache_dir)
+    engine.run = run
+    return engine
 
   @classmethod
   def from_model(cls, path_or_id: str | Path, *, dtype: str | None = None, param_dtype: str | None = None,
@@ -116,8 +105,6 @@ class InferenceEngine:
     cfg = build.with_overrides(build.with_dtype(cfg, dtype), overrides)
     kw = dict(mesh=mesh, buckets=buckets, source=f"preset:{preset}", compilation_cache_dir=compilation_cache_dir)
     if heads is None and build.is_seq2seq(cfg):
-      from xtjax.models import init as model_init
-
       kw["mesh"] = build.resolve_mesh(mesh)
       graphdef, params = model_init.init(family, cfg, seed, kw["mesh"])
       return cls(family, cfg, graphdef, params, task_model=False, **kw)
@@ -129,7 +116,7 @@ class InferenceEngine:
     """A randomly initialised TaskModel of `cfg` with `heads` (default: a 3-way classifier `cls`)."""
     mesh = build.resolve_mesh(mesh)
     heads = dict(heads) if heads is not None else {"cls": HeadConfig("classification", 3)}
-    graphdef, params = build.build_task_model(family, cfg, heads, mesh, DEFAULT_RULES, seed)
+    graphdef, params, _ = model_init.init_task_model(family, cfg, heads, mesh, DEFAULT_RULES, seed)
     kw.setdefault("source", "random")
     return cls(family, cfg, graphdef, params, task_model=True, heads=heads, mesh=mesh, **kw)
 
@@ -139,45 +126,16 @@ class InferenceEngine:
   def compilations(self) -> int:
     return self.stats.compilations
 
-  def _batch_sharding(self, shape) -> NamedSharding:
-    names = ("batch",) + (None,) * (len(shape) - 1)
-    return NamedSharding(self.mesh, logical_to_spec(names, self.rules, self.mesh, shape))
+  @property
+  def stats(self) -> ProgramStats:
+    return self.programs.stats
 
   def _executable(self, key: tuple, fn: Callable, example: Mapping[str, np.ndarray]):
-    """(compiled `fn(params, batch)`, batch shardings) for one bucket, compiled on first use."""
-    if key in self._compiled:
-      return self._compiled[key]
-    batch_sh = {k: self._batch_sharding(v.shape) for k, v in example.items()}
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, jnp.int32, sharding=batch_sh[k]) for k, v in example.items()}
-    t0, hits = time.perf_counter(), persistent_cache_hits()
-    exe = jax.jit(fn, in_shardings=(self._param_sh, batch_sh)).lower(self.params, abstract).compile()
-    seconds = time.perf_counter() - t0
-    self.stats.compile_seconds += seconds
-    self.stats.compilations += 1
-    self.stats.cache_hits += persistent_cache_hits() - hits
-    self.stats.keys.append(key)
-    self._compiled[key] = (exe, batch_sh)
-    log.debug("compiled %s in %.2fs", key, seconds)
-    return self._compiled[key]
-
-  def _run(self, key: tuple, fn: Callable, batch: Mapping[str, np.ndarray]):
-    exe, batch_sh = self._executable(key, fn, batch)
-    placed = {k: jax.device_put(v, batch_sh[k]) for k, v in batch.items()}
-    self.stats.calls += 1
-    return exe(self.params, placed)
+    return self.programs.executable(key, fn, self.params, example)
 
   def _bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple], fn: Callable,
                 prepare: Callable | None = None) -> list:
-    """Runs `fn` over bucket-sized chunks; host outputs with the filler rows dropped, per chunk."""
-    Lb = self.buckets.length(length)
-    outs = []
-    for rows, batch in chunks(arrays, self.buckets, Lb, self.pad_id):
-      self.stats.padded_rows += batch["input_ids"].shape[0] - rows
-      if prepare is not None:
-        prepare(batch, rows)
-      out = self._run(key(batch), fn, batch)
-      outs.append(jax.tree.map(lambda x, r=rows: np.asarray(x)[:r], out))
-    return outs
+    return self.programs.bucketed(arrays, length, key, fn, self.params, prepare)
 
   # ---- task heads ---------------------------------------------------------------------------------
 
@@ -186,19 +144,6 @@ class InferenceEngine:
       raise XtjaxError(f"no head {task!r} in {self.source}; heads: {sorted(self.heads)}")
     return self.heads[task].type
 
-  def _head_fn(self, task: str):
-    graphdef = self.graphdef
-
-    def fn(params, batch):  # as xtjax.train.step.make_eval_step
-      return nnx.merge(graphdef, params).eval_outputs(task, batch)
-
-    return fn
-
-  @staticmethod
-  def _head_key(task: str, batch: Mapping[str, np.ndarray]) -> tuple:
-    ids = batch["input_ids"]
-    return ("predict", task, ids.shape[0], ids.shape[-1], ids.shape[1:-1], tuple(sorted(batch)))
-
   def predict(self, task: str, inputs: Mapping[str, np.ndarray]):
     """Head outputs in f32 numpy, one row per input row, as the training eval step computes them.
 
@@ -206,18 +151,10 @@ class InferenceEngine:
     [N, L]; tagging [N, L, labels]. Classification and multiple-choice requests are cut to their
     longest attended length before bucketing; span and tagging keep the given width.
     """
-    # First-token heads do not depend on padding positions: requests are cut to their attended length.
-    first_token_only = head_kind(self.head_type(task)).first_token_only
-    arrays = {k: np.asarray(inputs[k]) for k in INPUT_KEYS if k in inputs}
-    if "input_ids" not in arrays or "attention_mask" not in arrays:
+    head = self.head_type(task)
+    if "input_ids" not in inputs or "attention_mask" not in inputs:
       raise XtjaxError("predict needs input_ids and attention_mask")
-    width = arrays["input_ids"].shape[-1]
-    length = effective_length(arrays["attention_mask"]) if first_token_only else width
-    outs = self._bucketed(arrays, length, lambda b: self._head_key(task, b), self._head_fn(task))
-    out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-    if not first_token_only:  # the length bucket may be wider than the request
-      out = jax.tree.map(lambda x: x[:, :width], out)
-    return out
+    return self.programs.head_outputs(self.graphdef, self.params, task, head, inputs)
 
   def predict_examples(self, task_name: str, examples: Sequence[Any], settings=None):
     """Task examples -> the task's predictions: featurise, head outputs, the task's post-processing."""
@@ -341,7 +278,7 @@ class InferenceEngine:
           layer = self._layer_index(-1)
           self._executable(("embed", layer, "mean", B, L), self._embed_fn(layer, "mean"), batch)
         else:
-          self._executable(self._head_key(task, batch), self._head_fn(task), batch)
+          self._executable(head_key(task, batch), head_fn(self.graphdef, task), batch)
     return time.perf_counter() - t0
 
 

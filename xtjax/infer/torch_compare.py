@@ -19,17 +19,60 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
-from xtjax.infer import bench as B
-from xtjax.infer.buckets import Buckets
+from xtjax.evaluation.buckets import Buckets
 from xtjax.infer.engine import InferenceEngine
 from xtjax.models import registry
-from xtjax.models.heads import HeadConfig
+from xtjax.models.heads import HeadConfig, loss_terms
+from xtjax.models.prng import make_key
 from xtjax.parallel.mesh import MeshConfig
+from xtjax.perf.timing import device_info, percentiles_ms, random_inputs, time_calls
+
+
+# The jax side's step mirrors the torch loop it is compared with (clip_grad_norm_ + AdamW, mean loss),
+# not the trainer's; `xtjax bench train` (xtjax.train.bench) measures the trainer's own step.
+class BenchState(NamedTuple):
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  key: jax.Array
+
+
+def make_optimizer(learning_rate: float = 1e-5, weight_decay: float = 0.01, max_grad_norm: float | None = 1.0):
+  """AdamW with global-norm clipping, as fine-tuning runs it (torch: clip_grad_norm_ + AdamW)."""
+  adamw = optax.adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay)
+  return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw) if max_grad_norm else adamw
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, task: str = "cls", head_type: str = "classification",
+                    dropout: bool = True):
+  """`step(state, batch) -> (state, loss)`: one optimizer update on the mean loss of the batch."""
+
+  def loss_fn(params, batch, key):
+    logits = nnx.merge(graphdef, params)(task, batch, dropout_key=key)
+    total, count = loss_terms(head_type, logits, batch)
+    return total / jnp.maximum(count, 1.0)
+
+  def step(state: BenchState, batch):
+    key = jax.random.fold_in(state.key, state.step) if dropout else None
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return BenchState(params, opt_state, state.step + 1, state.key), loss
+
+  return step
+
+
+def init_bench_state(params, tx, seed: int = 0, rng_impl: str | None = "hash") -> BenchState:
+  """Params, optimizer state, step and the dropout key (`rng_impl`: see `xtjax.models.prng`)."""
+  return BenchState(params, tx.init(params), jnp.zeros((), jnp.int32), make_key(seed, rng_impl))
 
 
 class _Jax:
@@ -39,12 +82,12 @@ class _Jax:
     self.engine = InferenceEngine.random(family, cfg, heads=heads, seed=seed, mesh=MeshConfig(devices=1),
                                          buckets=Buckets((1, batch_size), (seq_len,)))
     rng = np.random.default_rng(seed)
-    self.inputs = B.random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
+    self.inputs = random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
     self.one = {k: v[:1] for k, v in self.inputs.items()}
-    tx = B.make_optimizer()
-    self.step = jax.jit(B.make_train_step(self.engine.graphdef, tx, dropout=dropout), donate_argnums=(0,))
+    tx = make_optimizer()
+    self.step = jax.jit(make_train_step(self.engine.graphdef, tx, dropout=dropout), donate_argnums=(0,))
     params = jax.tree.map(lambda x: x.copy(), self.engine.params)
-    self.state = jax.jit(lambda p: B.init_bench_state(p, tx, seed, "hash"))(params)
+    self.state = jax.jit(lambda p: init_bench_state(p, tx, seed, "hash"))(params)
     batch = dict(self.inputs, labels=rng.integers(0, num_labels, (batch_size,)).astype(np.int32),
                  example_mask=np.ones((batch_size,), np.int32))
     device = jax.tree.leaves(params)[0].sharding
@@ -129,16 +172,16 @@ def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_s
     for phase, n in (("train", train_steps), ("infer", infer_iters), ("latency", latency_iters)):
       for name in order:
         fn = {"train": sides[name].train, "infer": sides[name].infer, "latency": sides[name].infer_one}[phase]
-        times[name][phase] += B.time_calls(fn, n, warmup=1)
+        times[name][phase] += time_calls(fn, n, warmup=1)
   out = {"preset": preset, "dtype": dtype, "batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
          "dropout": dropout, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default") if not torch_preloaded else "unknown",
-         "device": B.device_info(), "setup_seconds": setup_s, "load_average": load_start,
+         "device": device_info(), "setup_seconds": setup_s, "load_average": load_start,
          "load_average_end": os.getloadavg()[0]}
   for name in sides:
     t = times[name]
-    out[name] = {"train_step_ms": B.percentiles_ms(t["train"]), "infer_ms": B.percentiles_ms(t["infer"]),
-                 "latency_batch1_ms": B.percentiles_ms(t["latency"])}
+    out[name] = {"train_step_ms": percentiles_ms(t["train"]), "infer_ms": percentiles_ms(t["infer"]),
+                 "latency_batch1_ms": percentiles_ms(t["latency"])}
     out[name]["train_examples_per_s"] = batch_size / (out[name]["train_step_ms"]["p50"] / 1e3)
     out[name]["infer_examples_per_s"] = batch_size / (out[name]["infer_ms"]["p50"] / 1e3)
   j, tt = out["jax"], out["torch"]

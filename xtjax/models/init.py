@@ -17,6 +17,8 @@ from jax.sharding import Mesh
 
 from xtjax.errors import CheckpointError
 from xtjax.models import registry
+from xtjax.models.heads import HeadConfig
+from xtjax.models.task_model import TaskModel
 from xtjax.parallel.mesh import single_device_mesh
 from xtjax.parallel.rules import DEFAULT_RULES, Rules, state_shardings
 
@@ -31,18 +33,30 @@ def count_params(state) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.to_pure_dict(state))))
 
 
+def init_sharded(ctor, mesh: Mesh, rules: Rules = DEFAULT_RULES):
+  """(graphdef, params, shardings) of the module `ctor()` builds: shapes first (`nnx.eval_shape`), then
+  one jitted init whose `out_shardings` put every parameter shard on its own device."""
+  graphdef, abs_state = nnx.split(nnx.eval_shape(ctor))
+  shardings = state_shardings(abs_state, mesh, rules)
+  params = jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
+  return graphdef, params, shardings
+
+
 def init(family: registry.Family, cfg, seed: int = 0, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES):
   """Randomly initialised (graphdef, params) with every parameter sharded by the rules."""
-  mesh = mesh or single_device_mesh()
-  graphdef, abs_state = abstract(family, cfg, seed)
-  shardings = state_shardings(abs_state, mesh, rules)
-
-  @jax.jit
-  def _init():
-    return nnx.split(family.build(cfg, nnx.Rngs(seed)))[1]
-
-  state = jax.jit(_init, out_shardings=shardings)()
+  graphdef, state, _ = init_sharded(lambda: family.build(cfg, nnx.Rngs(seed)), mesh or single_device_mesh(), rules)
   return graphdef, state
+
+
+def abstract_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig]):
+  """(graphdef, abstract state) of a TaskModel; allocates nothing."""
+  return nnx.split(nnx.eval_shape(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(0))))
+
+
+def init_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig], mesh: Mesh,
+                    rules: Rules = DEFAULT_RULES, seed: int = 0):
+  """(graphdef, params, shardings) of a randomly initialised TaskModel, sharded by the rules."""
+  return init_sharded(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed)), mesh, rules)
 
 
 def _flat(tree: Mapping, prefix=()) -> dict:

@@ -11,25 +11,24 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
-from xtjax import config as config_lib
-from xtjax.checkpoint import RunCheckpoints, abstract_like
+from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
 from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
 from xtjax.errors import XtjaxError
+from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
 from xtjax.io_utils import write_text_atomic
-from xtjax.models import store
+from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
+from xtjax.runs import identity
+from xtjax.runs.schema import TrainConfig
 from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
 from xtjax.train.preemption import Preemption
-from xtjax.train.config import TrainConfig
-from xtjax.train.evaluate import evaluate
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state
-from xtjax.train.state import batch_sharding, state_sharding
-from xtjax.train.step import compile_eval_step, compile_train_step, make_eval_step, make_train_step
+from xtjax.train.state import state_sharding
+from xtjax.train.step import compile_train_step, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -38,40 +37,17 @@ class TrainingDiverged(XtjaxError):
   """Loss or gradients became NaN/Inf."""
 
 
-def _features(task, tcfg, split, language, tokenizer, settings, cache_dir, source=None):
-  source = source or tcfg.data
-  try:
-    from xtjax.data.cache import cached_features
-  except ImportError:
-    cached_features = None
-  if cached_features is not None and cache_dir is not None:
-    return cached_features(task, split, language, source, tokenizer, settings, cache_dir)
-  from xtjax.data.cache import read_examples
-
-  examples = read_examples(task, split, language, source)
-  return examples, task.featurize(examples, tokenizer, settings)
-
-
-def _eval_languages(cfg: TrainConfig, tcfg) -> tuple[str, ...]:
-  if tcfg.eval_languages is not None:
-    return tuple(tcfg.eval_languages)
-  try:
-    from xtjax.tasks.xtreme import benchmark_tasks
-
-    spec = benchmark_tasks(cfg.benchmark).get(tcfg.name)
-  except Exception:  # noqa: BLE001 - a task outside the benchmark has no default languages
-    spec = None
-  return tuple(spec.languages) if spec is not None else ()
 
 
 class Trainer:
   """Holds the compiled steps and state of one run; `run()` trains and evaluates."""
 
-  def __init__(self, cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None):
+  def __init__(self, cfg: TrainConfig, workdir: str | Path, overwrite: bool = False):
     self.cfg = cfg
     self.workdir = Path(workdir).absolute()
+    identity.claim_run_dir(self.workdir, cfg, overwrite)
     self.workdir.mkdir(parents=True, exist_ok=True)
-    self.config_dict = config_dict if config_dict is not None else config_lib.to_dict(cfg)
+    self.config_dict = identity.resolved(cfg)
     self.mesh = make_mesh(cfg.mesh)
     self.rules = rules_from_config(cfg.rules)
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
@@ -90,30 +66,6 @@ class Trainer:
       write_text_atomic(self.workdir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False,
                                                                        allow_unicode=True))
 
-  # ----------------------------------------------------------------------------------------------
-  def _put(self, batch: dict) -> dict:
-    """Host batch (global rows) -> global jax arrays sharded over the batch axes."""
-    pc, pi = jax.process_count(), jax.process_index()
-    out = {}
-    for k, v in batch.items():
-      sh = batch_sharding(self.mesh, self.rules, v.ndim, v.shape)
-      if pc == 1:
-        out[k] = jax.device_put(v, sh)
-      else:
-        per = v.shape[0] // pc
-        out[k] = jax.make_array_from_process_local_data(sh, v[pi * per:(pi + 1) * per], v.shape)
-    return out
-
-  def _put_process_batch(self, batch: dict) -> dict:
-    """This process's slice of a global batch -> global jax arrays."""
-    pc = jax.process_count()
-    out = {}
-    for k, v in batch.items():
-      shape = (v.shape[0] * pc,) + v.shape[1:]
-      sh = batch_sharding(self.mesh, self.rules, v.ndim, shape)
-      out[k] = jax.make_array_from_process_local_data(sh, v, shape) if pc > 1 else jax.device_put(v, sh)
-    return out
-
   def setup(self):
     cfg = self.cfg
     t0 = time.time()
@@ -124,17 +76,19 @@ class Trainer:
     for task, tcfg in zip(self.tasks, cfg.tasks):
       if task not in self.train_tasks:
         continue
-      ex, feats = _features(task, tcfg, tcfg.train_split, "en", self.tokenizer, settings, self.cache_dir)
+      ex, feats = task_features(task, tcfg, tcfg.train_split, "en", self.tokenizer, settings, self.cache_dir)
       if len(feats) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
       self.train_sets[task.name] = (ex, feats)
       try:
-        self.dev_sets[task.name] = _features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer, settings,
-                                             self.cache_dir)
+        self.dev_sets[task.name] = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer,
+                                                 settings, self.cache_dir)
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
     self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
                                                              self.mesh, self.rules)
+    self.eval_model = EvalModel.build(start.family, start.config, self.graphdef, self.tokenizer, cfg, self.mesh,
+                                      self.rules, f"run:{self.workdir}")
     streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed)
                for t in self.train_tasks]
     sizes = {s.name: s.num_rows for s in streams}
@@ -161,7 +115,7 @@ class Trainer:
       self.start_how = f"resumed from {self.workdir / 'checkpoints'} at step {step}"
     else:
       self.start_how = start.source
-    self._train_steps, self._eval_steps = {}, {}
+    self._train_steps = {}
     log.info("start: %s; %d tasks, %d steps (%d per epoch), mesh %s, set-up %.1fs", self.start_how,
              len(self.tasks), self.total_steps, self.steps_per_epoch, dict(self.mesh.shape), time.time() - t0)
     return self
@@ -174,19 +128,13 @@ class Trainer:
       self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None)
     return self._train_steps[task.name]
 
-  def eval_step_for(self, task):
-    if task.name not in self._eval_steps:
-      self._eval_steps[task.name] = compile_eval_step(make_eval_step(self.graphdef, task.name), self.param_sh, None)
-    return self._eval_steps[task.name]
-
   def evaluate_dev(self, params) -> dict:
     out = {}
     for task in self.train_tasks:
       if task.name not in self.dev_sets:
         continue
       ex, feats = self.dev_sets[task.name]
-      out[task.name] = evaluate(task, ex, feats, self.eval_step_for(task), params, self.cfg.eval_batch_size,
-                                self.cfg.features, "en", self._put)
+      out[task.name], _ = self.eval_model.evaluate(task, ex, feats, params, "en")
     return out
 
   def dev_score(self, dev: dict) -> float:
@@ -210,7 +158,7 @@ class Trainer:
       while self.position.step < self.total_steps:
         name, batch, next_pos = next(it)
         task = task_by_name[name]
-        self.state, metrics = self.train_step_for(task)(self.state, self._put_process_batch(batch))
+        self.state, metrics = self.train_step_for(task)(self.state, put_process_batch(batch, self.mesh, self.rules))
         if pending is not None:
           self._log_train(book, progress, *pending)
         pending = (self.position.step + 1, name, metrics)
@@ -237,7 +185,7 @@ class Trainer:
       log.warning("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
                   self.position.step, self.workdir / "checkpoints")
       return {"status": "preempted", "step": self.position.step}
-    summary = self._finish(book, elapsed)
+    summary = self._finish(book, elapsed, self.position.step - first_step)
     book.close()
     return summary
 
@@ -276,57 +224,29 @@ class Trainer:
     return r.params, r.info
 
   def zero_shot(self, params) -> dict:
-    """{task: {language: scores}} on every configured language of each task's eval split."""
-    results = {}
-    for task, tcfg in zip(self.tasks, self.cfg.tasks):
-      langs = _eval_languages(self.cfg, tcfg)
-      if not self.cfg.zero_shot or not langs:
-        continue
-      per_lang = {}
-      for lang in langs:
-        if task.head_type == "retrieval":
-          per_lang[lang] = self._retrieval(task, tcfg, params, lang)
-          continue
-        ex, feats = _features(task, tcfg, tcfg.eval_split, lang, self.tokenizer, self.cfg.features, self.cache_dir,
-                              source=tcfg.eval_data or tcfg.data)
-        per_lang[lang] = evaluate(task, ex, feats, self.eval_step_for(task), params, self.cfg.eval_batch_size,
-                                  self.cfg.features, lang, self._put)
-      metrics = sorted({k for v in per_lang.values() for k in v})
-      per_lang["avg"] = {k: float(np.mean([v[k] for v in per_lang.values() if k in v])) for k in metrics}
-      results[task.name] = per_lang
-    return results
+    """{task: {language: scores}} in every configured language; predictions go to `<run>/predictions`."""
+    if not self.cfg.zero_shot:
+      return {}
+    out_dir = self.workdir / "predictions" if jax.process_index() == 0 else None
+    return zero_shot(self.eval_model, self.cfg, params, self.cache_dir, out_dir)
 
-  def encoder_view(self, params):
-    """The encoder part of `params` as a Pretrained model (for embeddings and retrieval)."""
-    from xtjax.models.init import abstract
-    from xtjax.models.loading import Pretrained
-
-    graphdef, _ = abstract(self.start.family, self.start.config)
-    return Pretrained(self.start.family, self.start.config, graphdef, params["encoder"], self.tokenizer,
-                      f"run:{self.workdir}")
-
-  def _retrieval(self, task, tcfg, params, lang) -> dict:
-    from xtjax.tasks.retrieval import evaluate_retrieval
-
-    out = evaluate_retrieval(task, self.encoder_view(params), tcfg.eval_data or tcfg.data, lang, split=tcfg.eval_split,
-                             dev_split=tcfg.dev_split, layer=self.cfg.retrieval_layer,
-                             batch_size=self.cfg.eval_batch_size, max_length=self.cfg.features.max_length)
-    return {k: float(v) for k, v in out["scores"].items() if isinstance(v, (int, float, np.floating, np.integer))}
-
-  def _finish(self, book, elapsed) -> dict:
+  def _finish(self, book, elapsed, steps_run: int) -> dict:
     params, info = self.best_params()
     zs = self.zero_shot(params)
     for name, per_lang in zs.items():
       for lang, scores in per_lang.items():
         book.write(self.position.step, f"zero_shot/{name}/{lang}", scores)
+    features_per_s = steps_run * self.cfg.batch_size / max(elapsed, 1e-9)
+    n_ex = sum(len(ex) for ex, _ in self.train_sets.values())
+    n_feat = sum(len(f) for _, f in self.train_sets.values())
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
+               "config_hash": identity.config_hash(self.config_dict),
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
-               "examples_per_second": round(self.position.step * self.cfg.batch_size / max(elapsed, 1e-9), 2)}
-    enc = params["encoder"]
-    if jax.process_count() > 1:  # every process joins the gather: encoder shards may live on other hosts
-      enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
+               # a QA example may give several windows: rows trained on per second, and examples per second
+               "features_per_second": round(features_per_s, 2),
+               "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}
+    export_encoder(self.workdir, self.start.family, self.start.config, params, self.tokenizer)
     if jax.process_index() == 0:
-      store.save(self.workdir / "model", self.start.family, self.start.config, enc, self.tokenizer)
       write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
       write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
@@ -354,10 +274,11 @@ class _progress:
       self.bar.close()
 
 
-def train(cfg: TrainConfig, workdir: str | Path, config_dict: dict | None = None,
-          stop_after_steps: int | None = None) -> dict:
-  """Runs one phase in `workdir` (resuming if it has checkpoints). Returns the summary."""
-  trainer = Trainer(cfg, workdir, config_dict).setup()
+def train(cfg: TrainConfig, workdir: str | Path, stop_after_steps: int | None = None, overwrite: bool = False) -> dict:
+  """Runs one phase in `workdir` (resuming if it has checkpoints of the same config). Returns the summary.
+
+  A `workdir` holding a different config is an error naming the keys, unless `overwrite` (start afresh)."""
+  trainer = Trainer(cfg, workdir, overwrite).setup()
   try:
     return trainer.run(stop_after_steps)
   finally:

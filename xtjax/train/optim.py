@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xtjax.train.config import OptimConfig
+from xtjax.runs.schema import OptimConfig
 
 
 def path_str(path) -> str:

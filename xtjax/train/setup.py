@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.errors import CheckpointError, ConfigError
-from xtjax.models import hf_io, registry, store
+from xtjax.models import hf_io, registry
 from xtjax.models.heads import HeadConfig
+from xtjax.models.init import init_task_model
 from xtjax.models.loading import load_pretrained
-from xtjax.models.task_model import TaskModel
-from xtjax.parallel.rules import state_shardings
-from xtjax.train.config import TrainConfig
+from xtjax.runs import start
+from xtjax.runs.schema import TrainConfig
 from xtjax.train.state import TrainState, new_rng
 
 log = logging.getLogger(__name__)
@@ -32,39 +31,23 @@ class EncoderStart:
   source: str
 
 
-def resolve_init_from(path: str) -> Path:
-  """A run directory means its exported `model/` folder; an xtjax model folder is used as is."""
-  p = Path(path)
-  if store.is_model_dir(p):
-    return p
-  if store.is_model_dir(p / "model"):
-    return p / "model"
-  raise CheckpointError(f"init_from {path}: neither an xtjax model folder nor a finished run directory "
-                        f"(no {p / 'model' / store.MARKER})")
-
-
 def encoder_start(cfg: TrainConfig, mesh, rules) -> EncoderStart:
+  """The encoder of a fresh run from its start source (`xtjax.runs.start`), weights loaded onto the mesh."""
   m = cfg.model
-  if cfg.init_from or m.pretrained:
-    src = str(resolve_init_from(cfg.init_from)) if cfg.init_from else m.pretrained
-    pre = load_pretrained(src, mesh=mesh, rules=rules, dtype=m.dtype, param_dtype=m.param_dtype)
-    fam, enc_cfg, params, tok = pre.family, pre.config, pre.params, pre.tokenizer
-    how = ("init_from" if cfg.init_from else "pretrained") + f" {src}"
-  else:
-    fam, enc_cfg = registry.preset(m.preset)
-    enc_cfg = dataclasses.replace(enc_cfg, dtype=m.dtype, param_dtype=m.param_dtype)
+  source = start.encoder_source(cfg)
+  if source.kind == "preset":
+    fam, enc_cfg, _ = start.encoder_config(source)
     params, tok = None, None
-    how = f"scratch (preset {m.preset})"
-  if m.config_overrides:
-    try:
-      enc_cfg = dataclasses.replace(enc_cfg, **m.config_overrides)
-    except (TypeError, ValueError) as e:
-      raise ConfigError(f"model.config_overrides: {e}") from e
-  if m.tokenizer:
-    tok = hf_io.load_tokenizer(hf_io.resolve(m.tokenizer))
+  else:
+    pre = load_pretrained(source.location, mesh=mesh, rules=rules, dtype=m.dtype, param_dtype=m.param_dtype)
+    fam, enc_cfg, params, tok = pre.family, pre.config, pre.params, pre.tokenizer
+  enc_cfg = start.configure_encoder(enc_cfg, m)
+  tok_dir = start.tokenizer_override(m)
+  if tok_dir is not None:
+    tok = hf_io.load_tokenizer(tok_dir)
   if tok is None:
     raise ConfigError("model: no tokenizer found; set model.tokenizer to a tokenizer folder")
-  return EncoderStart(fam, enc_cfg, params, tok, how)
+  return EncoderStart(fam, enc_cfg, params, tok, source.describe())
 
 
 def head_configs(tasks) -> dict[str, HeadConfig]:
@@ -72,14 +55,9 @@ def head_configs(tasks) -> dict[str, HeadConfig]:
 
 
 def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, mesh, rules):
-  """(graphdef, params): heads freshly initialised; the encoder from `start` (or initialised)."""
+  """(graphdef, params, shardings): heads freshly initialised; the encoder from `start` (or initialised)."""
 
-  def ctor():
-    return TaskModel(start.family, start.config, heads, rngs=nnx.Rngs(seed))
-
-  graphdef, abs_params = nnx.split(nnx.eval_shape(ctor))
-  shardings = state_shardings(abs_params, mesh, rules)
-  params = jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
+  graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed)
   if start.params is not None:
     enc_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), params["encoder"])
     got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), start.params)

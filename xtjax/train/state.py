@@ -11,7 +11,6 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from xtjax.models.prng import make_key
-from xtjax.parallel.rules import Rules, logical_to_spec
 
 
 @flax.struct.dataclass
@@ -49,11 +48,6 @@ def state_sharding(abstract_state: TrainState, param_shardings, mesh: Mesh) -> T
     return jax.tree.map(lambda _: repl, node)
 
   return TrainState(step=repl, params=param_shardings, opt_state=walk(abstract_state.opt_state), rng=repl)
-
-
-def batch_sharding(mesh: Mesh, rules: Rules, ndim: int, shape=None) -> NamedSharding:
-  names = ("batch",) + (None,) * (ndim - 1)
-  return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
 
 
 def new_rng(seed: int, impl: str = "threefry2x32") -> jax.Array:

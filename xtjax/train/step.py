@@ -1,4 +1,4 @@
-"""Pure train and eval steps: `train_step(state, batch) -> (state, metrics)`, `eval_step(params, batch)`.
+"""The pure train step: `train_step(state, batch) -> (state, metrics)` (evaluation: `xtjax.evaluation.programs`).
 
 Compiled once per task (heads differ) with explicit in/out shardings and the state donated.
 Gradient accumulation is a `lax.scan` over micro-batches inside the step, so one compiled program
@@ -72,18 +72,6 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
   return step
 
 
-def make_eval_step(graphdef, task: str):
-  """Head outputs for one batch (no dropout), as f32."""
-
-  def step(params, batch):
-    return nnx.merge(graphdef, params).eval_outputs(task, batch)
-
-  return step
-
-
 def compile_train_step(step_fn, state_sh, batch_sh):
   return jax.jit(step_fn, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=(0,))
 
-
-def compile_eval_step(step_fn, params_sh, batch_sh):
-  return jax.jit(step_fn, in_shardings=(params_sh, batch_sh))

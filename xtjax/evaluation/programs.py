@@ -1,0 +1,144 @@
+"""The one eval function (a head's f32 outputs, no dropout) and the compile-once-per-bucket runner that
+training (dev and zero-shot evaluation) and the inference engine both call.
+
+Inputs are padded up to a (batch size, length) bucket (`buckets.py`), so ragged last batches and
+languages of different lengths reuse a compiled program; each program is compiled ahead of time
+with explicit shardings and counted in `stats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from xtjax.evaluation.buckets import Buckets, chunks, effective_length
+from xtjax.models.heads import head_kind
+from xtjax.parallel.batching import batch_sharding, put_global_batch
+from xtjax.parallel.rules import Rules
+
+log = logging.getLogger(__name__)
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def head_fn(graphdef, task: str):
+  """`fn(params, batch)`: the outputs of `task`'s head as f32, without dropout."""
+
+  def fn(params, batch):
+    return nnx.merge(graphdef, params).eval_outputs(task, batch)
+
+  return fn
+
+
+def to_host(x) -> np.ndarray:
+  """A global array as host numpy (every process joins the gather on a multi-host mesh)."""
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+@dataclasses.dataclass
+class ProgramStats:
+  compilations: int = 0  # executables built (persistent-cache loads included)
+  cache_hits: int = 0  # of those, loaded from the persistent compilation cache
+  compile_seconds: float = 0.0
+  calls: int = 0
+  padded_rows: int = 0  # filler rows added to reach a batch bucket
+  keys: list = dataclasses.field(default_factory=list)  # one per executable, in compilation order
+
+
+class BucketedPrograms:
+  """Compiled `fn(params, batch)` per (key, batch bucket, length bucket), built on first use."""
+
+  def __init__(self, mesh: Mesh, rules: Rules, buckets: Buckets, pad_id: int = 0,
+               cache_hits: Callable[[], int] = lambda: 0):
+    self.mesh, self.rules, self.buckets, self.pad_id = mesh, rules, buckets, int(pad_id)
+    self.cache_hits = cache_hits  # persistent compilation cache loads so far (the engine's counter)
+    self.stats = ProgramStats()
+    self.compiled: dict[tuple, Any] = {}
+
+  def executable(self, key: tuple, fn: Callable, params, example: Mapping[str, np.ndarray]):
+    """The compiled `fn` for `example`'s shapes (compiled now if `key` is new)."""
+    if key in self.compiled:
+      return self.compiled[key]
+    batch_sh = {k: batch_sharding(self.mesh, self.rules, v.shape) for k, v in example.items()}
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, jnp.int32, sharding=batch_sh[k]) for k, v in example.items()}
+    param_sh = jax.tree.map(lambda x: x.sharding, params)
+    t0, hits = time.perf_counter(), self.cache_hits()
+    exe = jax.jit(fn, in_shardings=(param_sh, batch_sh)).lower(params, abstract).compile()
+    seconds = time.perf_counter() - t0
+    self.stats.compile_seconds += seconds
+    self.stats.compilations += 1
+    self.stats.cache_hits += self.cache_hits() - hits
+    self.stats.keys.append(key)
+    self.compiled[key] = exe
+    log.debug("compiled %s in %.2fs", key, seconds)
+    return exe
+
+  def run(self, key: tuple, fn: Callable, params, batch: Mapping[str, np.ndarray]):
+    exe = self.executable(key, fn, params, batch)
+    self.stats.calls += 1
+    return exe(params, put_global_batch(batch, self.mesh, self.rules))
+
+  def bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple], fn: Callable,
+               params, prepare: Callable | None = None) -> list:
+    """Runs `fn` over bucket-sized chunks; host outputs with the filler rows dropped, per chunk.
+
+    A chunk's outputs are fetched after the next chunk is dispatched, so padding and transfers on the
+    host overlap the device's work."""
+    Lb = self.buckets.length(length)
+    outs, pending = [], None
+
+    def fetch(out, rows):
+      outs.append(jax.tree.map(lambda x: to_host(x)[:rows], out))
+
+    for rows, batch in chunks(arrays, self.buckets, Lb, self.pad_id):
+      self.stats.padded_rows += batch["input_ids"].shape[0] - rows
+      if prepare is not None:
+        prepare(batch, rows)
+      out = self.run(key(batch), fn, params, batch)
+      if pending is not None:
+        fetch(*pending)
+      pending = (out, rows)
+    if pending is not None:
+      fetch(*pending)
+    return outs
+
+  def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray]):
+    """`task`'s head outputs in f32 numpy, one row per input row (a tuple of arrays for span heads).
+
+    Heads that read the first token only run on the longest attended length (bucketed); span and
+    tagging outputs keep the given width.
+    """
+    arrays = {k: np.asarray(inputs[k]) for k in INPUT_KEYS if k in inputs}
+    width = arrays["input_ids"].shape[-1]
+    length = effective_length(arrays["attention_mask"]) if head_kind(head_type).first_token_only else width
+    outs = self.bucketed(arrays, length, lambda b: head_key(task, b), head_fn(graphdef, task), params)
+    out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+    if not head_kind(head_type).first_token_only:  # the length bucket may be wider than the request
+      out = jax.tree.map(lambda x: x[:, :width], out)
+    return out
+
+
+def head_key(task: str, batch: Mapping[str, np.ndarray]) -> tuple:
+  ids = batch["input_ids"]
+  return ("predict", task, ids.shape[0], ids.shape[-1], ids.shape[1:-1], tuple(sorted(batch)))
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+  """Powers of two from 32 below `max_length`, and `max_length` itself."""
+  out, n = [], 32
+  while n < max_length:
+    out.append(n)
+    n *= 2
+  return tuple(out) + (max_length,)
