@@ -16,8 +16,9 @@ import optax
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import seq2seq_loss
 
-HEAD_TYPES = ("classification", "multiple_choice", "span", "tagging", "mlm")
+HEAD_TYPES = ("classification", "multiple_choice", "span", "tagging", "mlm", "text_to_text")
 IGNORE = -100  # label id excluded from losses and metrics
 
 
@@ -77,12 +78,15 @@ def _xent(logits, labels, mask):
   return (per * mask).sum(), mask.sum()
 
 
-def loss_terms(head_type: str, logits, batch) -> tuple[jax.Array, jax.Array]:
+def loss_terms(head_type: str, logits, batch, z_loss: float = 0.0) -> tuple[jax.Array, jax.Array]:
   """(summed loss, number of terms) so that losses average correctly over accumulation and hosts.
 
-  Batches carry `example_mask` [B] (0 for padding rows added to fill a batch).
+  Batches carry `example_mask` [B] (0 for padding rows added to fill a batch). `z_loss` applies
+  to `text_to_text` only (see `xtjax.models.seq2seq_loss`).
   """
   ex = batch["example_mask"].astype(bool)
+  if head_type == "text_to_text":
+    return seq2seq_loss.loss_terms(logits, batch["labels"], ex, z_loss)
   if head_type in ("classification", "multiple_choice"):
     return _xent(logits, batch["labels"], ex)
   if head_type == "span":
