@@ -53,3 +53,24 @@ def test_adafactor_is_selected_in_config_and_rejects_adamw_weight_decay(tmp_path
     optim.build(OptimConfig(optimizer="adafactor"), params, total_steps=1, num_layers=0)
   with pytest.raises(Exception, match="optimizer"):
     config_lib.from_dict(OptimConfig, {"optimizer": "sgd"}, "test")
+
+
+def test_adafactor_state_shards_on_a_mesh(tmp_path_factory):
+  # The factored statistics have the params' tree structure but not their shapes: they are replicated.
+  from t5_fixtures import tiny_t5_folder
+
+  from xtjax.models.heads import HeadConfig
+  from xtjax.models.loading import load_pretrained
+  from xtjax.parallel.mesh import MeshConfig, make_mesh
+  from xtjax.parallel.rules import DEFAULT_RULES
+  from xtjax.train.setup import EncoderStart, build_model, init_state
+  from xtjax.train.state import state_sharding
+
+  mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+  pre = load_pretrained(str(tiny_t5_folder(tmp_path_factory, "mt5")), mesh=mesh, rules=DEFAULT_RULES)
+  start = EncoderStart(pre.family, pre.config, pre.params, pre.tokenizer, "test")
+  _, params, param_sh = build_model(start, {"t": HeadConfig("text_to_text")}, 0, mesh, DEFAULT_RULES)
+  tx, _ = optim.build(MT5, params, total_steps=1, num_layers=2)
+  sh = state_sharding(jax.eval_shape(lambda p: init_state(p, tx, 0), params), param_sh, mesh)
+  state = jax.jit(lambda p: init_state(p, tx, 0), out_shardings=sh)(params)
+  assert len(jax.tree.leaves(state.opt_state)) > 3
