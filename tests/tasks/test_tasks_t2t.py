@@ -83,3 +83,35 @@ def test_wrapped_task_scores_with_the_base_metric_and_counts_invalid(tmp_path):
   preds = task.predict(texts, feats, examples, FeatureSettings())
   assert isinstance(preds, GeneratedPredictions) and preds.invalid == 1
   assert task.score(preds, examples, "en") == {"accuracy": 75.0, "invalid_outputs": 25.0}
+
+
+def test_span_corruption_hides_about_15_percent_in_spans_and_round_trips():
+  from xtjax.tasks.mlm import TextExample
+
+  words = [f"w{i}" for i in range(40)]
+  inputs, target = t2t_forms.span_corruption(words, seed=3)
+  ins, outs = inputs.split(), target.split()
+  sentinels = [w for w in ins if w.startswith("<extra_id_")]
+  assert len(sentinels) == 2 and outs[-1] == "<extra_id_2>"  # round(40 * .15) = 6 noise words in 2 spans
+  assert len([w for w in outs if not w.startswith("<")]) == 6 and len([w for w in ins if not w.startswith("<")]) == 34
+  # Filling each sentinel with its span gives the text back.
+  spans, current = {}, None
+  for w in outs:
+    if w.startswith("<extra_id_"):
+      current = w
+      spans[current] = []
+    else:
+      spans[current].append(w)
+  assert [x for w in ins for x in (spans[w] if w in spans else [w])] == words
+  ex = TextExample("en-1", "en", " ".join(words))
+  form = t2t_forms.form("mlm")
+  assert form.to_text(ex) == form.to_text(ex)  # deterministic per example
+  task = registry.get("mlm_t2t")
+  gold = form.to_text(ex)[1]
+  assert task.score(task.predict([gold], _one(), [ex], FeatureSettings()), [ex], "en")["accuracy"] == 100.0
+
+
+def _one():
+  from xtjax.tasks.base import Features
+
+  return Features({}, np.arange(1))

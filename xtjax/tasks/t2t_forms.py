@@ -14,8 +14,11 @@ wrapping task counts them.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from xtjax.errors import ConfigError
 
@@ -208,3 +211,51 @@ def _tag_sequence(task: str):
 
 register(("udpos",), _tag_sequence("pos"))
 register(("ccg",), _tag_sequence("ccg"))
+
+
+# ---- span corruption (MLM in the mixed setting) --------------------------------------------------
+
+def sentinel(i: int) -> str:
+  return f"<extra_id_{i}>"  # T5 / mT5 sentinel tokens, counting down from the vocabulary's end
+
+
+def span_corruption(words: Sequence[str], seed: int, noise_density: float = 0.15, mean_span: float = 3.0
+                    ) -> tuple[str, str]:
+  """T5's `span_corruption` (random_spans_noise_mask: ~15% noise in spans of mean length 3, each
+  span replaced by one sentinel in the input and listed after it in the target), on words rather
+  than sentencepiece tokens so that the form stays independent of the tokenizer."""
+  n = len(words)
+  if n < 2:
+    return " ".join(words), ""
+  num_noise = min(max(int(round(n * noise_density)), 1), n - 1)
+  num_spans = max(min(int(round(num_noise / mean_span)), num_noise, n - num_noise), 1)
+  rng = np.random.default_rng(seed)
+
+  def segments(total: int) -> list[int]:  # `total` split into num_spans positive lengths, randomly
+    cuts = np.sort(rng.choice(np.arange(1, total), num_spans - 1, replace=False)) if num_spans > 1 else []
+    return np.diff(np.concatenate([[0], cuts, [total]])).astype(int).tolist()
+
+  keep, noise = segments(n - num_noise), segments(num_noise)
+  inputs, targets, pos = [], [], 0
+  for i, (k, m) in enumerate(zip(keep, noise)):
+    inputs += list(words[pos:pos + k]) + [sentinel(i)]
+    targets += [sentinel(i)] + list(words[pos + k:pos + k + m])
+    pos += k + m
+  return " ".join(inputs), " ".join(targets + [sentinel(num_spans)])
+
+
+def _mlm(ex) -> tuple[str, str]:
+  return span_corruption(ex.text.split(), zlib.crc32(ex.guid.encode("utf-8")))
+
+
+def _mlm_parse(text: str, ex):
+  """(predicted words, target words), position by position, for the MLM task's accuracy."""
+
+  target = np.array(_mlm(ex)[1].split(), dtype=object)
+  predicted = (text.split() + [""] * len(target))[:len(target)]
+  return np.array(predicted, dtype=object), target
+
+
+register(("mlm",), Form(
+    "t5 preprocessors.span_corruption / random_spans_noise_mask (mT5 pre-training on mC4), applied to words: "
+    "'w1 <extra_id_0> w4 ...' -> '<extra_id_0> w2 w3 <extra_id_1> ...'; scored as word accuracy", _mlm, _mlm_parse))
