@@ -108,10 +108,32 @@ def test_span_corruption_hides_about_15_percent_in_spans_and_round_trips():
   assert form.to_text(ex) == form.to_text(ex)  # deterministic per example
   task = registry.get("mlm_t2t")
   gold = form.to_text(ex)[1]
-  assert task.score(task.predict([gold], _one(), [ex], FeatureSettings()), [ex], "en")["accuracy"] == 100.0
+  assert task.score(task.predict([gold], _many(1), [ex], FeatureSettings()), [ex], "en")["accuracy"] == 100.0
 
 
-def _one():
+def test_generated_answers_and_entities_score_with_the_official_metrics():
+  qa_task = registry.get("xquad_t2t")
+  qa = [QAExample("q1", "Who?", "Ann went.", (("Ann", 0),), False),
+        QAExample("q2", "Where?", "To Rome.", (("Rome", 3),), False)]
+  preds = qa_task.predict(["Ann", "Paris"], _many(2), qa, FeatureSettings())
+  assert preds.values == {"q1": "Ann", "q2": "Paris"}
+  scores = qa_task.score(preds, qa, "en")
+  assert scores["exact_match"] == 50.0 and scores["f1"] == 50.0 and scores["invalid_outputs"] == 0.0
+  assert qa_task.submission_text(preds, qa) == ("json", '{"q1": "Ann", "q2": "Paris"}')
+  ner_task = registry.get("panx_t2t")
+  ner = [TaggingExample("n1", ("John", "lives", "in", "Paris"), ("B-PER", "O", "O", "B-LOC")),
+         TaggingExample("n2", ("Rome", "is", "old"), ("B-LOC", "O", "O"))]
+  preds = ner_task.predict(["PER: John $$ LOC: Paris", "LOC Rome"], _many(2), ner, FeatureSettings())
+  assert preds.invalid == 1 and preds.values[1] == ("O", "O", "O")  # unparseable: every entity missed
+  scores = ner_task.score(preds, ner, "en")
+  assert scores["f1"] == pytest.approx(100 * 2 * 2 / (2 * 2 + 0 + 1)) and scores["invalid_outputs"] == 50.0
+  mc_task = registry.get("xcopa_t2t")
+  copa = [MultipleChoiceExample("c", "p", "cause", ("x", "y"), 1)]
+  preds = mc_task.predict(["choice2"], _many(1), copa, FeatureSettings())
+  assert mc_task.score(preds, copa, "et")["accuracy"] == 100.0 and mc_task.submission_text(preds, copa)[1] == "1\n"
+
+
+def _many(n):
   from xtjax.tasks.base import Features
 
-  return Features({}, np.arange(1))
+  return Features({}, np.arange(n))
