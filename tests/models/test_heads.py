@@ -29,8 +29,11 @@ def _batch(shape, rng):
 
 
 def test_registry_lists_every_kind_once():
-  assert sorted(HEAD_KINDS) == ["classification", "mlm", "multiple_choice", "span", "tagging"]
+  assert sorted(HEAD_KINDS) == ["classification", "mlm", "multiple_choice", "span", "tagging", "text_to_text"]
   assert sorted(k for k, v in HEAD_KINDS.items() if v.first_token_only) == ["classification", "multiple_choice"]
+  assert [k for k, v in HEAD_KINDS.items() if v.seq2seq] == ["text_to_text"]
+  with pytest.raises(ValueError, match="z_loss applies to text_to_text heads, not 'span'"):
+    loss_terms("span", None, {}, z_loss=1e-4)
   with pytest.raises(ValueError, match="unknown head type 'regression'"):
     HeadConfig("regression")
   with pytest.raises(ValueError, match="unknown head type 'regression'"):

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import seq2seq_loss
 
 IGNORE = -100  # label id excluded from losses and metrics
 
@@ -109,6 +110,13 @@ def _xent(logits, labels, mask):
   return (per * mask).sum(), mask.sum()
 
 
+class TextToTextHead(_HeadModule):
+  """No parameters: the encoder-decoder's own LM head gives the logits (`seq2seq_loss.teacher_forced_logits`)."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    pass
+
+
 def _example_loss(logits, batch):
   return _xent(logits, batch["labels"], batch["example_mask"].astype(bool))
 
@@ -124,6 +132,10 @@ def _span_loss(logits, batch):
 def _token_loss(logits, batch):
   labels = batch["labels"]
   return _xent(logits, labels, (labels != IGNORE) & batch["example_mask"].astype(bool)[:, None])
+
+
+def _seq2seq_loss(logits, batch, z_loss: float = 0.0):
+  return seq2seq_loss.loss_terms(logits, batch["labels"], batch["example_mask"], z_loss)
 
 
 def _f32(outputs):
@@ -142,6 +154,8 @@ class HeadKind:
   # not depend on padding, so inference may cut requests to their attended length.
   first_token_only: bool = False
   ties_word_embeddings: bool = False  # the module reads the encoder's input embeddings (MLM)
+  # The whole encoder-decoder computes the logits (teacher-forced on `labels`); its loss takes `z_loss`.
+  seq2seq: bool = False
 
   def outputs(self, logits):
     """The eval step's outputs: the logits in f32 (a tuple for span heads)."""
@@ -154,6 +168,7 @@ HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
     HeadKind("span", SpanHead, _span_loss, "(start [B, L], end [B, L])"),
     HeadKind("tagging", TaggingHead, _token_loss, "[B, L, labels]"),
     HeadKind("mlm", MaskedLMHead, _token_loss, "[B, L, vocab]", ties_word_embeddings=True),
+    HeadKind("text_to_text", TextToTextHead, _seq2seq_loss, "[B, T, vocab] (teacher-forced)", seq2seq=True),
 )}
 HEAD_TYPES = tuple(HEAD_KINDS)
 
@@ -169,6 +184,11 @@ def Head(cfg: HeadConfig, hidden_size: int, **kw) -> _HeadModule:  # noqa: N802 
   return head_kind(cfg.type).module(cfg, hidden_size, **kw)
 
 
-def loss_terms(head_type: str, logits, batch) -> tuple[jax.Array, jax.Array]:
-  """(summed loss, number of terms) of `head_type`'s loss."""
-  return head_kind(head_type).loss(logits, batch)
+def loss_terms(head_type: str, logits, batch, z_loss: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """(summed loss, number of terms) of `head_type`'s loss; `z_loss` applies to text-to-text heads only."""
+  kind = head_kind(head_type)
+  if kind.seq2seq:
+    return kind.loss(logits, batch, z_loss)
+  if z_loss:
+    raise ValueError(f"z_loss applies to text_to_text heads, not {head_type!r}")
+  return kind.loss(logits, batch)

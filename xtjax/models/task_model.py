@@ -1,7 +1,8 @@
 """An encoder shared by one head per task: the model that intermediate and target training use.
 
 Parameters live under `encoder/...` and `heads/<task>/...`, so phase bridging keeps `encoder`
-and replaces `heads`.
+and replaces `heads`. A `text_to_text` task uses the whole encoder-decoder held in `encoder`
+(its head has no parameters), so bridging keeps the decoder too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flax import nnx
 from xtjax.models import layers as L
 from xtjax.models.embed import encoder_outputs
 from xtjax.models.heads import Head, HeadConfig, head_kind
+from xtjax.models.seq2seq_loss import teacher_forced_logits
 
 
 class TaskModel(nnx.Module):
@@ -29,6 +31,8 @@ class TaskModel(nnx.Module):
 
   def __call__(self, task: str, batch: dict, dropout_key: jax.Array | None = None):
     """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the encoder."""
+    if head_kind(self.head_types[task]).seq2seq:  # the encoder-decoder's own LM head; no head parameters
+      return teacher_forced_logits(self.encoder, batch, dropout_key)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     types = batch.get("token_type_ids")
     mc = ids.ndim == 3

@@ -43,6 +43,7 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
+  optimizer: Literal["adamw", "adafactor"] = "adamw"  # adafactor: mT5's (weight_decay 0, constant 1e-3)
   learning_rate: float = 1e-5
   weight_decay: float = 0.01
   b1: float = 0.9

@@ -34,6 +34,7 @@ class FeatureSettings:
   max_query_length: int = 64
   max_answer_length: int = 30  # QA post-processing
   n_best: int = 20  # QA post-processing
+  max_target_length: int = 32  # text-to-text: target tokens (EOS included); inputs use max_length
 
   def __post_init__(self):
     from xtjax.config import check_min

@@ -18,6 +18,7 @@ TASK_MODULES = (
     "xtjax.tasks.retrieval",
     "xtjax.tasks.mlm",
     "xtjax.tasks.synthetic",
+    "xtjax.tasks.text_to_text",  # last: wraps the tasks above
 )
 
 

@@ -1,5 +1,6 @@
-"""optax AdamW with a weight-decay mask, warm-up + linear decay (or constant), clipping,
-layer-wise learning-rate decay and freezing, all chosen by regexes over parameter paths."""
+"""optax AdamW (or Adafactor, as mT5 was fine-tuned) with a weight-decay mask, warm-up + linear decay
+(or constant), clipping, layer-wise learning-rate decay and freezing, all chosen by regexes over
+parameter paths."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from xtjax.errors import ConfigError
 from xtjax.runs.schema import OptimConfig
 
 
@@ -75,6 +77,27 @@ def _scale_by_tree(scales) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+def _adamw(cfg: OptimConfig, sched: optax.Schedule, decay_mask) -> list[optax.GradientTransformation]:
+  return [optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
+          optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+          optax.scale_by_learning_rate(sched)]
+
+
+def _adafactor(cfg: OptimConfig, sched: optax.Schedule, decay_mask) -> list[optax.GradientTransformation]:
+  """T5 / mT5 fine-tuning's optimizer (Mesh TensorFlow `AdafactorOptimizer` defaults): factored
+  second moments for dims >= 128, decay 0.8, update clipping at RMS 1, steps relative to each
+  parameter's RMS, no momentum; mT5 ran it at a constant 1e-3 without weight decay."""
+  if cfg.weight_decay:
+    raise ConfigError(f"optim.weight_decay: {cfg.weight_decay} with optimizer adafactor; set it to 0 "
+                      "(optax.adafactor's decay is not scaled by the learning rate, so AdamW's values do not carry over)")
+  return [optax.adafactor(learning_rate=sched, momentum=None, multiply_by_parameter_scale=True, factored=True)]
+
+
+# optim.optimizer -> (config, schedule, weight-decay mask) -> the update rule's chain links, learning rate
+# included (AdamW's links stay top-level so its optimizer state keeps the layout older checkpoints have).
+OPTIMIZERS = {"adamw": _adamw, "adafactor": _adafactor}
+
+
 def build(cfg: OptimConfig, params, total_steps: int, num_layers: int):
   """(optax transformation, learning-rate schedule) for `params` (an nnx.State or pytree)."""
   paths = tree_paths(params)
@@ -83,11 +106,7 @@ def build(cfg: OptimConfig, params, total_steps: int, num_layers: int):
   parts = []
   if cfg.max_grad_norm:
     parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
-  parts += [
-      optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
-      optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
-      optax.scale_by_learning_rate(sched),
-  ]
+  parts += OPTIMIZERS[cfg.optimizer](cfg, sched, decay_mask)
   scales = lr_scales(cfg, params, num_layers)
   if any(s != 1.0 for s in jax.tree.leaves(scales)):
     parts.append(_scale_by_tree(scales))

@@ -32,13 +32,15 @@ def _replicated(mesh: Mesh):
 
 def state_sharding(abstract_state: TrainState, param_shardings, mesh: Mesh) -> TrainState:
   """Shardings for a TrainState: params by the rules; every optimizer-state subtree with the
-  params' structure (Adam's moments) like the params; everything else replicated."""
+  params' structure (Adam's moments) like the params where the shapes agree; everything else replicated."""
   repl = _replicated(mesh)
   params_def = jax.tree.structure(abstract_state.params)
 
   def walk(node):
     if jax.tree.structure(node) == params_def:
-      return param_shardings
+      # Adafactor's factored row / column statistics have the params' structure, not their shapes.
+      return jax.tree.map(lambda x, p, s: s if x.shape == p.shape else repl, node, abstract_state.params,
+                          param_shardings)
     if isinstance(node, tuple) and hasattr(node, "_fields"):
       return type(node)(*[walk(c) for c in node])
     if isinstance(node, (tuple, list)):

@@ -20,7 +20,7 @@ from xtjax.train.state import TrainState
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
-                    dropout: bool = True, task_id: int = 0, rng_impl: str = "threefry2x32"):
+                    dropout: bool = True, task_id: int = 0, rng_impl: str = "threefry2x32", z_loss: float = 0.0):
   """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches).
 
   Dropout keys: `state.rng` (raw data of an `rng_impl` key) folded with the step, the task and the
@@ -30,7 +30,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
   def loss_fn(params, micro, key):
     model = nnx.merge(graphdef, params)
     logits = model(task, micro, dropout_key=key)
-    total, count = loss_terms(head_type, logits, micro)
+    total, count = loss_terms(head_type, logits, micro, z_loss)
     return total, count
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

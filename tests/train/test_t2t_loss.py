@@ -1,0 +1,117 @@
+"""The text_to_text loss and gradients equal transformers' MT5ForConditionalGeneration(labels=...),
+for any number of micro-batches and devices; z-loss adds logsumexp**2 per target token."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from t5_fixtures import PROMPTS, hf_model, tiny_t5_folder
+
+from xtjax.models import t5_family
+from xtjax.models.heads import HeadConfig
+from xtjax.models.loading import load_pretrained
+from xtjax.models.seq2seq_loss import loss_terms
+from xtjax.parallel.mesh import MeshConfig, make_mesh
+from xtjax.parallel.rules import DEFAULT_RULES
+from xtjax.tasks.text_to_text import encode_pairs
+from xtjax.train.setup import EncoderStart, build_model, init_state
+from xtjax.train.optim import path_str
+from xtjax.parallel.batching import batch_sharding
+from xtjax.train.state import state_sharding
+from xtjax.train.step import compile_train_step, make_train_step
+
+TARGETS = ["Hund lazy fox", "the", "world tiny corpus words and more", "x quick brown"]
+TASK = "toy_t2t"
+
+
+@pytest.fixture(scope="module")
+def mt5(tmp_path_factory):
+  return tiny_t5_folder(tmp_path_factory, "mt5")
+
+
+def _batch(tok):
+  arrays, stats = encode_pairs(list(zip(PROMPTS[:4], TARGETS)), tok, input_length=24, target_length=6)
+  assert stats["truncated_targets"] >= 1 and (arrays["labels"] == -100).any() and (arrays["attention_mask"] == 0).any()
+  # A padding row (example_mask 0) that must change nothing.
+  arrays = {k: np.concatenate([v, v[:1]]) for k, v in arrays.items()}
+  arrays["example_mask"] = np.array([1, 1, 1, 1, 0], np.int32)
+  return arrays
+
+
+def _hf_loss_and_grads(folder, arrays):
+  import torch
+
+  model = hf_model(folder, "mt5")
+  n = int(arrays["example_mask"].sum())
+  out = model(input_ids=torch.tensor(arrays["input_ids"][:n], dtype=torch.long),
+              attention_mask=torch.tensor(arrays["attention_mask"][:n], dtype=torch.long),
+              labels=torch.tensor(arrays["labels"][:n], dtype=torch.long))
+  out.loss.backward()
+  grads = {name: p.grad.numpy() for name, p in model.named_parameters() if p.grad is not None}
+  return float(out.loss.detach()), grads
+
+
+def _xtjax_step(folder, arrays, accum, mesh_cfg):
+  """(loss, grads as a pure dict) from one jitted train step with SGD(lr=1): grads = params - new params."""
+  mesh = make_mesh(mesh_cfg)
+  pre = load_pretrained(str(folder), mesh=mesh, rules=DEFAULT_RULES)
+  start = EncoderStart(pre.family, pre.config, pre.params, pre.tokenizer, "test")
+  graphdef, params, param_sh = build_model(start, {TASK: HeadConfig("text_to_text")}, 0, mesh, DEFAULT_RULES)
+  tx = optax.sgd(1.0)
+  state = init_state(params, tx, 0)
+  state_sh = state_sharding(jax.eval_shape(lambda: state), param_sh, mesh)
+  step = compile_train_step(make_train_step(graphdef, tx, TASK, "text_to_text", accum, dropout=False), state_sh, None)
+  batch = {k: jax.device_put(v, batch_sharding(mesh, DEFAULT_RULES, v.shape)) for k, v in arrays.items()}
+  before = jax.tree.map(np.asarray, params)
+  new, metrics = step(state, batch)
+  grads = jax.tree.map(lambda a, b: a - np.asarray(b), before, new.params)
+  return float(metrics["loss"]), grads, pre.config
+
+
+def _pad_rows(arrays, rows):
+  """Repeats padding rows (example_mask 0) so the batch splits over `rows` evenly."""
+  n = next(iter(arrays.values())).shape[0]
+  extra = (-n) % rows
+  out = {k: np.concatenate([v] + [v[-1:]] * extra) for k, v in arrays.items()}
+  out["example_mask"][n:] = 0
+  return out
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_loss_and_every_gradient_equal_transformers(mt5, accum):
+  arrays = _pad_rows(_batch(load_pretrained(str(mt5)).tokenizer), 2)
+  hf_loss, hf_grads = _hf_loss_and_grads(mt5, arrays)
+  loss, grads, cfg = _xtjax_step(mt5, arrays, accum, MeshConfig(devices=1))
+  np.testing.assert_allclose(loss, hf_loss, rtol=1e-5)
+  expected, _ = t5_family.params_from_hf(cfg, hf_grads, "torch grads")
+  flat_ours = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(grads["encoder"])}
+  flat_expected = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(expected)}
+  assert flat_ours.keys() == flat_expected.keys()
+  for path, g in flat_expected.items():
+    np.testing.assert_allclose(flat_ours[path], g, rtol=1e-4, atol=1e-5, err_msg=path)
+
+
+def test_eight_devices_and_micro_batches_change_nothing(mt5):
+  arrays = _pad_rows(_batch(load_pretrained(str(mt5)).tokenizer), 8)
+  loss1, g1, _ = _xtjax_step(mt5, arrays, 1, MeshConfig(devices=1))
+  loss8, g8, _ = _xtjax_step(mt5, _pad_rows(arrays, 16), 2, MeshConfig(data=4, fsdp=2))
+  np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g8)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
+def test_z_loss_adds_logsumexp_squared_per_real_target_token():
+  logits = jax.random.normal(jax.random.key(0), (2, 3, 5))
+  labels = jnp.array([[1, 2, -100], [4, -100, -100]])
+  ex = jnp.array([1, 1])
+  base, n = loss_terms(logits, labels, ex)
+  with_z, n_z = loss_terms(logits, labels, ex, z_loss=1e-4)
+  lz = jax.nn.logsumexp(logits, -1)
+  mask = labels != -100
+  assert float(n) == float(n_z) == 3.0
+  np.testing.assert_allclose(float(with_z), float(base) + 1e-4 * float((lz ** 2 * mask).sum()), rtol=1e-6)
+  gold = jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.where(mask, labels, 0)[..., None], -1)[..., 0]
+  np.testing.assert_allclose(float(base), float(-(gold * mask).sum()), rtol=1e-6)
+  none, zero = loss_terms(logits, labels, jnp.array([0, 0]))
+  assert float(none) == 0.0 and float(zero) == 0.0
