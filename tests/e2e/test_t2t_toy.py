@@ -19,7 +19,7 @@ from xtjax.tasks.base import FeatureSettings
 from xtjax.tasks.synthetic import write_toy_data
 from xtjax.train import optim
 from xtjax.runs.schema import OptimConfig
-from xtjax.train.generate_eval import evaluate_by_generation
+from xtjax.evaluation.generation import evaluate_by_generation
 from xtjax.train.setup import EncoderStart, build_model, init_state
 from xtjax.train.step import make_train_step
 
@@ -97,3 +97,33 @@ def test_generation_eval_equals_xtjax_generate(trained, tmp_path):
                "--max-new-tokens", str(SETTINGS.max_target_length), "--max-length", str(SETTINGS.max_length)]) == 0
   generated = [json.loads(line)["output"] for line in out.read_text(encoding="utf-8").splitlines()]
   assert generated == result.predictions.texts
+
+
+@pytest.mark.slow
+def test_xtjax_train_runs_a_text_to_text_task_end_to_end(tmp_path_factory, tmp_path, capsys):
+  """`xtjax train` with a `<task>_t2t` task: teacher-forced steps with Adafactor, dev evaluation and
+  zero-shot evaluation by generation, predictions written, the encoder-decoder exported."""
+  import yaml
+
+  from xtjax.cli.main import main
+
+  folder = tiny_t5_folder(tmp_path_factory, "mt5")
+  data = write_toy_data(tmp_path / "data", n_train=64, n_eval=16)
+  conf = {"model": {"pretrained": str(folder)}, "steps": 12, "batch_size": 16, "eval_batch_size": 8, "log_every": 4,
+          "features": {"max_length": 24, "max_target_length": 6},
+          "optim": {"optimizer": "adafactor", "learning_rate": 1e-2, "schedule": "constant", "warmup_steps": 0,
+                    "weight_decay": 0.0, "max_grad_norm": None},
+          "tasks": [{"name": "toy_cls_t2t", "data": {"path": str(data / "{split}.{lang}.jsonl")},
+                     "eval_languages": ["en", "de"]}],
+          "cache_dir": str(tmp_path / "cache")}
+  (tmp_path / "t2t.yaml").write_text(yaml.safe_dump(conf))
+  run = tmp_path / "run"
+  assert main(["train", str(tmp_path / "t2t.yaml"), "--workdir", str(run)]) == 0
+  summary = json.loads((run / "summary.json").read_text())
+  assert summary["status"] == "finished" and summary["step"] == 12
+  zs = summary["zero_shot"]["toy_cls_t2t"]
+  assert set(zs) == {"en", "de", "avg"} and set(zs["de"]) == {"accuracy", "invalid_outputs"}
+  assert 0.0 <= zs["avg"]["accuracy"] <= 100.0
+  assert summary["best"]["dev"]["toy_cls_t2t"]["accuracy"] >= 0.0
+  assert (run / "model").is_dir()
+  assert sorted(p.name for p in (run / "predictions" / "toy_cls_t2t").iterdir())[:1]

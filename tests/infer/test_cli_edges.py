@@ -11,9 +11,9 @@ from xtjax.cli.main import main
 from xtjax.data.cache import cached_features, read_examples
 from xtjax.data.sources import DataSource
 from xtjax.errors import DataError
-from xtjax.infer.build import build_task_model
 from xtjax.models import store
 from xtjax.models.heads import HeadConfig
+from xtjax.models.init import init_task_model
 from xtjax.models.loading import load_pretrained
 from xtjax.parallel.mesh import MeshConfig, make_mesh
 from xtjax.tasks import registry
@@ -30,8 +30,8 @@ def toy_run(tiny_hf, tmp_path_factory):
   """A one-head run directory as `xtjax train` leaves it (config.yaml, best/, model/), toy data in en and de."""
   hf = tiny_hf("xlm-roberta")
   pre = load_pretrained(hf)
-  graphdef, params = build_task_model(pre.family, pre.config, {"toy_cls": HeadConfig("classification", 2)},
-                                      make_mesh(MeshConfig(devices=1)), seed=1)
+  graphdef, params, _ = init_task_model(pre.family, pre.config, {"toy_cls": HeadConfig("classification", 2)},
+                                         make_mesh(MeshConfig(devices=1)), seed=1)
   run = tmp_path_factory.mktemp("run")
   ckpt = RunCheckpoints(run, async_save=False)
   ckpt.save_best(3, params, 50.0, {"step": 3})

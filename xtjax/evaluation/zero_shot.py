@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from flax import nnx
+
 from xtjax.data.cache import cached_features, read_examples
+from xtjax.evaluation.generation import evaluate_by_generation
+from xtjax.models.heads import head_kind
 from xtjax.errors import ConfigError
 from xtjax.evaluation.buckets import Buckets
 from xtjax.evaluation.programs import BucketedPrograms, length_buckets
@@ -72,7 +76,13 @@ class EvalModel:
                cfg.features, source)
 
   def evaluate(self, task, examples, features, params, language: str) -> tuple[dict[str, float], Any]:
-    """(scores, predictions) of one task on one language's examples."""
+    """(scores, predictions) of one task on one language's examples. Text-to-text tasks are scored on
+    what the encoder-decoder generates (greedy, `evaluation.generation`), the others on head outputs."""
+    if head_kind(task.head_type).seq2seq:
+      pre = self.encoder_view(params)
+      result = evaluate_by_generation(nnx.merge(pre.graphdef, pre.params), self.tokenizer, task, examples, language,
+                                      self.settings, batch_size=self.programs.buckets.batch_sizes[-1])
+      return numbers(result.scores), result.predictions
     outputs = self.programs.head_outputs(self.graphdef, params, task.name, task.head_type, features.arrays)
     predictions = task.predict(outputs, features, examples, self.settings)
     return numbers(task.score(predictions, examples, language)), predictions
