@@ -4,10 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from test_configs_parse import CONFIGS, _kind
-from xtjax import config as config_lib
+from test_configs_parse import CONFIGS, shipped_phases
 from xtjax.data.sources import DataSource
-from xtjax.experiments.pipeline import PipelineConfig, phase_configs
 from xtjax.tasks.source_table import source_problem
 from xtjax.tasks.xtreme import benchmark_tasks
 
@@ -16,10 +14,8 @@ KNOWN_GAPS: set[str] = set()
 
 
 def _problems(path: Path, tmp_path: Path) -> list[str]:
-  cfg = config_lib.load(path, _kind(path))
-  phases = [c for _, c, _ in phase_configs(cfg, tmp_path, str(path))] if isinstance(cfg, PipelineConfig) else [cfg]
   out = []
-  for c in phases:
+  for c in shipped_phases(path, tmp_path):
     bench = benchmark_tasks(c.benchmark)
     for t in c.tasks:
       if t.name in KNOWN_GAPS:

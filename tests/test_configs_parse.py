@@ -7,6 +7,7 @@ import pytest
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
+from xtjax.experiments.sweep import SweepConfig, expand, load_sweep, unique_runs
 from xtjax.runs.schema import TrainConfig
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -16,15 +17,24 @@ CONFIGS = [p for p in ALL if not p.name.startswith("_") and p.parent.name != "mo
 
 def _kind(path: Path):
   data = config_lib.read_with_bases(path)
-  return PipelineConfig if "targets" in data else TrainConfig
+  return SweepConfig if "pipeline" in data else PipelineConfig if "targets" in data else TrainConfig
+
+
+def shipped_phases(path: Path, tmp_path: Path) -> list[TrainConfig]:
+  """Every TrainConfig a shipped train, pipeline or sweep config resolves to."""
+  kind = _kind(path)
+  if kind is SweepConfig:
+    cfg, pipeline = load_sweep(path)
+    return [r.config for r in unique_runs(expand(cfg, pipeline, tmp_path, str(path)))]
+  cfg = config_lib.load(path, kind)
+  return [c for _, c, _ in phase_configs(cfg, tmp_path, str(path))] if kind is PipelineConfig else [cfg]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_config_parses(path, tmp_path):
   from xtjax.tasks import registry
 
-  cfg = config_lib.load(path, _kind(path))
-  phases = [c for _, c, _ in phase_configs(cfg, tmp_path, str(path))] if isinstance(cfg, PipelineConfig) else [cfg]
+  phases = shipped_phases(path, tmp_path)
   assert phases
   for c in phases:
     for t in c.tasks:
