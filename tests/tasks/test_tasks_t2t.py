@@ -137,3 +137,15 @@ def _many(n):
   from xtjax.tasks.base import Features
 
   return Features({}, np.arange(n))
+
+
+def test_text_to_text_forms_use_their_base_tasks_languages_and_sources():
+  from xtjax.evaluation.zero_shot import eval_languages
+  from xtjax.runs.schema import ModelConfig, TaskConfig, TrainConfig
+  from xtjax.tasks.catalog import task_rows
+
+  rows = {r["task"]: r for r in task_rows()}
+  assert rows["xnli_t2t"]["languages"] == rows["xnli"]["languages"] and rows["xnli_t2t"]["hf"] == rows["xnli"]["hf"]
+  cfg = TrainConfig(model=ModelConfig(preset="mt5-small"), tasks=(TaskConfig(name="xnli_t2t"),))
+  assert eval_languages(cfg, cfg.tasks[0]) == eval_languages(cfg, TaskConfig(name="xnli")) and len(
+      eval_languages(cfg, cfg.tasks[0])) == 15

@@ -47,7 +47,7 @@ def eval_languages(cfg: TrainConfig, tcfg: TaskConfig) -> tuple[str, ...]:
 
   if tcfg.eval_languages is not None:
     return tuple(tcfg.eval_languages)
-  spec = benchmark_tasks(cfg.benchmark).get(tcfg.name)
+  spec = benchmark_tasks(cfg.benchmark).get(task_registry.get(tcfg.name).source_name)  # a t2t form: its base's
   return tuple(spec.languages) if spec is not None else ()
 
 

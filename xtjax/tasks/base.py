@@ -72,6 +72,11 @@ class Task(abc.ABC):
   # for tasks read from local files only; part of the feature-cache key.
   hub: Any = None
 
+  @property
+  def source_name(self) -> str:
+    """The task whose data, languages and source-table row this task uses (itself; a wrapper's base)."""
+    return self.name
+
   @abc.abstractmethod
   def read(self, split: str, language: str, source: Any) -> Sequence[Any]:
     """Examples of one split and language from the task's data source."""

@@ -21,9 +21,10 @@ def task_rows() -> list[dict[str, Any]]:
   rows = []
   for name in registry.names():
     task = registry.get(name)
-    src = SOURCES.get(name)
+    src = SOURCES.get(task.source_name)
     rows.append({
-        "task": name, "head": task.head_type, "metric": task.main_metric, "languages": _languages(name),
+        "task": name, "head": task.head_type, "metric": task.main_metric,
+        "languages": _languages(task.source_name),
         "hf": None if src is None or src.hf_id is None else {
             "id": src.hf_id, "config": src.hf_config, "revision": src.hf_revision,
             "splits": {k: v if isinstance(v, str) else list(v) for k, v in src.splits.items()},
@@ -36,7 +37,8 @@ def task_rows() -> list[dict[str, Any]]:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
   """A plain-text table: task, head, metric, language counts and the default sources."""
-  lines = [f"{'task':<14}{'head':<17}{'metric':<13}{'languages':<22}hub (config) / tfds"]
+  w = max([len(r["task"]) for r in rows] + [4]) + 2
+  lines = [f"{'task':<{w}}{'head':<17}{'metric':<13}{'languages':<22}hub (config) / tfds"]
   for r in rows:
     langs = " ".join(f"{k}:{len(v)}" for k, v in r["languages"].items()) or "-"
     hub = f"{r['hf']['id']} ({r['hf']['config'] or '-'})" if r["hf"] else "-"
@@ -45,5 +47,5 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     if r["hf"] and r["hf"]["revision"]:
       hub += f"@{r['hf']['revision'][:12]}"
     where = f"{hub} / {r['tfds'] or '-'}" + (f"  [manual: {r['manual']}]" if r["manual"] else "")
-    lines.append(f"{r['task']:<14}{r['head']:<17}{r['metric']:<13}{langs:<22}{where}")
+    lines.append(f"{r['task']:<{w}}{r['head']:<17}{r['metric']:<13}{langs:<22}{where}")
   return "\n".join(lines)

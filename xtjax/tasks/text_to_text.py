@@ -54,6 +54,10 @@ class TextToTextTask(Task):
     self.form = t2t_forms.form(base_name)
 
   @property
+  def source_name(self) -> str:
+    return self.base_name
+
+  @property
   def base(self) -> Task:
     return registry.get(self.base_name)
 
