@@ -47,7 +47,7 @@ def _tiny_sweep(tmp_path, epochs=(1, 3)):
   pipe = (ROOT / "configs/tiny/pipeline.yaml").read_text()
   (tmp_path / "pipeline.yaml").write_text(pipe)
   (tmp_path / "sweep.yaml").write_text(
-      "name: t\npipeline: pipeline.yaml\nintermediate: [none, intermediate-mnli]\ntargets: [target-xnli]\n"
+      "name: t\npipeline: pipeline.yaml\nintermediate: [none, intermediate-mnli]\ntargets: [target-xnli]\nlatency: false\n"
       f"axes:\n  intermediate.train.epochs: {list(epochs)}\n  defaults.seed: [0, 1]\n")
   return sweep.load_sweep(tmp_path / "sweep.yaml")
 
@@ -146,7 +146,15 @@ def test_tiny_sweep_end_to_end_then_rerun_trains_nothing(tmp_path, tiny_hf, caps
   with caplog.at_level("INFO"):
     assert main(args) == 0
   assert [p.stat().st_mtime_ns for p in summaries] == mtimes  # nothing was trained again
+  # Each target run's best checkpoint was measured on the inference path.
+  latencies = sorted(work.glob("runs/target-*/latency.json"))
+  assert len(latencies) == 6
+  for p in latencies:
+    lat = json.loads(p.read_text())
+    assert lat["batch1_p50_ms"] > 0 and lat["batch1_p99_ms"] >= lat["batch1_p50_ms"] and lat["examples_per_s"] > 0
   assert main(["report", str(work)]) == 0
   out = capsys.readouterr().out
   assert "| none |" in out and "intermediate-mnli epochs=3" in out
-  assert (work / "report" / "score_vs_epochs.png").exists()
+  assert "### Latency and training cost per cell" in out
+  for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png"):
+    assert (work / "report" / png).read_bytes()[:4] == b"\x89PNG"

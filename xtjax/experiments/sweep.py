@@ -46,6 +46,8 @@ class SweepConfig:
   targets: tuple[str, ...] = ()  # subset of the base pipeline's targets (() = all)
   axes: dict[str, list[Any]] | None = None  # dotted pipeline keys -> values, crossed with everything
   overrides: tuple[str, ...] = ()  # `key=value` over the base pipeline, for every cell (e.g. defaults.cache_dir=...)
+  latency: bool = True  # after each target phase: latency / throughput of its best checkpoint (cell_cost.py)
+  latency_iters: int = 20
 
   def __post_init__(self):
     for key, values in (self.axes or {}).items():
@@ -269,11 +271,28 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
     if summary.get("status") == "preempted":
       log.warning("sweep preempted in %s; run the same command again to resume", run.run_dir)
       break
+  if cfg.latency:
+    _measure_latencies(runs, cfg.latency_iters)
   counts: dict[str, int] = {}
   for c in cells:
     s = cell_status(c)
     counts[s] = counts.get(s, 0) + 1
   return counts
+
+
+def _measure_latencies(runs: list[Run], iters: int) -> None:
+  """Every finished target run without a latency measurement gets one (retried on the next invocation if it fails)."""
+  from xtjax.experiments.cell_cost import LATENCY_FILE, measure_latency
+
+  for run in runs:
+    if run.kind != "target" or run_status(run.run_dir) != "done" or (run.run_dir / LATENCY_FILE).exists():
+      continue
+    try:
+      out = measure_latency(run.run_dir, iters=iters)
+      log.info("%s: batch-1 p50 %.2f ms, %.1f examples/s at batch %d", run.run_dir.name, out["batch1_p50_ms"],
+               out["examples_per_s"], out["eval_batch_size"])
+    except Exception as e:  # noqa: BLE001 - the cell's scores stand; the measurement is retried next time
+      log.error("%s: latency not measured (%s: %s); re-run the sweep to retry", run.run_dir.name, type(e).__name__, e)
 
 
 def main_score(run_dir: Path) -> tuple[str, float] | None:

@@ -14,8 +14,13 @@ import statistics
 from pathlib import Path
 
 from xtjax.errors import XtjaxError
+from xtjax.experiments.cell_cost import LATENCY_FILE
 from xtjax.experiments.report import MAIN_METRIC
 from xtjax.experiments.sweep import NONE, SWEEP_FILE
+
+
+def _read(path: Path) -> dict | None:
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 def _is_seed(key: str) -> bool:
@@ -40,7 +45,10 @@ def load_results(sweep_dir: Path) -> list[dict]:
       if metric not in avg:
         continue
       out.append({"intermediate": cell["intermediate"], "target": cell["target"], "task": task,
-                  "axes": cell["axes"], "metric": metric, "score": float(avg[metric]),
+                  "axes": cell["axes"], "metric": metric, "score": float(avg[metric]), "cell": cell["name"],
+                  "latency": _read(sweep_dir / cell["runs"][-1] / LATENCY_FILE),
+                  "train_seconds": sum(float((_read(sweep_dir / r / "summary.json") or {}).get("train_seconds") or 0)
+                                       for r in cell["runs"]),
                   "languages": {lang: float(v[metric]) for lang, v in per_lang.items() if lang != "avg" and metric in v}})
   return out
 
@@ -104,6 +112,7 @@ def to_markdown(records: list[dict]) -> str:
   lines = ["| intermediate | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
   for r in rows:
     lines.append(f"| {r['row']} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+  lines += ["", "### Latency and training cost per cell", "", cost_table(records)]
   for t in targets:
     recs = [r for r in records if r["target"] == t]
     langs = sorted({lang for r in recs for lang in r["languages"]})
@@ -116,6 +125,19 @@ def to_markdown(records: list[dict]) -> str:
     for label in sorted(per_row, key=lambda k: (not k.startswith(NONE), k)):
       lines.append(f"| {label} | " + " | ".join(f"{statistics.fmean(per_row[label][lang]):.1f}"
                                                if lang in per_row[label] else "-" for lang in langs) + " |")
+  return "\n".join(lines)
+
+
+def cost_table(records: list[dict]) -> str:
+  """Per cell: latency and throughput of its best checkpoint, and training time (intermediate + target)."""
+  lines = ["| cell | batch-1 p50 ms | p99 ms | examples/s (eval batch) | compile s | train s | device |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+  for r in sorted(records, key=lambda r: r["cell"]):
+    lat = r.get("latency")
+    cells = ([f"{lat['batch1_p50_ms']:.2f}", f"{lat['batch1_p99_ms']:.2f}", f"{lat['examples_per_s']:.1f}",
+              f"{lat['compile_seconds']:.1f}"] if lat else ["-"] * 4)
+    lines.append(f"| {r['cell']} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} | "
+                 f"{lat['device_kind'] if lat else '-'} |")
   return "\n".join(lines)
 
 
@@ -159,6 +181,16 @@ def plots(records: list[dict]) -> dict[str, bytes]:
     ax.set_title("dashed: no intermediate task", fontsize=8)
     ax.legend()
     figs["score_vs_epochs.png"] = _png(fig)
+  timed = [r for r in records if r.get("latency")]
+  if timed:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for t in sorted({r["target"] for r in timed}):
+      pts = [(r["latency"]["examples_per_s"], r["score"]) for r in timed if r["target"] == t]
+      ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=t)
+    ax.set_xlabel("inference examples/s at the eval batch (one device)")
+    ax.set_ylabel("zero-shot score (avg over languages)")
+    ax.legend()
+    figs["score_vs_throughput.png"] = _png(fig)
   inters = sorted({r["intermediate"] for r in records if r["intermediate"] != NONE})
   base = {}
   for r in records:

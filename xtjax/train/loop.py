@@ -242,6 +242,7 @@ class Trainer:
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
                "config_hash": identity.config_hash(self.config_dict),
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
+               "device_count": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),
                "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}

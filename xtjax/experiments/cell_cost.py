@@ -1,0 +1,61 @@
+"""Latency and cost of a sweep cell, measured on the separate inference path after its target phase.
+
+`latency.json` in the target run directory: p50 / p99 latency at batch 1, throughput at the run's eval
+batch size, compile time, on this machine's device kind (the one that trained it), with the model's
+FLOPs per example; next to the training time of the run and of the intermediate run it started from.
+Equal architectures should show equal latency whatever their intermediate training; the report
+shows it, so "1 vs 10 intermediate epochs against latency" is answered with measured numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from xtjax.io_utils import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+LATENCY_FILE = "latency.json"
+
+
+def measure_latency(run_dir: Path, iters: int = 20, warmup: int = 2) -> dict[str, Any]:
+  """Benchmarks the run's best checkpoint (its first head; the encoder's embeddings for retrieval runs)."""
+  from xtjax.checkpoint import read_run_config
+  from xtjax.evaluation.buckets import Buckets
+  from xtjax.infer.bench import bench_infer
+  from xtjax.infer.engine import InferenceEngine
+  from xtjax.parallel.mesh import MeshConfig
+
+  config_path = run_dir / "config.yaml"
+  cfg = read_run_config(run_dir)
+  batch = cfg.eval_batch_size
+  length = cfg.features.max_length
+  buckets = Buckets((1, batch), (length,))
+  mesh = MeshConfig(devices=1)  # latency of one device; throughput scales with data parallelism
+  if (run_dir / "best").exists():
+    engine = InferenceEngine.from_run(run_dir, buckets=buckets, mesh=mesh)
+  else:  # an evaluation-only phase (retrieval): the exported encoder's embeddings
+    engine = InferenceEngine.from_model(run_dir / "model", buckets=buckets, mesh=mesh)
+  result = bench_infer(engine, batch_sizes=(1, batch), seq_lens=(length,), iters=iters, warmup=warmup)
+  by_batch = {r["batch_size"]: r for r in result["results"]}
+  out = {"mode": result["mode"], "task": result["task"], "device_kind": result["device"]["device_kind"],
+         "seq_len": length, "eval_batch_size": batch,
+         "batch1_p50_ms": by_batch[1]["latency_ms"]["p50"], "batch1_p99_ms": by_batch[1]["latency_ms"]["p99"],
+         "examples_per_s": by_batch[batch]["examples_per_s"], "compile_seconds": result["compile"]["seconds"],
+         "flops_per_example": by_batch[1]["model_flops_per_step"], "config": str(config_path)}
+  write_text_atomic(run_dir / LATENCY_FILE, json.dumps(out, indent=2, sort_keys=True) + "\n")
+  return out
+
+
+def training_cost(run_dir: Path) -> dict[str, float]:
+  """Seconds and device-seconds of a finished run (from its summary)."""
+  summary = json.loads((run_dir / "summary.json").read_text())
+  seconds = float(summary.get("train_seconds") or 0.0)
+  return {"train_seconds": seconds, "device_seconds": seconds * float(summary.get("device_count") or
+                                                                       jax.device_count()),
+          "steps": float(summary.get("step") or 0)}
