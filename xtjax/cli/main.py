@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "xtjax.cli.report_cmd",  # report
     "xtjax.cli.data_cmds",  # data stats, score
     "xtjax.cli.bench_cmds",  # bench infer, bench train
+    "xtjax.cli.plan_cmd",  # plan (AOT compile for a TPU slice)
 )
 
 
