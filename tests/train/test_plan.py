@@ -120,3 +120,18 @@ def test_plan_compiles_for_a_described_tpu_slice(monkeypatch):
   cfg = load_plan_config(None, TINY + ["mesh.data=2", "mesh.fsdp=-1"], "xlmr-bench-small")
   r = plan(cfg, topology.parse("v4-8", num_slices=2), compile_eval=False)
   assert r["devices"] == 8 and r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} and r["num_slices"] == 2
+
+
+def test_plan_reads_a_pipeline_phase():
+  from pathlib import Path
+
+  from xtjax.cli.plan_cmd import load_plan_config
+
+  path = str(Path(__file__).resolve().parents[2] / "configs" / "phang2020" / "xlmr_large_mnli.yaml")
+  cfg = load_plan_config(path, ["mesh.fsdp=-1", "mesh.data=1"], "xlmr-large", "intermediate-mnli")
+  assert [t.name for t in cfg.tasks] == ["mnli"] and cfg.optim.grad_accum_steps == 4
+  assert cfg.model.preset == "xlmr-large" and cfg.model.pretrained is None and cfg.init_from is None
+  with pytest.raises(ConfigError, match="--phase"):
+    load_plan_config(path, [], "xlmr-large")
+  with pytest.raises(ConfigError, match="no phase 'nope'"):
+    load_plan_config(path, [], "xlmr-large", "nope")

@@ -60,6 +60,8 @@ def load_plan_config(config: str | None, overrides, preset: str | None, phase: s
     data, where = _phase_dict(config, phase), f"{config} [phase {phase}]"
   else:
     data, where = config_lib.read_with_bases(Path(config)), config
+    if "defaults" in data:
+      raise ConfigError(f"{config}: a pipeline config; choose a phase with --phase (e.g. its intermediate phase)")
   if preset is not None:
     data["model"] = dict(data.get("model", {}), preset=preset, pretrained=None)
   config_lib.apply_overrides(data, overrides)
