@@ -110,6 +110,7 @@ def test_plan_compiles_for_a_described_tpu_slice(monkeypatch):
   """Real TPU programs from this CPU machine: one v4 slice of 4 chips, and two of them over DCN."""
   monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
   monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v4-8")
+  monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # another plan may hold libtpu's lock file
   from xtjax.cli.plan_cmd import add_estimates, load_plan_config
   from xtjax.train.plan import plan
 
