@@ -125,7 +125,8 @@ def format_plan(r: dict) -> str:
                  f"{r['chip_source']})")
   lines.append("")
   for p in r["programs"]:
-    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s; arguments {_gib(p['argument_bytes'])}, "
+    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU); "
+                 f"arguments {_gib(p['argument_bytes'])}, "
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
   f = r["flops_per_device"]
