@@ -84,6 +84,8 @@ def add_estimates(result: dict) -> dict:
                                result["num_labels"], result["choices"])
   per_device = analytic / result["devices"]
   result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"]}
+  # XLA's cost analysis counts a loop body once, whatever its trip count.
+  result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "scan_layers", False))
   peak = result["peak_bf16"]
   result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": per_device / (peak * m) for m in MFUS}
                                    if peak is not None else None)
@@ -130,7 +132,8 @@ def format_plan(r: dict) -> str:
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
   f = r["flops_per_device"]
-  lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {f['compiled']:.3e}")
+  lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {f['compiled']:.3e}"
+               + (" (XLA counts the scanned layer once)" if r.get("compiled_flops_count_one_scanned_layer") else ""))
   if r["step_seconds_at_mfu"]:
     lines.append("step time at " + ", ".join(f"{k} MFU {v * 1e3:.1f} ms" for k, v in r["step_seconds_at_mfu"].items()))
   lines += ["", "parameter shardings (shards = devices a tensor is split over; 1 = replicated):"]
