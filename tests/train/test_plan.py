@@ -122,6 +122,9 @@ def test_plan_compiles_for_a_described_tpu_slice(monkeypatch):
   cfg = load_plan_config(None, TINY + ["mesh.data=2", "mesh.fsdp=-1"], "xlmr-bench-small")
   r = plan(cfg, topology.parse("v4-8", num_slices=2), compile_eval=False)
   assert r["devices"] == 8 and r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} and r["num_slices"] == 2
+  # mT5-XXL's weights, Adam moments and gradients alone (16 bytes a parameter) overflow 4 v4 chips.
+  r = plan(load_plan_config(None, [], "mt5-xxl"), topology.parse("v4-8"), compile_train=False)
+  assert r["fits"] is False and r["per_device"]["total"] > 32 * 2 ** 30
 
 
 def test_plan_reads_a_pipeline_phase():
@@ -137,3 +140,13 @@ def test_plan_reads_a_pipeline_phase():
     load_plan_config(path, [], "xlmr-large")
   with pytest.raises(ConfigError, match="no phase 'nope'"):
     load_plan_config(path, [], "xlmr-large", "nope")
+
+
+def test_memory_only_plan_compiles_nothing():
+  from xtjax.cli.plan_cmd import add_estimates, load_plan_config
+  from xtjax.train.plan import plan
+
+  r = add_estimates(plan(load_plan_config(None, TINY, "xlmr-bench-small"), topology.parse("cpu:8"), compile_train=False))
+  per = r["per_device"]
+  assert r["programs"] == [] and per["activations_and_temporaries"] is None and r["fits"] is None
+  assert per["total"] == 2 * per["params"] + per["optimizer_state"] and r["flops_per_device"]["compiled"] is None

@@ -22,6 +22,8 @@ def register(sub) -> None:
   p.add_argument("--phase", default=None, help="with a pipeline CONFIG: the phase to plan (e.g. intermediate-mnli)")
   p.add_argument("--choices", type=int, default=4, help="answer choices per example for multiple-choice tasks")
   p.add_argument("--no-eval", action="store_true", help="compile the train step only")
+  p.add_argument("--memory-only", action="store_true",
+                 help="compile nothing: parameters, optimizer state and gradients per device (a lower bound)")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -83,7 +85,7 @@ def add_estimates(result: dict) -> dict:
   analytic = flops.train_flops(enc, result["batch_size"], result["max_length"], result["head_type"],
                                result["num_labels"], result["choices"])
   per_device = analytic / result["devices"]
-  result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"]}
+  result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"] if result["programs"] else None}
   # XLA's cost analysis counts a loop body once, whatever its trip count.
   result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "scan_layers", False))
   peak = result["peak_bf16"]
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
   from xtjax.train.plan import plan
 
   cfg = load_plan_config(args.config, args.overrides, args.preset, args.phase)
-  result = add_estimates(plan(cfg, topology.parse(args.topology, args.slices), args.choices, not args.no_eval))
+  result = add_estimates(plan(cfg, topology.parse(args.topology, args.slices), args.choices, not args.no_eval,
+                                 not args.memory_only))
   result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
   if args.json:
     print(json.dumps(result, indent=2, default=str))
@@ -120,9 +123,9 @@ def format_plan(r: dict) -> str:
            f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}", "",
            "per device:"]
   for k, v in r["per_device"].items():
-    lines.append(f"  {k:<28}{_gib(v)}")
+    lines.append(f"  {k:<28}{_gib(v) if v is not None else '   (not compiled)'}")
   if r["hbm_bytes"] is not None:
-    verdict = "fits" if r["fits"] else "does NOT fit"
+    verdict = {True: "fits", False: "does NOT fit", None: "fits without activations (compile to know)"}[r["fits"]]
     lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes'])}  -> {verdict} (limit {int(r['headroom'] * 100)}% of HBM; "
                  f"{r['chip_source']})")
   lines.append("")
@@ -132,7 +135,8 @@ def format_plan(r: dict) -> str:
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
   f = r["flops_per_device"]
-  lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {f['compiled']:.3e}"
+  compiled = f"{f['compiled']:.3e}" if f["compiled"] is not None else "(not compiled)"
+  lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {compiled}"
                + (" (XLA counts the scanned layer once)" if r.get("compiled_flops_count_one_scanned_layer") else ""))
   if r["step_seconds_at_mfu"]:
     lines.append("step time at " + ", ".join(f"{k} MFU {v * 1e3:.1f} ms" for k, v in r["step_seconds_at_mfu"].items()))

@@ -76,8 +76,12 @@ def _with_shardings(batch: dict, mesh, rules) -> tuple[dict, dict]:
   return shardings, {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
 
 
-def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True) -> dict:
-  """Per-device memory, compiled FLOPs and compile time of the run's first training task."""
+def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
+         compile_train: bool = True) -> dict:
+  """Per-device memory, compiled FLOPs and compile time of the run's first training task.
+
+  `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
+  alone, a lower bound that already rules out slices too small for the model."""
   family, enc_cfg = model_config(cfg)
   devs = topology.devices(slice_)
   mesh = make_mesh(dataclasses.replace(cfg.mesh, dcn_data=slice_.num_slices), devices=devs)
@@ -106,8 +110,9 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
                                     mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
                          rng_impl=cfg.dropout_rng)
-  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)]
-  if compile_eval:
+  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)
+              ] if compile_train else []
+  if compile_eval and compile_train:
     eval_sh, eval_batch = _with_shardings(
         abstract_batch(task.head_type, cfg.eval_batch_size, length, with_types, choices), mesh, rules)
     programs.append(aot.measure("eval_step", compile_eval_step(make_eval_step(graphdef, task.name), param_sh, eval_sh),
@@ -117,7 +122,11 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   params_b = aot.sharded_bytes(abs_params, param_sh)
   opt_b = aot.sharded_bytes(abs_state.opt_state, state_sh.opt_state)
   hbm = slice_.chip.hbm_bytes if slice_.chip is not None else None
-  train = programs[0]
+  state_b = 2 * params_b + opt_b
+  if programs:
+    fits = None if hbm is None else all(p.peak_bytes <= aot.HEADROOM * hbm for p in programs)
+  else:  # without activations only a "no" is certain
+    fits = None if hbm is None or state_b <= aot.HEADROOM * hbm else False
   return {
       "topology": slice_.name, "devices": len(devs), "num_slices": slice_.num_slices,
       "mesh": dict(mesh.shape), "task": task.name, "head_type": task.head_type,
@@ -126,9 +135,10 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": family.name, "encoder_config": enc_cfg,
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
       "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": params_b,
-                     "activations_and_temporaries": train.temp_bytes, "total": train.peak_bytes},
+                     "activations_and_temporaries": programs[0].temp_bytes if programs else None,
+                     "total": programs[0].peak_bytes if programs else state_b},
       "hbm_bytes": hbm, "headroom": aot.HEADROOM,
-      "fits": None if hbm is None else all(p.peak_bytes <= aot.HEADROOM * hbm for p in programs),
+      "fits": fits,
       "peak_bf16": slice_.chip.peak_bf16 if slice_.chip is not None else None,
       "chip_source": slice_.chip.source if slice_.chip is not None else None,
       "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],
