@@ -80,6 +80,7 @@ def _ensure_cpu_devices(topology: str) -> None:
 def add_estimates(result: dict) -> dict:
   """Analytic FLOPs (`infer.flops`, what MFU counts) and the step time they give at 40-60% MFU."""
   from xtjax.infer import flops
+  from xtjax.parallel.plan import step_seconds
 
   enc = result["encoder_config"]
   analytic = flops.train_flops(enc, result["batch_size"], result["max_length"], result["head_type"],
@@ -89,7 +90,7 @@ def add_estimates(result: dict) -> dict:
   # XLA's cost analysis counts a loop body once, whatever its trip count.
   result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "scan_layers", False))
   peak = result["peak_bf16"]
-  result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": per_device / (peak * m) for m in MFUS}
+  result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": step_seconds(per_device, peak, m) for m in MFUS}
                                    if peak is not None else None)
   return result
 
