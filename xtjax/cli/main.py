@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "xtjax.cli.data_cmds",  # data stats, score
     "xtjax.cli.tasks_cmd",  # tasks
     "xtjax.cli.bench_cmds",  # bench infer, bench train
+    "xtjax.cli.plan_cmd",  # plan (AOT compile for a TPU slice)
 )
 
 

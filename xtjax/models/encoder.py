@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models.scan import check_remat, run_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +39,11 @@ class EncoderConfig:
   model_type: str = "bert"  # Hugging Face model_type used on export: bert | roberta | xlm-roberta
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
+  scan_layers: bool = False  # one lax.scan over the layers (compiles once; xtjax.models.scan)
+  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
 
   def __post_init__(self):
+    check_remat(self.remat)
     if self.hidden_size % self.num_heads:
       raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
     if self.position_style not in ("absolute", "roberta"):
@@ -171,12 +175,15 @@ class Encoder(nnx.Module):
     if attention_mask_BxL is None:
       attention_mask_BxL = jnp.ones_like(input_ids_BxL)
     bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
-    x = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
-    hidden = [x]
+    x = embedded = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
     last = len(self.layers) - 1
-    for i, layer in enumerate(self.layers):
-      x = layer(x, bias, L.fold(dropout_key, i + 1), last_layer_queries if i == last else None)
-      hidden.append(x)
+    x, hidden = run_layers([self.layers[i] for i in range(last)], x,
+                           lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1)),
+                           self.cfg.scan_layers, self.cfg.remat)
+    x, top = run_layers([self.layers[last]], x,
+                        lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries),
+                        False, self.cfg.remat)
+    hidden = [embedded] + hidden + top
     pooled = jnp.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
     return EncoderOutput(x, tuple(hidden), pooled)
 

@@ -20,6 +20,9 @@ class MeshConfig:
   fsdp: int = 1
   tensor: int = 1
   devices: int = -1  # use only the first N devices (-1: all); handy for tests and benchmarks
+  # Slices (over the data-centre network) that the `data` axis spans: multi-slice training keeps
+  # only data parallelism across slices, whose links are far slower than a slice's ICI.
+  dcn_data: int = 1
 
   def resolve(self, n_devices: int) -> tuple[int, int, int]:
     sizes = [self.data, self.fsdp, self.tensor]
@@ -48,6 +51,8 @@ def make_mesh(cfg: MeshConfig | None = None, devices=None) -> Mesh:
       raise ConfigError(f"mesh.devices: {cfg.devices} requested, {len(devices)} available")
     devices = devices[:cfg.devices]
   shape = cfg.resolve(len(devices))
+  if cfg.dcn_data != 1:
+    return Mesh(_hybrid(shape, cfg.dcn_data, devices), MESH_AXES)
   try:
     from jax.experimental import mesh_utils
 
@@ -55,6 +60,18 @@ def make_mesh(cfg: MeshConfig | None = None, devices=None) -> Mesh:
   except Exception:  # CPU fake devices or odd topologies: plain reshape.
     arr = np.asarray(devices).reshape(shape)
   return Mesh(arr, MESH_AXES)
+
+
+def _hybrid(shape: tuple[int, int, int], slices: int, devices) -> np.ndarray:
+  """data = slices x (data within a slice); fsdp and tensor stay inside a slice."""
+  if slices < 1 or shape[0] % slices:
+    raise ConfigError(f"mesh.dcn_data: {slices} slices must divide the data axis {shape[0]} (mesh {shape})")
+  ici = (shape[0] // slices, shape[1], shape[2])
+  if not hasattr(devices[0], "slice_index"):  # fake CPU devices: consecutive groups are the slices
+    return np.asarray(devices).reshape((slices,) + ici).reshape(shape)
+  from jax.experimental import mesh_utils
+
+  return mesh_utils.create_hybrid_device_mesh(ici, (slices, 1, 1), devices=devices)
 
 
 def single_device_mesh() -> Mesh:

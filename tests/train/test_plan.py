@@ -1,0 +1,152 @@
+"""`xtjax plan`: slice names, the whole command on 8 fake CPU devices, golden shardings, libtpu AOT."""
+
+import importlib.util
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from xtjax.cli.main import main
+from xtjax.errors import ConfigError
+from xtjax.parallel import topology
+from xtjax.parallel.mesh import MeshConfig, make_mesh
+
+TINY = ["model.config_overrides={num_layers: 2, hidden_size: 32, num_heads: 4, intermediate_size: 64, "
+        "vocab_size: 64, max_position_embeddings: 40}", "features.max_length=16", "batch_size=16",
+        "eval_batch_size=8", "optim.grad_accum_steps=2"]
+
+
+@pytest.mark.parametrize("name,grid", [("v4-8", (2, 2, 1)), ("v4-32", (2, 2, 4)), ("v4-128", (4, 4, 4)),
+                                       ("v5p-64", (2, 4, 4)), ("v5e-16", (4, 4)), ("v5e-256", (16, 16)),
+                                       ("v6e-64", (8, 8)), ("v4:2x2x2", (2, 2, 2)), ("cpu:8", (8,))])
+def test_slice_names_give_cloud_tpu_grids(name, grid):
+  assert topology.parse(name).grid == grid
+
+
+@pytest.mark.parametrize("name", ["v4-12", "v5e-3", "v4:2x2", "tpu-8", "v4-7"])
+def test_bad_slice_names_are_one_line_errors(name):
+  with pytest.raises(ConfigError, match="--topology"):
+    topology.parse(name)
+
+
+def test_dcn_data_groups_consecutive_devices_into_slices():
+  mesh = make_mesh(MeshConfig(data=2, fsdp=4, dcn_data=2), devices=jax.devices()[:8])
+  ids = np.vectorize(lambda d: d.id)(mesh.devices)
+  assert ids[0].ravel().tolist() == [0, 1, 2, 3] and ids[1].ravel().tolist() == [4, 5, 6, 7]
+  with pytest.raises(ConfigError, match="mesh.dcn_data"):
+    make_mesh(MeshConfig(data=1, fsdp=8, dcn_data=2), devices=jax.devices()[:8])
+
+
+# Golden specs of the tiny encoder on data=1 x fsdp=4 x tensor=2 (DEFAULT_RULES): a change here is a
+# change of how every real model is sharded.
+GOLDEN = {
+    "encoder/embeddings/word": ("('tensor', 'fsdp')", 8),
+    "encoder/embeddings/position": ("(None, 'fsdp')", 4),
+    "encoder/embeddings/norm/scale": ("()", 1),
+    "encoder/layers/0/attention/query": ("('fsdp', 'tensor')", 8),
+    "encoder/layers/0/attention/query_bias": ("('tensor',)", 2),
+    "encoder/layers/0/attention/out": ("('tensor', None, 'fsdp')", 8),
+    "encoder/layers/0/intermediate/kernel": ("('fsdp', 'tensor')", 8),
+    "encoder/layers/0/output/kernel": ("('tensor', 'fsdp')", 8),
+    "encoder/layers/1/output_norm/bias": ("()", 1),
+    "heads/mnli/out/kernel": ("('fsdp',)", 4),
+}
+
+
+@pytest.fixture(scope="module")
+def cpu_plan():
+  import contextlib
+  import io
+
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    rc = main(["plan", "--preset", "xlmr-bench-small", "--topology", "cpu:8", "--json", *TINY,
+               "mesh.fsdp=4", "mesh.tensor=2"])
+  assert rc == 0
+  return json.loads(out.getvalue())
+
+
+def test_plan_on_cpu_reports_memory_flops_and_shardings(cpu_plan):
+  r = cpu_plan
+  assert r["devices"] == 8 and r["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2}
+  assert [p["name"] for p in r["programs"]] == ["train_step", "eval_step"]
+  train = r["programs"][0]
+  assert train["argument_bytes"] > 0 and train["temp_bytes"] > 0 and train["flops"] > 0
+  assert train["compile_cpu_seconds"] > 0
+  assert train["alias_bytes"] > 0  # the donated state is updated in place
+  assert r["hbm_bytes"] is None and r["fits"] is None  # fake CPU devices have no HBM to check against
+  per = r["per_device"]
+  assert per["params"] > 0 and per["optimizer_state"] >= 2 * per["params"]  # Adam's two moments
+  assert r["flops_per_device"]["analytic"] > 0 and r["step_seconds_at_mfu"] is None
+  specs = {row["path"]: (row["spec"], row["shards"]) for row in r["shardings"]}
+  assert {k: specs[k] for k in GOLDEN} == GOLDEN
+
+
+def test_plan_rejects_a_batch_the_mesh_cannot_split():
+  with pytest.raises(ConfigError, match="not divisible by the 8 data-parallel devices"):
+    from xtjax.cli.plan_cmd import load_plan_config
+    from xtjax.train.plan import plan
+
+    plan(load_plan_config(None, TINY + ["batch_size=12", "optim.grad_accum_steps=1"], "xlmr-bench-small"),
+         topology.parse("cpu:8"))
+
+
+def test_plan_text_names_replicated_parameters(capsys):
+  from xtjax.cli.plan_cmd import format_plan
+
+  row = {"path": "encoder/x/bias", "shape": [4], "dtype": "float32", "spec": "()", "shards": 1, "bytes_per_device": 16}
+  r = {"model": "encoder", "num_params": 4, "task": "mnli", "head_type": "classification", "batch_size": 8,
+       "max_length": 16, "grad_accum_steps": 1, "dtype": "float32", "param_dtype": "float32", "topology": "v4-8",
+       "devices": 4, "num_slices": 1, "mesh": {}, "per_device": {"total": 2 ** 30}, "hbm_bytes": 32 * 2 ** 30,
+       "fits": False, "headroom": 0.9, "chip_source": "src", "programs": [],
+       "flops_per_device": {"analytic": 1.0, "compiled": 2.0}, "step_seconds_at_mfu": None, "shardings": [row]}
+  text = format_plan(r)
+  assert "does NOT fit" in text and "REPLICATED" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (the `tpu` extra)")
+def test_plan_compiles_for_a_described_tpu_slice(monkeypatch):
+  """Real TPU programs from this CPU machine: one v4 slice of 4 chips, and two of them over DCN."""
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+  monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v4-8")
+  monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # another plan may hold libtpu's lock file
+  from xtjax.cli.plan_cmd import add_estimates, load_plan_config
+  from xtjax.train.plan import plan
+
+  cfg = load_plan_config(None, TINY, "xlmr-bench-small")
+  r = add_estimates(plan(cfg, topology.parse("v4-8"), compile_eval=False))
+  assert r["devices"] == 4 and r["fits"] is True and r["hbm_bytes"] == 32 * 2 ** 30
+  assert r["programs"][0]["temp_bytes"] > 0 and r["step_seconds_at_mfu"]["50%"] > 0
+  cfg = load_plan_config(None, TINY + ["mesh.data=2", "mesh.fsdp=-1"], "xlmr-bench-small")
+  r = plan(cfg, topology.parse("v4-8", num_slices=2), compile_eval=False)
+  assert r["devices"] == 8 and r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} and r["num_slices"] == 2
+  # mT5-XXL's weights, Adam moments and gradients alone (16 bytes a parameter) overflow 4 v4 chips.
+  r = plan(load_plan_config(None, [], "mt5-xxl"), topology.parse("v4-8"), compile_train=False)
+  assert r["fits"] is False and r["per_device"]["total"] > 32 * 2 ** 30
+
+
+def test_plan_reads_a_pipeline_phase():
+  from pathlib import Path
+
+  from xtjax.cli.plan_cmd import load_plan_config
+
+  path = str(Path(__file__).resolve().parents[2] / "configs" / "phang2020" / "xlmr_large_mnli.yaml")
+  cfg = load_plan_config(path, ["mesh.fsdp=-1", "mesh.data=1"], "xlmr-large", "intermediate-mnli")
+  assert [t.name for t in cfg.tasks] == ["mnli"] and cfg.optim.grad_accum_steps == 4
+  assert cfg.model.preset == "xlmr-large" and cfg.model.pretrained is None and cfg.init_from is None
+  with pytest.raises(ConfigError, match="--phase"):
+    load_plan_config(path, [], "xlmr-large")
+  with pytest.raises(ConfigError, match="no phase 'nope'"):
+    load_plan_config(path, [], "xlmr-large", "nope")
+
+
+def test_memory_only_plan_compiles_nothing():
+  from xtjax.cli.plan_cmd import add_estimates, load_plan_config
+  from xtjax.train.plan import plan
+
+  r = add_estimates(plan(load_plan_config(None, TINY, "xlmr-bench-small"), topology.parse("cpu:8"), compile_train=False))
+  per = r["per_device"]
+  assert r["programs"] == [] and per["activations_and_temporaries"] is None and r["fits"] is None
+  assert per["total"] == 2 * per["params"] + per["optimizer_state"] and r["flops_per_device"]["compiled"] is None

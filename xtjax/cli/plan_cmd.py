@@ -1,0 +1,148 @@
+"""`xtjax plan CONFIG [key=value ...] --topology v4-32`: does the run fit, and what does a step cost?"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+
+GiB = 1024 ** 3
+MFUS = (0.4, 0.5, 0.6)
+
+
+def register(sub) -> None:
+  p = sub.add_parser("plan", help="compile a run's train and eval steps for a TPU slice; memory, FLOPs, shardings")
+  p.add_argument("config", nargs="?", default=None, help="YAML train config (optional with --preset)")
+  p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. batch_size=32 mesh.fsdp=-1")
+  p.add_argument("--topology", required=True, help="v4-32, v5e-256, v5p-128, v6e-64, v4:2x2x2 or cpu:8")
+  p.add_argument("--slices", type=int, default=1, help="number of slices (the data axis spans them over DCN)")
+  p.add_argument("--preset", default=None,
+                 help="model preset (e.g. xlmr-large); without CONFIG: MNLI, batch 32 x 128, bf16, fsdp over all devices")
+  p.add_argument("--phase", default=None, help="with a pipeline CONFIG: the phase to plan (e.g. intermediate-mnli)")
+  p.add_argument("--choices", type=int, default=4, help="answer choices per example for multiple-choice tasks")
+  p.add_argument("--no-eval", action="store_true", help="compile the train step only")
+  p.add_argument("--memory-only", action="store_true",
+                 help="compile nothing: parameters, optimizer state and gradients per device (a lower bound)")
+  p.add_argument("--json", action="store_true", help="print the plan as JSON")
+  p.set_defaults(func=run)
+
+
+# What `--preset` alone plans: XLM-R's MNLI fine-tuning (Conneau et al. 2020: batch 32, length 128).
+PRESET_RUN = {"tasks": [{"name": "mnli"}], "batch_size": 32, "eval_batch_size": 64,
+              "features": {"max_length": 128}, "mesh": {"data": 1, "fsdp": -1},
+              "model": {"dtype": "bfloat16"}}
+
+
+def _phase_dict(config: str, phase: str) -> dict:
+  """A pipeline phase's TrainConfig keys; `init_from` dropped (the encoder has the pretrained shapes)."""
+  from pathlib import Path
+
+  from xtjax.errors import ConfigError
+  from xtjax.experiments.pipeline import load_pipeline, phase_configs
+
+  phases = {name: d for name, _, d in phase_configs(load_pipeline(config), Path("runs"), config)}
+  if phase not in phases:
+    raise ConfigError(f"{config}: no phase {phase!r} (phases: {sorted(phases)})")
+  return {k: v for k, v in phases[phase].items() if k != "init_from"}
+
+
+def load_plan_config(config: str | None, overrides, preset: str | None, phase: str | None = None):
+  from pathlib import Path
+
+  from xtjax import config as config_lib
+  from xtjax.errors import ConfigError
+  from xtjax.train.config import TrainConfig
+
+  if config is None:
+    if preset is None:
+      raise ConfigError("plan: give a CONFIG, --preset, or both")
+    data, where = json.loads(json.dumps(PRESET_RUN)), f"--preset {preset}"
+  elif phase is not None:
+    data, where = _phase_dict(config, phase), f"{config} [phase {phase}]"
+  else:
+    data, where = config_lib.read_with_bases(Path(config)), config
+    if "defaults" in data:
+      raise ConfigError(f"{config}: a pipeline config; choose a phase with --phase (e.g. its intermediate phase)")
+  if preset is not None:
+    data["model"] = dict(data.get("model", {}), preset=preset, pretrained=None)
+  config_lib.apply_overrides(data, overrides)
+  return config_lib.from_dict(TrainConfig, data, where + (" (with overrides)" if overrides else ""))
+
+
+def _ensure_cpu_devices(topology: str) -> None:
+  """`cpu:N` needs N fake CPU devices, which XLA reads from its flags when JAX starts."""
+  if topology.startswith("cpu:") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    n = topology.split(":", 1)[1]
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+
+
+def add_estimates(result: dict) -> dict:
+  """Analytic FLOPs (`infer.flops`, what MFU counts) and the step time they give at 40-60% MFU."""
+  from xtjax.infer import flops
+  from xtjax.parallel.plan import step_seconds
+
+  enc = result["encoder_config"]
+  analytic = flops.train_flops(enc, result["batch_size"], result["max_length"], result["head_type"],
+                               result["num_labels"], result["choices"])
+  per_device = analytic / result["devices"]
+  result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"] if result["programs"] else None}
+  # XLA's cost analysis counts a loop body once, whatever its trip count.
+  result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "scan_layers", False))
+  peak = result["peak_bf16"]
+  result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": step_seconds(per_device, peak, m) for m in MFUS}
+                                   if peak is not None else None)
+  return result
+
+
+def run(args: argparse.Namespace) -> int:
+  _ensure_cpu_devices(args.topology)
+  if args.config is not None and "=" in args.config:  # `plan --preset P k=v`: no CONFIG, only overrides
+    args.config, args.overrides = None, [args.config] + list(args.overrides)
+  from xtjax.parallel import topology
+  from xtjax.train.plan import plan
+
+  cfg = load_plan_config(args.config, args.overrides, args.preset, args.phase)
+  result = add_estimates(plan(cfg, topology.parse(args.topology, args.slices), args.choices, not args.no_eval,
+                                 not args.memory_only))
+  result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
+  if args.json:
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+  print(format_plan(result))
+  return 0
+
+
+def _gib(n: float) -> str:
+  return f"{n / GiB:8.2f} GiB"
+
+
+def format_plan(r: dict) -> str:
+  lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params, task {r['task']} ({r['head_type']}), batch "
+           f"{r['batch_size']} x {r['max_length']} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
+           f"{r['param_dtype']} weights",
+           f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}", "",
+           "per device:"]
+  for k, v in r["per_device"].items():
+    lines.append(f"  {k:<28}{_gib(v) if v is not None else '   (not compiled)'}")
+  if r["hbm_bytes"] is not None:
+    verdict = {True: "fits", False: "does NOT fit", None: "fits without activations (compile to know)"}[r["fits"]]
+    lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes'])}  -> {verdict} (limit {int(r['headroom'] * 100)}% of HBM; "
+                 f"{r['chip_source']})")
+  lines.append("")
+  for p in r["programs"]:
+    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU); "
+                 f"arguments {_gib(p['argument_bytes'])}, "
+                 f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
+                 f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
+  f = r["flops_per_device"]
+  compiled = f"{f['compiled']:.3e}" if f["compiled"] is not None else "(not compiled)"
+  lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {compiled}"
+               + (" (XLA counts the scanned layer once)" if r.get("compiled_flops_count_one_scanned_layer") else ""))
+  if r["step_seconds_at_mfu"]:
+    lines.append("step time at " + ", ".join(f"{k} MFU {v * 1e3:.1f} ms" for k, v in r["step_seconds_at_mfu"].items()))
+  lines += ["", "parameter shardings (shards = devices a tensor is split over; 1 = replicated):"]
+  for row in r["shardings"]:
+    flag = "  REPLICATED" if row["shards"] == 1 and r["devices"] > 1 else ""
+    lines.append(f"  {row['path']:<58}{str(row['shape']):<20}{row['spec']:<32}{row['shards']:>5}{flag}")
+  return "\n".join(lines)

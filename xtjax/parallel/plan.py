@@ -1,0 +1,84 @@
+"""Ahead-of-time compilation of a sharded program and what it costs per device.
+
+`measure` lowers and compiles a jitted function for abstract arguments (ShapeDtypeStructs, so no
+weights exist) and reads XLA's memory and cost analyses; `sharded_bytes` and `sharding_rows` say
+how a pytree of arrays is split over the mesh. XLA's `optimal_seconds` is not reported: libtpu
+returns negative values for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+
+# A plan "fits" when its per-device total stays under this share of HBM (the rest is for XLA's
+# runtime buffers, fragmentation and the input pipeline's prefetched batches).
+HEADROOM = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+  """Per-device numbers of one compiled program."""
+
+  name: str
+  compile_seconds: float  # wall clock
+  compile_cpu_seconds: float  # this process's CPU time: comparable across loaded and quiet machines
+  argument_bytes: int
+  output_bytes: int
+  alias_bytes: int  # outputs that reuse donated argument buffers
+  temp_bytes: int  # activations and other temporaries
+  flops: float  # XLA's count for one device
+
+  @property
+  def peak_bytes(self) -> int:
+    """Live at once: arguments, temporaries and the outputs that do not reuse a donated buffer."""
+    return self.argument_bytes + self.temp_bytes + self.output_bytes - self.alias_bytes
+
+
+def measure(name: str, jitted, *abstract_args) -> Compiled:
+  t0, c0 = time.perf_counter(), time.process_time()
+  compiled = jitted.lower(*abstract_args).compile()
+  seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  return Compiled(name, round(seconds, 2), round(cpu_seconds, 2), int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
+                  int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), float(cost.get("flops", float("nan"))))
+
+
+def _leaves_with_shardings(tree, shardings):
+  values = jax.tree.leaves(tree)
+  shs = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+  if len(values) != len(shs):
+    raise ValueError(f"sharded_bytes: {len(values)} arrays but {len(shs)} shardings")
+  return zip(values, shs)
+
+
+def shard_bytes(shape, dtype, sharding) -> int:
+  return int(math.prod(sharding.shard_shape(tuple(shape)))) * np.dtype(dtype).itemsize
+
+
+def sharded_bytes(tree, shardings) -> int:
+  """Bytes one device holds of a pytree of abstract arrays under matching shardings."""
+  return sum(shard_bytes(x.shape, x.dtype, sh) for x, sh in _leaves_with_shardings(tree, shardings))
+
+
+def sharding_rows(paths_and_values, shardings) -> list[dict]:
+  """One row per array: path, global shape, PartitionSpec, devices it is split over, bytes per device."""
+  rows = []
+  items = list(paths_and_values)
+  shs = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+  for (path, x), sh in zip(items, shs):
+    per_device = shard_bytes(x.shape, x.dtype, sh)
+    total = int(math.prod(x.shape)) * np.dtype(x.dtype).itemsize
+    rows.append({"path": path, "shape": list(x.shape), "dtype": str(np.dtype(x.dtype)),
+                 "spec": str(tuple(sh.spec)), "shards": total // max(per_device, 1),
+                 "bytes_per_device": per_device})
+  return rows
+
+
+def step_seconds(flops_per_device: float, peak: float, mfu: float) -> float:
+  return flops_per_device / (peak * mfu)

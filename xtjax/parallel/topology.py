@@ -1,0 +1,121 @@
+"""Described accelerator slices: devices to compile for without owning them, HBM and peak FLOP/s.
+
+`v4-32`, `v5p-128` (TensorCores, two per megacore chip), `v5e-256`, `v6e-64` (chips) and explicit
+`v4:2x2x4` become libtpu topology descriptions (what MaxText's `train_compile.py` compiles for);
+`cpu:N` is N fake CPU devices, so the whole plan runs where libtpu does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import jax
+import numpy as np
+
+from xtjax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """Per-device HBM and dense bf16 peak of one generation (a megacore chip is one JAX device)."""
+
+  generation: str  # the libtpu topology prefix: v4, v5, v5e, v6e
+  hbm_bytes: int
+  peak_bf16: float
+  dims: int  # torus dimensions of a slice's chip grid
+  cores_per_chip: int  # what the public slice name counts (v4-8 = 4 chips of 2 cores)
+  source: str
+
+
+GiB = 1024 ** 3
+CHIPS = {
+    "v4": Chip("v4", 32 * GiB, 275e12, 3, 2, "cloud.google.com/tpu/docs/v4: 32 GiB HBM2, 275 TFLOP/s bf16 per chip"),
+    "v5p": Chip("v5", 95 * GiB, 459e12, 3, 2, "cloud.google.com/tpu/docs/v5p: 95 GiB HBM2e, 459 TFLOP/s bf16 per chip"),
+    "v5e": Chip("v5e", 16 * GiB, 197e12, 2, 1, "cloud.google.com/tpu/docs/v5e: 16 GiB HBM2, 197 TFLOP/s bf16 per chip"),
+    "v6e": Chip("v6e", 32 * GiB, 918e12, 2, 1, "cloud.google.com/tpu/docs/v6e: 32 GiB HBM, 918 TFLOP/s bf16 per chip"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+  name: str  # as given: v4-32, cpu:8, ...
+  chip: Chip | None  # None for cpu:N (no HBM limit to check against)
+  grid: tuple[int, ...]  # chips per torus dimension (cpu: (N,))
+  num_slices: int = 1
+
+  @property
+  def devices_per_slice(self) -> int:
+    return math.prod(self.grid)
+
+  @property
+  def topology_name(self) -> str:
+    return f"{self.chip.generation}:{'x'.join(map(str, self.grid))}"
+
+
+def _grid(chips: int, dims: int, where: str) -> tuple[int, ...]:
+  """The chip grid Cloud TPU uses for a power-of-two slice (2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, ...)."""
+  if chips == 1:
+    return (1,) * dims
+  if chips < 4 or chips & (chips - 1):
+    raise ConfigError(f"--topology {where}: {chips} chips is not a power of two >= 4; give the grid, e.g. v4:2x2x4")
+  grid = [2, 2] + [1] * (dims - 2)
+  if dims == 3 and chips >= 8:
+    grid[2] = 2
+  order = [2, 1, 0] if dims == 3 else [1, 0]
+  i = 0
+  while math.prod(grid) < chips:
+    grid[order[i % dims]] *= 2
+    i += 1
+  return tuple(grid)
+
+
+def parse(name: str, num_slices: int = 1) -> Slice:
+  """`v4-32`, `v5e-16`, `v4:2x2x2`, `v5p:2x2x1` or `cpu:8`."""
+  if num_slices < 1:
+    raise ConfigError(f"--slices: must be >= 1, got {num_slices}")
+  m = re.fullmatch(r"cpu:(\d+)", name)
+  if m:
+    return Slice(name, None, (int(m.group(1)),), num_slices)
+  m = re.fullmatch(r"(v4|v5p|v5e|v6e)-(\d+)", name)
+  if m:
+    chip = CHIPS[m.group(1)]
+    n = int(m.group(2))
+    if n % chip.cores_per_chip:
+      raise ConfigError(f"--topology {name}: {m.group(1)} slices count {chip.cores_per_chip} cores per chip")
+    return Slice(name, chip, _grid(n // chip.cores_per_chip, chip.dims, name), num_slices)
+  m = re.fullmatch(r"(v4|v5p|v5e|v6e):(\d+(?:x\d+)*)", name)
+  if m:
+    chip = CHIPS[m.group(1)]
+    grid = tuple(int(x) for x in m.group(2).split("x"))
+    if len(grid) != chip.dims:
+      raise ConfigError(f"--topology {name}: {m.group(1)} grids have {chip.dims} dimensions")
+    return Slice(name, chip, grid, num_slices)
+  raise ConfigError(f"--topology {name!r}: expected v4-N, v5p-N, v5e-N, v6e-N, GEN:AxB[xC] or cpu:N")
+
+
+def devices(s: Slice) -> list:
+  """The devices to compile for: a libtpu topology description's, or this process's CPU devices."""
+  if s.chip is None:
+    have = jax.devices("cpu")
+    want = s.devices_per_slice * s.num_slices
+    if len(have) < want:
+      raise ConfigError(f"--topology {s.name}: {want} CPU devices needed, {len(have)} present "
+                        f"(set XLA_FLAGS=--xla_force_host_platform_device_count={want} before JAX starts)")
+    return have[:want]
+  from jax.experimental import topologies
+
+  chips_per_host = (2, 2, 1) if s.devices_per_slice >= 4 else (1, 1, 1)
+  topo = topologies.get_topology_desc(
+      platform="tpu", topology_name=s.topology_name, chip_config_name="megacore" if s.chip.cores_per_chip == 2 else "default",
+      chips_per_host_bounds=chips_per_host, num_slices=s.num_slices)
+  return list(topo.devices)
+
+
+def slice_groups(s: Slice, devs: list) -> np.ndarray:
+  """Devices as [num_slices, devices_per_slice] (by `slice_index` on TPU, in order on CPU)."""
+  if s.chip is None or s.num_slices == 1:
+    return np.asarray(devs, dtype=object).reshape(s.num_slices, -1)
+  by_slice = sorted(devs, key=lambda d: (d.slice_index, d.id))
+  return np.asarray(by_slice, dtype=object).reshape(s.num_slices, -1)

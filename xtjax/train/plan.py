@@ -1,0 +1,146 @@
+"""What a training run costs on a slice, without running it: `xtjax plan`.
+
+Builds exactly what `Trainer.setup` builds (model and heads, `optim.build`, `state_sharding`, the
+mesh and rules, `make_train_step` with its micro-batching, `make_eval_step`) from shapes only, and
+compiles the train and eval steps ahead of time for a described slice (`xtjax.parallel.topology`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from xtjax.errors import ConfigError
+from xtjax.models import hf_io, registry, store
+from xtjax.models.init import with_dtypes
+from xtjax.models.task_model import TaskModel
+from xtjax.parallel import plan as aot
+from xtjax.parallel import topology
+from xtjax.parallel.mesh import make_mesh
+from xtjax.parallel.rules import rules_from_config, state_shardings
+from xtjax.tasks import registry as task_registry
+from xtjax.train import optim, setup
+from xtjax.train.config import TrainConfig
+from xtjax.train.optim import tree_paths
+from xtjax.train.state import batch_sharding, state_sharding
+from xtjax.train.step import compile_eval_step, compile_train_step, make_eval_step, make_train_step
+
+
+def model_config(cfg: TrainConfig):
+  """(family, config) of the run's encoder, read from the preset or the checkpoint's config alone."""
+  m = cfg.model
+  if cfg.init_from or m.pretrained:
+    src = str(setup.resolve_init_from(cfg.init_from)) if cfg.init_from else m.pretrained
+    folder = hf_io.resolve(src)
+    if store.is_model_dir(folder):
+      family, enc_cfg = store.read_meta(folder)
+    else:
+      hf = hf_io.read_config(folder)
+      family = registry.for_hf_model_type(hf["model_type"], where=str(Path(folder) / "config.json"))
+      enc_cfg = family.config_from_hf(hf)
+  else:
+    family, enc_cfg = registry.preset(m.preset)
+  enc_cfg = with_dtypes(enc_cfg, m.dtype, m.param_dtype)
+  if m.config_overrides:
+    try:
+      enc_cfg = dataclasses.replace(enc_cfg, **m.config_overrides)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"model.config_overrides: {e}") from e
+  return family, enc_cfg
+
+
+def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, choices: int) -> dict:
+  """The arrays a task's featuriser produces for one batch, as shapes (see `tasks.base.Features`)."""
+  rows = (batch, choices, length) if head_type == "multiple_choice" else (batch, length)
+  i32 = jnp.int32
+  out = {"input_ids": jax.ShapeDtypeStruct(rows, i32), "attention_mask": jax.ShapeDtypeStruct(rows, i32),
+         "example_mask": jax.ShapeDtypeStruct((batch,), i32)}
+  if with_types:
+    out["token_type_ids"] = jax.ShapeDtypeStruct(rows, i32)
+  if head_type == "span":
+    out["start_positions"] = jax.ShapeDtypeStruct((batch,), i32)
+    out["end_positions"] = jax.ShapeDtypeStruct((batch,), i32)
+  elif head_type in ("tagging", "mlm"):
+    out["labels"] = jax.ShapeDtypeStruct((batch, length), i32)
+  else:
+    out["labels"] = jax.ShapeDtypeStruct((batch,), i32)
+  return out
+
+
+def _with_shardings(batch: dict, mesh, rules) -> tuple[dict, dict]:
+  shardings = {k: batch_sharding(mesh, rules, len(v.shape), v.shape) for k, v in batch.items()}
+  return shardings, {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
+
+
+def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
+         compile_train: bool = True) -> dict:
+  """Per-device memory, compiled FLOPs and compile time of the run's first training task.
+
+  `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
+  alone, a lower bound that already rules out slices too small for the model."""
+  family, enc_cfg = model_config(cfg)
+  devs = topology.devices(slice_)
+  mesh = make_mesh(dataclasses.replace(cfg.mesh, dcn_data=slice_.num_slices), devices=devs)
+  rules = rules_from_config(cfg.rules)
+  tasks = [task_registry.get(t.name) for t in cfg.tasks]
+  train_tasks = [t for t in tasks if t.head_type != "retrieval"]
+  if not train_tasks:
+    raise ConfigError(f"tasks {[t.name for t in tasks]}: no task with a head to train")
+  task = train_tasks[0]
+  n_data = mesh.shape["data"] * mesh.shape["fsdp"]
+  micro = cfg.batch_size // cfg.optim.grad_accum_steps
+  if micro % n_data:
+    raise ConfigError(f"batch_size / grad_accum_steps = {micro} is not divisible by the {n_data} data-parallel "
+                      f"devices of the mesh {dict(mesh.shape)}")
+
+  heads = setup.head_configs(train_tasks)
+  graphdef, abs_params = nnx.split(nnx.eval_shape(lambda: TaskModel(family, enc_cfg, heads, rngs=nnx.Rngs(cfg.seed))))
+  param_sh = state_shardings(abs_params, mesh, rules)
+  tx, _ = optim.build(cfg.optim, abs_params, cfg.steps or 1000, getattr(enc_cfg, "num_layers", 0))
+  abs_state = jax.eval_shape(lambda p: setup.init_state(p, tx, cfg.seed, cfg.dropout_rng), abs_params)
+  state_sh = state_sharding(abs_state, param_sh, mesh)
+
+  with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
+  length = cfg.features.max_length
+  batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, length, with_types, choices),
+                                    mesh, rules)
+  step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
+                         rng_impl=cfg.dropout_rng)
+  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)
+              ] if compile_train else []
+  if compile_eval and compile_train:
+    eval_sh, eval_batch = _with_shardings(
+        abstract_batch(task.head_type, cfg.eval_batch_size, length, with_types, choices), mesh, rules)
+    programs.append(aot.measure("eval_step", compile_eval_step(make_eval_step(graphdef, task.name), param_sh, eval_sh),
+                                abs_params, eval_batch))
+
+  paths = jax.tree.leaves(tree_paths(abs_params))
+  params_b = aot.sharded_bytes(abs_params, param_sh)
+  opt_b = aot.sharded_bytes(abs_state.opt_state, state_sh.opt_state)
+  hbm = slice_.chip.hbm_bytes if slice_.chip is not None else None
+  state_b = 2 * params_b + opt_b
+  if programs:
+    fits = None if hbm is None else all(p.peak_bytes <= aot.HEADROOM * hbm for p in programs)
+  else:  # without activations only a "no" is certain
+    fits = None if hbm is None or state_b <= aot.HEADROOM * hbm else False
+  return {
+      "topology": slice_.name, "devices": len(devs), "num_slices": slice_.num_slices,
+      "mesh": dict(mesh.shape), "task": task.name, "head_type": task.head_type,
+      "num_labels": task.num_labels, "choices": choices if task.head_type == "multiple_choice" else 1,
+      "batch_size": cfg.batch_size, "grad_accum_steps": cfg.optim.grad_accum_steps, "max_length": length,
+      "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": family.name, "encoder_config": enc_cfg,
+      "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
+      "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": params_b,
+                     "activations_and_temporaries": programs[0].temp_bytes if programs else None,
+                     "total": programs[0].peak_bytes if programs else state_b},
+      "hbm_bytes": hbm, "headroom": aot.HEADROOM,
+      "fits": fits,
+      "peak_bf16": slice_.chip.peak_bf16 if slice_.chip is not None else None,
+      "chip_source": slice_.chip.source if slice_.chip is not None else None,
+      "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],
+      "shardings": aot.sharding_rows(zip(paths, jax.tree.leaves(abs_params)), param_sh),
+  }
