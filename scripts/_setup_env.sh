@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or reuse .venv and install exactly the lock for the extras given as $1 ("dev" for the demo,
-# "dev,tfds,bench" for the tests), with torch's CPU build and xtjax itself (editable).
+# "dev,tfds,bench,tpu" for the tests), with torch's CPU build and xtjax itself (editable).
 #   --latest: instead, .venv-latest with the newest versions pyproject.toml allows (drift check).
 # Idempotent: a second run compares a stamp (lock + pyproject + scripts) and installs nothing.
 # Python: $PYTHON, else python3.11, else python3.12 (the locks cover both).
@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/_lock_common.sh
 source "$ROOT/scripts/_lock_common.sh"
-EXTRAS="${1:?extras, e.g. dev or dev,tfds,bench}"
+EXTRAS="${1:?extras, e.g. dev or dev,tfds,bench,tpu}"
 LATEST="${2:-}"
 VENV="$ROOT/.venv"; [ "$LATEST" = "--latest" ] && VENV="$ROOT/.venv-latest"
 
@@ -41,9 +41,9 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
 fi
 # The demo's lock is resolved inside the test lock (same versions, fewer packages): a venv set up for
 # the tests serves the demo as it is.
-TEST_STAMP="$VENV/.xtjax-installed-dev-tfds-bench"
+TEST_STAMP="$VENV/.xtjax-installed-dev-tfds-bench-tpu"
 if [ "$EXTRAS" = dev ] && [ -f "$TEST_STAMP" ]; then
-  THASH="$(cat "$(lock_file dev,tfds,bench)" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
+  THASH="$(cat "$(lock_file dev,tfds,bench,tpu)" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
   [ "$(cat "$TEST_STAMP")" = "$THASH" ] && exit 0
 fi
 install_locked "$VPY" "$LOCK" "$EXTRAS"

@@ -8,10 +8,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 if [ "${1:-}" = "--latest" ]; then
   shift
-  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench --latest
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu --latest
   VENV="$ROOT/.venv-latest"
 else
-  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu
 fi
 cd "$ROOT"
 export JAX_PLATFORMS=cpu

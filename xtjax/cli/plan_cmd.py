@@ -52,7 +52,7 @@ def load_plan_config(config: str | None, overrides, preset: str | None, phase: s
 
   from xtjax import config as config_lib
   from xtjax.errors import ConfigError
-  from xtjax.train.config import TrainConfig
+  from xtjax.runs.schema import TrainConfig
 
   if config is None:
     if preset is None:
@@ -78,8 +78,8 @@ def _ensure_cpu_devices(topology: str) -> None:
 
 
 def add_estimates(result: dict) -> dict:
-  """Analytic FLOPs (`infer.flops`, what MFU counts) and the step time they give at 40-60% MFU."""
-  from xtjax.infer import flops
+  """Analytic FLOPs (`perf.flops`, what MFU counts) and the step time they give at 40-60% MFU."""
+  from xtjax.perf import flops
   from xtjax.parallel.plan import step_seconds
 
   enc = result["encoder_config"]

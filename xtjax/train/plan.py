@@ -1,59 +1,44 @@
 """What a training run costs on a slice, without running it: `xtjax plan`.
 
 Builds exactly what `Trainer.setup` builds (model and heads, `optim.build`, `state_sharding`, the
-mesh and rules, `make_train_step` with its micro-batching, `make_eval_step`) from shapes only, and
+mesh and rules, `make_train_step` with its micro-batching, the shared eval function) from shapes only, and
 compiles the train and eval steps ahead of time for a described slice (`xtjax.parallel.topology`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.errors import ConfigError
-from xtjax.models import hf_io, registry, store
-from xtjax.models.init import with_dtypes
+from xtjax.evaluation.programs import head_fn
+from xtjax.models.heads import head_kind
 from xtjax.models.task_model import TaskModel
 from xtjax.parallel import plan as aot
 from xtjax.parallel import topology
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config, state_shardings
 from xtjax.tasks import registry as task_registry
+from xtjax.parallel.batching import batch_sharding
+from xtjax.runs import start
+from xtjax.runs.schema import TrainConfig
 from xtjax.train import optim, setup
-from xtjax.train.config import TrainConfig
 from xtjax.train.optim import tree_paths
-from xtjax.train.state import batch_sharding, state_sharding
-from xtjax.train.step import compile_eval_step, compile_train_step, make_eval_step, make_train_step
+from xtjax.train.state import state_sharding
+from xtjax.train.step import compile_train_step, make_train_step
 
 
 def model_config(cfg: TrainConfig):
-  """(family, config) of the run's encoder, read from the preset or the checkpoint's config alone."""
-  m = cfg.model
-  if cfg.init_from or m.pretrained:
-    src = str(setup.resolve_init_from(cfg.init_from)) if cfg.init_from else m.pretrained
-    folder = hf_io.resolve(src)
-    if store.is_model_dir(folder):
-      family, enc_cfg = store.read_meta(folder)
-    else:
-      hf = hf_io.read_config(folder)
-      family = registry.for_hf_model_type(hf["model_type"], where=str(Path(folder) / "config.json"))
-      enc_cfg = family.config_from_hf(hf)
-  else:
-    family, enc_cfg = registry.preset(m.preset)
-  enc_cfg = with_dtypes(enc_cfg, m.dtype, m.param_dtype)
-  if m.config_overrides:
-    try:
-      enc_cfg = dataclasses.replace(enc_cfg, **m.config_overrides)
-    except (TypeError, ValueError) as e:
-      raise ConfigError(f"model.config_overrides: {e}") from e
-  return family, enc_cfg
+  """(family, config) of the run's encoder in the trainer's start order, read from configs alone (no weights)."""
+  family, enc_cfg, _ = start.encoder_config(start.encoder_source(cfg))
+  return family, start.configure_encoder(enc_cfg, cfg.model)
 
 
-def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, choices: int) -> dict:
+def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, choices: int,
+                   target_length: int = 32) -> dict:
   """The arrays a task's featuriser produces for one batch, as shapes (see `tasks.base.Features`)."""
   rows = (batch, choices, length) if head_type == "multiple_choice" else (batch, length)
   i32 = jnp.int32
@@ -66,13 +51,15 @@ def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, ch
     out["end_positions"] = jax.ShapeDtypeStruct((batch,), i32)
   elif head_type in ("tagging", "mlm"):
     out["labels"] = jax.ShapeDtypeStruct((batch, length), i32)
+  elif head_type == "text_to_text":
+    out["labels"] = jax.ShapeDtypeStruct((batch, target_length), i32)
   else:
     out["labels"] = jax.ShapeDtypeStruct((batch,), i32)
   return out
 
 
 def _with_shardings(batch: dict, mesh, rules) -> tuple[dict, dict]:
-  shardings = {k: batch_sharding(mesh, rules, len(v.shape), v.shape) for k, v in batch.items()}
+  shardings = {k: batch_sharding(mesh, rules, v.shape) for k, v in batch.items()}
   return shardings, {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
 
 
@@ -106,17 +93,17 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
 
   with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
   length = cfg.features.max_length
-  batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, length, with_types, choices),
-                                    mesh, rules)
+  batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, length, with_types, choices,
+                                                   cfg.features.max_target_length), mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
                          rng_impl=cfg.dropout_rng)
   programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)
               ] if compile_train else []
-  if compile_eval and compile_train:
+  if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
     eval_sh, eval_batch = _with_shardings(
         abstract_batch(task.head_type, cfg.eval_batch_size, length, with_types, choices), mesh, rules)
-    programs.append(aot.measure("eval_step", compile_eval_step(make_eval_step(graphdef, task.name), param_sh, eval_sh),
-                                abs_params, eval_batch))
+    eval_step = jax.jit(head_fn(graphdef, task.name), in_shardings=(param_sh, eval_sh))  # the trainer's eval function
+    programs.append(aot.measure("eval_step", eval_step, abs_params, eval_batch))
 
   paths = jax.tree.leaves(tree_paths(abs_params))
   params_b = aot.sharded_bytes(abs_params, param_sh)
