@@ -37,7 +37,8 @@ def measure_latency(run_dir: Path, iters: int = 20, warmup: int = 2) -> dict[str
   length = cfg.features.max_length
   buckets = Buckets((1, batch), (length,))
   mesh = MeshConfig(devices=1)  # latency of one device; throughput scales with data parallelism
-  if (run_dir / "best").exists():
+  best = run_dir / "best"
+  if best.is_dir() and any(p.name.isdigit() for p in best.iterdir()):
     engine = InferenceEngine.from_run(run_dir, buckets=buckets, mesh=mesh)
   else:  # an evaluation-only phase (retrieval): the exported encoder's embeddings
     engine = InferenceEngine.from_model(run_dir / "model", buckets=buckets, mesh=mesh)
