@@ -1,15 +1,11 @@
 """T5 / mT5 / umT5 encoder-decoder: pre-layer-norm blocks with RMS norms, relative position buckets
 and no biases anywhere.
 
-What sets T5 apart from the BERT-style encoder: attention scores are not divided by sqrt(d_kv) (the
-scale is folded into the initialisation of `q`); positions enter only as a learned bias per
-(relative-position bucket, head), computed in the first layer and shared by the rest (umT5: every
-layer has its own); T5 v1.0 ties the LM head to the embedding and scales the decoder output by
-d_model**-0.5, mT5 / T5 v1.1 / umT5 have an untied head.
-
-Task heads (classification, QA, tagging) need only the encoder: `T5.encode` (hidden states) and
-`T5.encoder_outputs` (an `EncoderOutput`, same call as `Encoder.__call__`) work on the full model,
-and a config with `encoder_only=True` builds no decoder and no LM head at all.
+Unlike the BERT-style encoder: scores are not divided by sqrt(d_kv) (the scale is in `q`'s init);
+positions enter only as a learned bias per (relative-position bucket, head), computed in the first
+layer and shared (umT5: one per layer); T5 v1.0 ties the LM head and scales the decoder output by
+d_model**-0.5, mT5 / T5 v1.1 / umT5 have an untied head. Task heads need only the encoder:
+`T5.encode` / `T5.encoder_outputs` (as `Encoder.__call__`); `encoder_only=True` builds no decoder.
 """
 
 from __future__ import annotations
