@@ -44,14 +44,17 @@ def test_every_mesh_trains_like_one_device(toy_env, tmp_path, monkeypatch, mesh,
   _assert_params_close(one.state.params, many.state.params)
 
 
-def _assert_params_close(x, y, rel=1e-5):
+def _assert_params_close(x, y, rel=2e-5):
   """Each parameter tensor within `rel` relative (by norm); elementwise within 10x that absolute.
 
   Adam divides by sqrt(v): a parameter whose gradient is ~0 may move by ~lr either way when the
   reduction order changes, so elementwise relative error is not meaningful for those few entries.
+  Seen: up to ~1.2e-5 relative on data=8 after 2 x 2 micro-batch steps (f32 reductions in another
+  order over 8 devices); a sharding mistake shows as 1e-3 or more.
   """
   for a, b in zip(_leaves(x), _leaves(y)):
-    assert np.linalg.norm(a - b) <= rel * max(np.linalg.norm(a), 1e-12), np.abs(a - b).max()
+    err = np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12)
+    assert err <= rel, f"relative error {err:.3g} (max abs {np.abs(a - b).max():.3g})"
     np.testing.assert_allclose(a, b, rtol=0, atol=10 * rel)
 
 
