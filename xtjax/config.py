@@ -161,17 +161,22 @@ def apply_overrides(data: dict, overrides: Sequence[str], where: str = "command 
       value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
       raise ConfigError(f"{where}: {key}: cannot parse value {raw!r} ({e})") from e
-    node = data
-    parts = key.split(".")
-    for p in parts[:-1]:
-      nxt = node.get(p)
-      if nxt is None:
-        nxt = node[p] = {}
-      if not isinstance(nxt, dict):
-        raise ConfigError(f"{where}: {key}: {p!r} is not a mapping")
-      node = nxt
-    node[parts[-1]] = value
+    set_dotted(data, key, value, where)
   return data
+
+
+def set_dotted(data: dict, key: str, value: Any, where: str = "command line") -> None:
+  """Sets `a.b.c` in a nested dict, in place, creating missing mappings."""
+  node = data
+  parts = key.split(".")
+  for p in parts[:-1]:
+    nxt = node.get(p)
+    if nxt is None:
+      nxt = node[p] = {}
+    if not isinstance(nxt, dict):
+      raise ConfigError(f"{where}: {key}: {p!r} is not a mapping")
+    node = nxt
+  node[parts[-1]] = value
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -2,7 +2,7 @@
 
 `latency.json` in the target run directory: p50 / p99 latency at batch 1, throughput at the run's eval
 batch size, compile time, on this machine's device kind (the one that trained it), with the model's
-FLOPs per example; next to the training time of the run and of the intermediate run it started from.
+FLOPs per example; `xtjax report` puts it next to the training time of the cell's runs.
 Equal architectures should show equal latency whatever their intermediate training; the report
 shows it, so "1 vs 10 intermediate epochs against latency" is answered with measured numbers.
 """
@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import jax
 
 from xtjax.io_utils import write_text_atomic
 
@@ -51,12 +50,3 @@ def measure_latency(run_dir: Path, iters: int = 20, warmup: int = 2) -> dict[str
          "flops_per_example": by_batch[1]["model_flops_per_step"], "config": str(config_path)}
   write_text_atomic(run_dir / LATENCY_FILE, json.dumps(out, indent=2, sort_keys=True) + "\n")
   return out
-
-
-def training_cost(run_dir: Path) -> dict[str, float]:
-  """Seconds and device-seconds of a finished run (from its summary)."""
-  summary = json.loads((run_dir / "summary.json").read_text())
-  seconds = float(summary.get("train_seconds") or 0.0)
-  return {"train_seconds": seconds, "device_seconds": seconds * float(summary.get("device_count") or
-                                                                       jax.device_count()),
-          "steps": float(summary.get("step") or 0)}

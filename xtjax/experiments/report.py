@@ -41,7 +41,8 @@ def language_order(task: str, languages) -> list[str]:
   return ordered + (["avg"] if "avg" in languages else [])
 
 
-def _main_metric(task: str, avg: dict) -> str | None:
+def main_metric(task: str, avg: dict) -> str | None:
+  """The metric a task is compared by (MAIN_METRIC, else accuracy, else the first one reported)."""
   return MAIN_METRIC.get(task, "accuracy" if "accuracy" in avg else next(iter(sorted(avg)), None))
 
 
@@ -61,7 +62,7 @@ def collect(runs: list[Path]) -> tuple[list[str], list[dict]]:
     doc = _read(Path(run))
     row = {"run": str(run), "languages": {}, "phases": _phases(doc)}
     for task, per_lang in doc.get("zero_shot", {}).items():
-      metric = _main_metric(task, per_lang.get("avg", {}))
+      metric = main_metric(task, per_lang.get("avg", {}))
       if metric is None or metric not in per_lang.get("avg", {}):
         continue
       row[task] = float(per_lang["avg"][metric])

@@ -14,7 +14,6 @@ values, crossed). Every phase run is identified by the hash of its fully resolve
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
@@ -29,6 +28,7 @@ from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
 from xtjax.io_utils import write_text_atomic
+from xtjax.runs import identity
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ class Run:
   label: str
   run_dir: Path
   config: Any  # TrainConfig
-  config_dict: dict
   after: Path | None  # the intermediate run it starts from
 
 
@@ -89,20 +88,6 @@ def load_sweep(path: str | Path, overrides=()) -> tuple[SweepConfig, Path]:
   cfg = dataclasses.replace(cfg, overrides=cfg.overrides + tuple(o for o in overrides if o not in own))
   cfg = dataclasses.replace(cfg, intermediates_from=tuple(str(path.parent / p) for p in cfg.intermediates_from))
   return cfg, (path.parent / cfg.pipeline)
-
-
-def config_hash(config_dict: dict) -> str:
-  return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _set(data: dict, key: str, value, where: str) -> None:
-  node = data
-  parts = key.split(".")
-  for p in parts[:-1]:
-    node = node.setdefault(p, {})
-    if not isinstance(node, dict):
-      raise ConfigError(f"{where}: axes.{key}: {p!r} is not a mapping in the base pipeline")
-  node[parts[-1]] = json.loads(json.dumps(value))
 
 
 def _slug(text: str) -> str:
@@ -143,19 +128,19 @@ def expand(cfg: SweepConfig, pipeline_path: Path, workdir: Path, where: str = "s
       for key, value in assignment.items():
         if key.startswith("intermediate.") and choice == NONE:
           continue  # an intermediate-phase axis means nothing to the baseline
-        _set(d, key, value, where)
+        config_lib.set_dotted(d, key, json.loads(json.dumps(value)), f"{where}: axes")
       pcfg = config_lib.from_dict(PipelineConfig, d, f"{where} [{choice}, {assignment}]")
       inter_run = None
-      for phase_name, tcfg, tdict in phase_configs(pcfg, runs_dir, where):
+      for phase_name, tcfg, _ in phase_configs(pcfg, runs_dir, where):
         if inter_run is not None:
-          tdict = {**tdict, "init_from": str(inter_run.run_dir)}
           tcfg = dataclasses.replace(tcfg, init_from=str(inter_run.run_dir))
         kind = "intermediate" if pcfg.intermediate is not None and phase_name == pcfg.intermediate.name else "target"
-        ident = config_lib.to_dict(tcfg)
+        ident = identity.resolved(tcfg)
         if inter_run is not None:  # the start point by identity, not by where the sweep directory lies
           ident["init_from"] = inter_run.run_dir.name
-        h = config_hash(ident)
-        run = seen.get(h) or Run(kind, phase_name, runs_dir / f"{_slug(phase_name)}-{h}", tcfg, tdict,
+        # The trainer's own run identity: placement keys (mesh, cache_dir, ...) do not make a new run.
+        h = identity.config_hash(ident)
+        run = seen.get(h) or Run(kind, phase_name, runs_dir / f"{_slug(phase_name)}-{h}", tcfg,
                                  inter_run.run_dir if inter_run and kind == "target" else None)
         seen[h] = run
         if kind == "intermediate":
@@ -182,7 +167,8 @@ def unique_runs(cells: list[Cell]) -> list[Run]:
 # ------------------------------------------------------------------------------------------------
 # the ledger (run directories)
 
-def _read_json(p: Path) -> dict | None:
+def read_json(p: Path) -> dict | None:
+  """A JSON file of the ledger, or None when it is absent or half-written."""
   try:
     return json.loads(p.read_text())
   except (FileNotFoundError, json.JSONDecodeError):
@@ -190,15 +176,14 @@ def _read_json(p: Path) -> dict | None:
 
 
 def run_status(run_dir: Path) -> str:
-  summary = _read_json(run_dir / "summary.json")
+  summary = read_json(run_dir / "summary.json")
   if summary and summary.get("status") == "finished":
     return "done"
-  running = _read_json(run_dir / "sweep_running.json")
-  if running and running.get("host") == socket.gethostname() and _alive(int(running.get("pid", -1))):
+  running = read_json(run_dir / "sweep_running.json")
+  # Another host's marker is trusted; on this host the process must still be alive.
+  if running and (running.get("host") != socket.gethostname() or _alive(int(running.get("pid", -1)))):
     return "running"
-  if running and running.get("host") != socket.gethostname():
-    return "running"  # another host's run: trust its marker
-  if _read_json(run_dir / "sweep_error.json"):
+  if read_json(run_dir / "sweep_error.json"):
     return "failed"
   if (run_dir / "checkpoints").exists():
     return "interrupted"
@@ -258,7 +243,7 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
     try:
       summary = train_fn(run.config, run.run_dir)
     except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
-      errors = (_read_json(run.run_dir / "sweep_error.json") or {}).get("errors", [])
+      errors = (read_json(run.run_dir / "sweep_error.json") or {}).get("errors", [])
       errors.append({"time": time.time(), "error": f"{type(e).__name__}: {e}",
                      "traceback": traceback.format_exc()[-4000:]})
       write_text_atomic(run.run_dir / "sweep_error.json", json.dumps({"errors": errors}, indent=2) + "\n")
@@ -273,6 +258,10 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
       break
   if cfg.latency:
     _measure_latencies(runs, cfg.latency_iters)
+  return status_counts(cells)
+
+
+def status_counts(cells: list[Cell]) -> dict[str, int]:
   counts: dict[str, int] = {}
   for c in cells:
     s = cell_status(c)
@@ -297,12 +286,12 @@ def _measure_latencies(runs: list[Run], iters: int) -> None:
 
 def main_score(run_dir: Path) -> tuple[str, float] | None:
   """(metric, zero-shot average) of a finished target run's first task."""
-  from xtjax.experiments.report import MAIN_METRIC
+  from xtjax.experiments.report import main_metric
 
-  summary = _read_json(run_dir / "summary.json") or {}
+  summary = read_json(run_dir / "summary.json") or {}
   for task, per_lang in (summary.get("zero_shot") or {}).items():
     avg = per_lang.get("avg", {})
-    metric = MAIN_METRIC.get(task, "accuracy" if "accuracy" in avg else next(iter(sorted(avg)), None))
+    metric = main_metric(task, avg)
     if metric in avg:
       return metric, float(avg[metric])
   return None
@@ -310,12 +299,11 @@ def main_score(run_dir: Path) -> tuple[str, float] | None:
 
 def status_table(cells: list[Cell]) -> str:
   lines = [f"{'cell':<60} {'status':<12} score"]
-  for c in cells:
-    s = cell_status(c)
-    score = main_score(c.runs[-1].run_dir) if s == "done" else None
-    lines.append(f"{c.name:<60} {s:<12} " + (f"{score[1]:.2f} {score[0]}" if score else "-"))
   counts: dict[str, int] = {}
   for c in cells:
-    counts[cell_status(c)] = counts.get(cell_status(c), 0) + 1
+    s = cell_status(c)
+    counts[s] = counts.get(s, 0) + 1
+    score = main_score(c.runs[-1].run_dir) if s == "done" else None
+    lines.append(f"{c.name:<60} {s:<12} " + (f"{score[1]:.2f} {score[0]}" if score else "-"))
   lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
   return "\n".join(lines)

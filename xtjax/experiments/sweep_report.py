@@ -15,12 +15,8 @@ from pathlib import Path
 
 from xtjax.errors import XtjaxError
 from xtjax.experiments.cell_cost import LATENCY_FILE
-from xtjax.experiments.report import MAIN_METRIC
-from xtjax.experiments.sweep import NONE, SWEEP_FILE
-
-
-def _read(path: Path) -> dict | None:
-  return json.loads(path.read_text()) if path.exists() else None
+from xtjax.experiments.report import language_order, main_metric
+from xtjax.experiments.sweep import NONE, SWEEP_FILE, read_json
 
 
 def _is_seed(key: str) -> bool:
@@ -41,13 +37,13 @@ def load_results(sweep_dir: Path) -> list[dict]:
     summary = json.loads(summary_path.read_text())
     for task, per_lang in (summary.get("zero_shot") or {}).items():
       avg = per_lang.get("avg", {})
-      metric = MAIN_METRIC.get(task, "accuracy" if "accuracy" in avg else next(iter(sorted(avg)), None))
+      metric = main_metric(task, avg)
       if metric not in avg:
         continue
       out.append({"intermediate": cell["intermediate"], "target": cell["target"], "task": task,
                   "axes": cell["axes"], "metric": metric, "score": float(avg[metric]), "cell": cell["name"],
-                  "latency": _read(sweep_dir / cell["runs"][-1] / LATENCY_FILE),
-                  "train_seconds": sum(float((_read(sweep_dir / r / "summary.json") or {}).get("train_seconds") or 0)
+                  "latency": read_json(sweep_dir / cell["runs"][-1] / LATENCY_FILE),
+                  "train_seconds": sum(float((read_json(sweep_dir / r / "summary.json") or {}).get("train_seconds") or 0)
                                        for r in cell["runs"]),
                   "languages": {lang: float(v[metric]) for lang, v in per_lang.items() if lang != "avg" and metric in v}})
   return out
@@ -115,7 +111,7 @@ def to_markdown(records: list[dict]) -> str:
   lines += ["", "### Latency and training cost per cell", "", cost_table(records)]
   for t in targets:
     recs = [r for r in records if r["target"] == t]
-    langs = sorted({lang for r in recs for lang in r["languages"]})
+    langs = language_order(recs[0]["task"], {lang for r in recs for lang in r["languages"]})  # the benchmark's order
     lines += ["", f"### {t} ({recs[0]['metric']}) per language", "",
               "| intermediate | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
     per_row: dict[str, dict[str, list[float]]] = {}
