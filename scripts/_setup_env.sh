@@ -33,19 +33,17 @@ if [ "$LATEST" = "--latest" ]; then
   exit 0
 fi
 
+# A venv is current for EXTRAS when its stamp holds the hash of that lock and of what installs it.
+stamp_file() { echo "$VENV/.xtjax-installed-${1//,/-}"; }
+stamp_hash() { cat "$(lock_file "$1")" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" \
+  "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1; }
+is_current() { [ -f "$(stamp_file "$1")" ] && [ "$(cat "$(stamp_file "$1")")" = "$(stamp_hash "$1")" ]; }
+
 LOCK="$(lock_file "$EXTRAS")"
-STAMP="$VENV/.xtjax-installed-${EXTRAS//,/-}"
-HASH="$(cat "$LOCK" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
-  exit 0
-fi
+is_current "$EXTRAS" && exit 0
 # The demo's lock is resolved inside the test lock (same versions, fewer packages): a venv set up for
 # the tests serves the demo as it is.
-TEST_STAMP="$VENV/.xtjax-installed-dev-tfds-bench-tpu"
-if [ "$EXTRAS" = dev ] && [ -f "$TEST_STAMP" ]; then
-  THASH="$(cat "$(lock_file dev,tfds,bench,tpu)" "$ROOT/pyproject.toml" "$ROOT/scripts/_setup_env.sh" "$ROOT/scripts/_lock_common.sh" | sha256sum | cut -d' ' -f1)"
-  [ "$(cat "$TEST_STAMP")" = "$THASH" ] && exit 0
-fi
+[ "$EXTRAS" = dev ] && is_current dev,tfds,bench,tpu && exit 0
 install_locked "$VPY" "$LOCK" "$EXTRAS"
 rm -f "$VENV"/.xtjax-installed-*  # the venv now holds this lock only
-echo "$HASH" > "$STAMP"
+stamp_hash "$EXTRAS" > "$(stamp_file "$EXTRAS")"
