@@ -9,6 +9,7 @@ retrieval tasks (no head) embed sentences with the encoder.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,21 +80,26 @@ class EvalModel:
     """(scores, predictions) of one task on one language's examples. Text-to-text tasks are scored on
     what the encoder-decoder generates (greedy, `evaluation.generation`), the others on head outputs."""
     if head_kind(task.head_type).seq2seq:
-      pre = self.encoder_view(params)
-      result = evaluate_by_generation(nnx.merge(pre.graphdef, pre.params), self.tokenizer, task, examples, language,
-                                      self.settings, batch_size=self.programs.buckets.batch_sizes[-1])
+      result = evaluate_by_generation(nnx.merge(self.encoder_graphdef, params["encoder"]), self.tokenizer, task,
+                                      examples, language, self.settings, batch_size=self.programs.buckets.batch_sizes[-1])
       return numbers(result.scores), result.predictions
     outputs = self.programs.head_outputs(self.graphdef, params, task.name, task.head_type, features.arrays)
     predictions = task.predict(outputs, features, examples, self.settings)
     return numbers(task.score(predictions, examples, language)), predictions
 
+  @functools.cached_property
+  def encoder_graphdef(self):
+    """The encoder's graph, built from shapes once (every language and dev evaluation reuses it)."""
+    from xtjax.models.init import abstract
+
+    return abstract(self.family, self.encoder_config)[0]
+
   def encoder_view(self, params):
     """The encoder part of `params` as a Pretrained model (for embeddings and retrieval)."""
-    from xtjax.models.init import abstract
     from xtjax.models.loading import Pretrained
 
-    graphdef, _ = abstract(self.family, self.encoder_config)
-    return Pretrained(self.family, self.encoder_config, graphdef, params["encoder"], self.tokenizer, self.source)
+    return Pretrained(self.family, self.encoder_config, self.encoder_graphdef, params["encoder"], self.tokenizer,
+                      self.source)
 
 
 def _retrieval(model: EvalModel, task, tcfg: TaskConfig, cfg: TrainConfig, params, lang: str) -> dict:
