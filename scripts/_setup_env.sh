@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or reuse .venv and install exactly the lock for the extras given as $1 ("dev" for the demo,
-# "dev,tfds,bench,tpu" for the tests), with torch's CPU build and xtjax itself (editable).
+# "dev,tfds,bench,tpu,cluster" for the tests), with torch's CPU build and xtjax itself (editable).
 #   --latest: instead, .venv-latest with the newest versions pyproject.toml allows (drift check).
 # Idempotent: a second run compares a stamp (lock + pyproject + scripts) and installs nothing.
 # Python: $PYTHON, else python3.11, else python3.12 (the locks cover both).
@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/_lock_common.sh
 source "$ROOT/scripts/_lock_common.sh"
-EXTRAS="${1:?extras, e.g. dev or dev,tfds,bench,tpu}"
+EXTRAS="${1:?extras, e.g. dev or dev,tfds,bench,tpu,cluster}"
 LATEST="${2:-}"
 VENV="$ROOT/.venv"; [ "$LATEST" = "--latest" ] && VENV="$ROOT/.venv-latest"
 
@@ -43,7 +43,7 @@ LOCK="$(lock_file "$EXTRAS")"
 is_current "$EXTRAS" && exit 0
 # The demo's lock is resolved inside the test lock (same versions, fewer packages): a venv set up for
 # the tests serves the demo as it is.
-[ "$EXTRAS" = dev ] && is_current dev,tfds,bench,tpu && exit 0
+[ "$EXTRAS" = dev ] && is_current dev,tfds,bench,tpu,cluster && exit 0
 install_locked "$VPY" "$LOCK" "$EXTRAS"
 rm -f "$VENV"/.xtjax-installed-*  # the venv now holds this lock only
 stamp_hash "$EXTRAS" > "$(stamp_file "$EXTRAS")"

@@ -8,10 +8,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 if [ "${1:-}" = "--latest" ]; then
   shift
-  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu --latest
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu,cluster --latest
   VENV="$ROOT/.venv-latest"
 else
-  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu
+  bash "$ROOT/scripts/_setup_env.sh" dev,tfds,bench,tpu,cluster
 fi
 cd "$ROOT"
 export JAX_PLATFORMS=cpu

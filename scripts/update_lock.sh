@@ -13,14 +13,14 @@ UV="$(ensure_uv "$VENV/bin/python")"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 
 echo "== resolving (Python 3.11 and 3.12 in one universal lock)"
-compile_lock "$UV" dev,tfds,bench,tpu "$TMP/test.lock" --upgrade
+compile_lock "$UV" dev,tfds,bench,tpu,cluster "$TMP/test.lock" --upgrade
 # The demo's lock inside the test lock: the same version of every package both need.
 compile_lock "$UV" dev "$TMP/demo.lock" -c "$TMP/test.lock"
 # Cloud TPU VMs (tpu/xt-tpu setup): jax[tpu] with libtpu, the rest as in the test lock.
 compile_lock "$UV" tpu "$TMP/tpu.lock" -c "$TMP/test.lock"
 
 echo "== fast tests against the new test lock"
-install_locked "$VENV/bin/python" "$TMP/test.lock" dev,tfds,bench,tpu
+install_locked "$VENV/bin/python" "$TMP/test.lock" dev,tfds,bench,tpu,cluster
 status=0
 (cd "$ROOT" && JAX_PLATFORMS=cpu HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   TOKENIZERS_PARALLELISM=false "$VENV/bin/python" -m pytest -q -x -m "not slow" -p no:cacheprovider) || status=$?
