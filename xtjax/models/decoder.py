@@ -288,9 +288,10 @@ class Decoder(nnx.Module):
     cos, sin = rotary(cfg, positions_BxT)
     x = embedded = jnp.take(self.embed[...], input_ids_BxT, axis=0).astype(L.to_dtype(cfg.dtype))
     if cache is None:
-      x, hidden = run_layers(list(self.layers), x,
-                             lambda layer, h, i: layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i))[0],
-                             cfg.scan_layers, cfg.remat)
+      def call(layer, h, i):
+        return layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i))[0]
+
+      x, hidden = run_layers(list(self.layers), x, call, cfg.scan_layers, cfg.remat)
       new_cache = None
     else:  # inference: one unrolled pass that threads each layer's cache
       hidden, keys, values = [], [], []

@@ -36,7 +36,8 @@ def _rope_from_hf(hf: Mapping[str, Any]) -> dict:
     out["rope_original_max_position_embeddings"] = int(
         rope.get("original_max_position_embeddings") or hf["max_position_embeddings"])
   if kind == "llama3":
-    out.update(rope_low_freq_factor=float(rope["low_freq_factor"]), rope_high_freq_factor=float(rope["high_freq_factor"]))
+    out.update(rope_low_freq_factor=float(rope["low_freq_factor"]),
+               rope_high_freq_factor=float(rope["high_freq_factor"]))
   if kind == "yarn":
     if rope.get("mscale") or rope.get("mscale_all_dim"):
       raise CheckpointError("config.json: YaRN with mscale / mscale_all_dim (DeepSeek) is not supported")
