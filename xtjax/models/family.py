@@ -30,3 +30,6 @@ class Family:
   # (config, checkpoint tensor names) -> config adjusted to what the checkpoint holds (e.g. no pooler)
   config_for_tensors: Callable[[Any, Any], Any] = lambda cfg, names: cfg
   presets: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> config of a real size
+  # A decoder-only causal LM (Llama): sentence heads read the last attended token, and text-to-text
+  # runs prompt + target through the one stack with the prompt masked from the loss (`causal_lm.py`).
+  causal_lm: bool = False
