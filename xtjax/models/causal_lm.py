@@ -21,10 +21,10 @@ from xtjax.models import layers as L
 from xtjax.models.heads import IGNORE
 
 
-def prompt_and_target(input_ids_BxP, attention_mask_BxP, labels_BxT, pad_id: int):
+def prompt_and_target(input_ids_BxP, attention_mask_BxP, labels_BxT):
   """(ids, attention mask, positions) [B, P + T] of the prompt followed by its target."""
   target_mask = labels_BxT != IGNORE
-  ids = jnp.concatenate([input_ids_BxP, jnp.where(target_mask, labels_BxT, pad_id)], axis=1)
+  ids = jnp.concatenate([input_ids_BxP, jnp.where(target_mask, labels_BxT, 0)], axis=1)
   mask = jnp.concatenate([attention_mask_BxP, target_mask.astype(attention_mask_BxP.dtype)], axis=1)
   positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
   return ids.astype(jnp.int32), mask, positions
@@ -38,10 +38,10 @@ def predicting_positions(attention_mask_BxP, target_length: int):
 
 
 def teacher_forced_logits(model, batch: dict, dropout_key=None):
-  """[B, T, V] logits of a decoder-only model for `batch["labels"]` [B, T] after the prompt."""
+  """[B, T, V] f32 logits of a decoder-only model (`decoder.Decoder`) for `batch["labels"]` [B, T]
+  after the prompt."""
   labels = batch["labels"]
-  ids, mask, positions = prompt_and_target(batch["input_ids"], batch["attention_mask"], labels, model.cfg.pad_token_id)
-  hidden_BxSxD = model.final_hidden(ids, mask, positions, dropout_key=dropout_key)
+  ids, mask, positions = prompt_and_target(batch["input_ids"], batch["attention_mask"], labels)
+  out = model(ids, mask, positions, with_logits=False, dropout_key=dropout_key)
   at_BxT = predicting_positions(batch["attention_mask"], labels.shape[1])
-  hidden_BxTxD = jnp.take_along_axis(hidden_BxSxD, at_BxT[..., None], axis=1)
-  return model.lm_logits(hidden_BxTxD)
+  return model.logits(jnp.take_along_axis(out.last_hidden_state, at_BxT[..., None], axis=1))

@@ -1,0 +1,96 @@
+"""Task heads on a decoder-only LLM equal transformers' Llama heads (f32, left and right padding):
+`LlamaForSequenceClassification` (last non-pad token), `LlamaForQuestionAnswering` and
+`LlamaForTokenClassification`; multiple choice scores each choice's last token."""
+
+import numpy as np
+import pytest
+from decoder_fixtures import PROMPTS, tiny_decoder_folder
+from flax import nnx
+
+from xtjax.models.heads import HeadConfig
+from xtjax.models.loading import load_pretrained
+from xtjax.parallel.mesh import MeshConfig, make_mesh
+from xtjax.parallel.rules import DEFAULT_RULES
+from xtjax.train.setup import EncoderStart, build_model
+
+HEADS = {"cls": HeadConfig("classification", 3), "qa": HeadConfig("span"), "pos": HeadConfig("tagging", 5),
+         "mc": HeadConfig("multiple_choice")}
+PAD = 0  # the fixture tokenizer's <pad>, never produced for text
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  """(our TaskModel, tokenizer, transformers heads) with the heads' weights copied from transformers."""
+  import torch
+  import transformers as tf
+
+  folder = tiny_decoder_folder(tmp_path_factory, "llama")
+  mesh = make_mesh(MeshConfig(devices=1))
+  pre = load_pretrained(str(folder), mesh=mesh, rules=DEFAULT_RULES)
+  graphdef, params, _ = build_model(EncoderStart(pre.family, pre.config, pre.params, pre.tokenizer, "test"), HEADS, 0,
+                                    mesh, DEFAULT_RULES)
+  base = tf.LlamaForCausalLM.from_pretrained(str(folder)).model.state_dict()
+  torch.manual_seed(0)
+  hf = {}
+  for name, cls, kw in (("cls", tf.LlamaForSequenceClassification, dict(num_labels=3)),
+                        ("qa", tf.LlamaForQuestionAnswering, {}),
+                        ("pos", tf.LlamaForTokenClassification, dict(num_labels=5))):
+    cfg = tf.LlamaConfig.from_pretrained(str(folder), pad_token_id=PAD, attn_implementation="eager", **kw)
+    model = cls(cfg).eval()
+    getattr(model, model.base_model_prefix).load_state_dict(base)
+    hf[name] = model
+  pure = nnx.to_pure_dict(params)
+  heads = pure["heads"]
+  heads["cls"]["score"]["kernel"] = hf["cls"].score.weight.detach().numpy().T
+  heads["qa"]["out"]["kernel"] = hf["qa"].qa_outputs.weight.detach().numpy().T
+  heads["qa"]["out"]["bias"] = hf["qa"].qa_outputs.bias.detach().numpy()
+  heads["pos"]["out"]["kernel"] = hf["pos"].score.weight.detach().numpy().T
+  heads["pos"]["out"]["bias"] = hf["pos"].score.bias.detach().numpy()
+  nnx.replace_by_pure_dict(params, pure)
+  return nnx.merge(graphdef, params), pre.tokenizer, hf
+
+
+def _batch(tok, side: str):
+  tok.padding_side = side
+  enc = tok(PROMPTS, padding=True, return_tensors="np")
+  assert (enc["attention_mask"] == 0).any() and not (enc["input_ids"][enc["attention_mask"] > 0] == PAD).any()
+  return {"input_ids": enc["input_ids"].astype(np.int32), "attention_mask": enc["attention_mask"].astype(np.int32)}
+
+
+def _hf(model, batch):
+  """transformers' outputs with positions counting real tokens (as `generate` makes them for left padding)."""
+  import torch
+
+  mask = torch.tensor(batch["attention_mask"], dtype=torch.long)
+  with torch.no_grad():
+    return model(input_ids=torch.tensor(batch["input_ids"], dtype=torch.long), attention_mask=mask,
+                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_heads_equal_transformers_llama_heads(models, side):
+  model, tok, hf = models
+  batch = _batch(tok, side)
+  real = batch["attention_mask"] > 0
+  np.testing.assert_allclose(np.asarray(model.eval_outputs("cls", batch)), _hf(hf["cls"], batch).logits.numpy(),
+                             rtol=1e-4, atol=1e-5)
+  start, end = model.eval_outputs("qa", batch)
+  out = _hf(hf["qa"], batch)
+  np.testing.assert_allclose(np.asarray(start)[real], out.start_logits.numpy()[real], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(end)[real], out.end_logits.numpy()[real], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(model.eval_outputs("pos", batch))[real], _hf(hf["pos"], batch).logits.numpy()[real],
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_multiple_choice_scores_each_choice_on_its_last_token(models):
+  """[B, C, L] choices: each choice's logit is the classification score of its own last real token,
+  whichever side pads, and padding rows never leak into real ones."""
+  model, tok, _ = models
+  left, right = _batch(tok, "left"), _batch(tok, "right")
+  choices = {k: v[:4].reshape(2, 2, -1) for k, v in left.items()}
+  flat = np.asarray(model.eval_outputs("mc", {k: v[:4] for k, v in left.items()}))
+  mc = np.asarray(model.eval_outputs("mc", choices))
+  assert mc.shape == (2, 2)
+  np.testing.assert_allclose(mc.reshape(-1), flat, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(model.eval_outputs("mc", right)), np.asarray(model.eval_outputs("mc", left)),
+                             rtol=1e-4, atol=1e-5)
