@@ -249,4 +249,5 @@ FAMILY = Family(
     params_to_hf=params_to_hf,
     hf_architecture=hf_architecture,
     presets=PRESETS,
+    causal_lm=True,
 )
