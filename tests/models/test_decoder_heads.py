@@ -94,3 +94,24 @@ def test_multiple_choice_scores_each_choice_on_its_last_token(models):
   np.testing.assert_allclose(mc.reshape(-1), flat, rtol=1e-6)
   np.testing.assert_allclose(np.asarray(model.eval_outputs("mc", right)), np.asarray(model.eval_outputs("mc", left)),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_retrieval_embeddings_are_mean_pooled_decoder_hidden_states(tmp_path_factory):
+  """`embed_sentences` on a decoder: hidden_states[layer] of transformers' LlamaModel, averaged over
+  each sentence's tokens (the retrieval tasks' pooling)."""
+  import torch
+  import transformers as tf
+
+  from xtjax.models.embed import embed_sentences
+
+  folder = tiny_decoder_folder(tmp_path_factory, "llama")
+  pre = load_pretrained(str(folder))
+  ours, stats = embed_sentences(pre, PROMPTS, layer=1, pooling="mean", batch_size=2, max_length=64)
+  assert stats.truncated == 0
+  enc = pre.tokenizer(PROMPTS, padding=True, return_tensors="pt")
+  with torch.no_grad():
+    hidden = tf.LlamaModel.from_pretrained(str(folder)).eval()(
+        **enc, position_ids=(enc["attention_mask"].cumsum(-1) - 1).clamp(min=0), output_hidden_states=True
+    ).hidden_states[1]
+  mask = enc["attention_mask"][..., None].float()
+  np.testing.assert_allclose(ours, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), rtol=1e-4, atol=1e-5)
