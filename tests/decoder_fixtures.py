@@ -60,7 +60,7 @@ def make_tiny_decoder(folder: Path, kind: str = "llama", seed: int = 0, with_tok
   tok = make_decoder_tokenizer()
   cfg = getattr(tf, cfg_name)(
       vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-      max_position_embeddings=64, rms_norm_eps=1e-5, pad_token_id=None, bos_token_id=1, eos_token_id=EOS, **opts)
+      max_position_embeddings=128, rms_norm_eps=1e-5, pad_token_id=None, bos_token_id=1, eos_token_id=EOS, **opts)
   torch.manual_seed(seed)
   model = getattr(tf, model_name)(cfg)
   with torch.no_grad():

@@ -151,6 +151,7 @@ class KVCache(NamedTuple):
   keys: tuple[jax.Array, ...]
   values: tuple[jax.Array, ...]
   valid: jax.Array  # [B, S] bool: slot holds a real token (prompt padding stays False)
+  positions: jax.Array  # [B, S] int32: rotary position of each slot's token (for the sliding window)
   index: jax.Array  # int32 scalar: slot of the next input token
   next_position: jax.Array  # [B] int32: rotary position of the next real token
 
@@ -252,7 +253,8 @@ class Decoder(nnx.Module):
     zeros = jnp.zeros((batch_size, max_length, cfg.num_kv_heads, cfg.head_dim), L.to_dtype(cfg.dtype))
     n = cfg.num_layers
     return KVCache((zeros,) * n, (zeros,) * n, jnp.zeros((batch_size, max_length), bool),
-                   jnp.zeros((), jnp.int32), jnp.zeros((batch_size,), jnp.int32))
+                   jnp.zeros((batch_size, max_length), jnp.int32), jnp.zeros((), jnp.int32),
+                   jnp.zeros((batch_size,), jnp.int32))
 
   def logits(self, hidden_BxTxD):
     dt = L.to_dtype(self.cfg.dtype)
@@ -281,17 +283,18 @@ class Decoder(nnx.Module):
     start = jnp.zeros((B,), jnp.int32) if cache is None else cache.next_position
     if positions_BxT is None:
       positions_BxT = start[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+    positions_BxT = positions_BxT.astype(jnp.int32)
     if cache is None:
-      index, valid_BxS = jnp.zeros((), jnp.int32), mask
+      index, valid_BxS, key_pos_BxS = jnp.zeros((), jnp.int32), mask, positions_BxT
     else:
       index = cache.index
       valid_BxS = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))
+      key_pos_BxS = jax.lax.dynamic_update_slice(cache.positions, positions_BxT, (0, index))
     query_slots = index + jnp.arange(T, dtype=jnp.int32)
     key_slots = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
-    allowed = key_slots[None, :] <= query_slots[:, None]
-    if cfg.sliding_window:
-      allowed &= key_slots[None, :] > query_slots[:, None] - cfg.sliding_window
-    allowed_BxTxS = allowed[None] & valid_BxS[:, None, :]
+    allowed_BxTxS = (key_slots[None, :] <= query_slots[:, None])[None] & valid_BxS[:, None, :]
+    if cfg.sliding_window:  # in positions, so padding inside the cache (right-padded prompts) does not count
+      allowed_BxTxS &= key_pos_BxS[:, None, :] > positions_BxT[:, :, None] - cfg.sliding_window
     cos, sin = rotary(cfg, positions_BxT)
     x = embedded = jnp.take(self.embed[...], input_ids_BxT, axis=0).astype(L.to_dtype(cfg.dtype))
     if cache is None:
@@ -307,7 +310,8 @@ class Decoder(nnx.Module):
         hidden.append(x)
         keys.append(k)
         values.append(v)
-      new_cache = KVCache(tuple(keys), tuple(values), valid_BxS, index + T, start + mask.sum(1, dtype=jnp.int32))
+      new_cache = KVCache(tuple(keys), tuple(values), valid_BxS, key_pos_BxS, index + T,
+                          start + mask.sum(1, dtype=jnp.int32))
     last = self.final_norm(x)
     hidden = (embedded,) + tuple(hidden[:-1]) + (last,)
     return DecoderOutput(self.logits(last) if with_logits else None, last, hidden, new_cache)

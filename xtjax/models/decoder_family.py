@@ -8,10 +8,9 @@ checkpoint lacks the head is an error naming it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
@@ -19,8 +18,6 @@ from xtjax.models.decoder import Decoder, DecoderConfig
 from xtjax.models.family import Family
 
 _ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
-# Rotary buffers that older transformers releases saved with the weights.
-_IGNORE = (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq",)
 _ANCHOR = "model.embed_tokens.weight"
 
 
@@ -176,25 +173,27 @@ def _rules(cfg: DecoderConfig) -> list[M.Rule]:
   return r
 
 
-def _with_prefix(tensors: Mapping[str, np.ndarray], where: str) -> dict:
-  """A bare `LlamaModel` checkpoint (no `model.` prefix) named as the causal-LM one."""
-  if _ANCHOR in tensors:
-    return dict(tensors)
-  if "embed_tokens.weight" in tensors:
-    return {k if k == "lm_head.weight" else "model." + k: v for k, v in tensors.items()}
-  raise CheckpointError(f"{where}: tensor {_ANCHOR!r} not found (nor 'embed_tokens.weight'); "
-                        "is this checkpoint of the architecture its config.json names?")
+def tensor_plan(cfg: DecoderConfig, names, where: str = "checkpoint") -> M.TensorPlan:
+  """The rules under this checkpoint's names: a bare `LlamaModel` has no `model.` prefix; a tied
+  config ignores an `lm_head.weight` that equals the embedding."""
+  names = set(names)
+  rules = _rules(cfg)
+  if _ANCHOR not in names:
+    if "embed_tokens.weight" not in names:
+      raise CheckpointError(f"{where}: tensor {_ANCHOR!r} not found (nor 'embed_tokens.weight'); "
+                            "is this checkpoint of the architecture its config.json names?")
+    rules = [dataclasses.replace(r, hf=r.hf.removeprefix("model.")) for r in rules]
+  embed = rules[0].hf
+  equal = []
+  ignore = [r"(model\.)?layers\.\d+\.self_attn\.rotary_emb\.inv_freq"]  # older transformers saved these buffers
+  if cfg.tie_word_embeddings:
+    ignore.append(r"lm_head\.weight")
+    equal.append(("lm_head.weight", embed, "the config ties them (set tie_word_embeddings to false in config.json)"))
+  return M.TensorPlan(rules, ignore, equal)
 
 
 def params_from_hf(cfg: DecoderConfig, tensors, where: str = "checkpoint"):
-  tensors = _with_prefix(tensors, where)
-  ignore = list(_IGNORE)
-  if cfg.tie_word_embeddings and "lm_head.weight" in tensors:
-    if not np.array_equal(np.asarray(tensors["lm_head.weight"]), np.asarray(tensors[_ANCHOR])):
-      raise CheckpointError(f"{where}: tensor 'lm_head.weight' differs from {_ANCHOR!r} but the config ties them "
-                            "(set tie_word_embeddings to false in config.json)")
-    ignore.append(r"lm_head\.weight")
-  return M.import_tensors(_rules(cfg), tensors, ignore, where)
+  return M.import_plan(tensor_plan(cfg, tensors, where), tensors, where)
 
 
 def params_to_hf(cfg: DecoderConfig, params) -> dict:
@@ -249,5 +248,6 @@ FAMILY = Family(
     params_to_hf=params_to_hf,
     hf_architecture=hf_architecture,
     presets=PRESETS,
+    tensor_plan=tensor_plan,
     causal_lm=True,
 )
