@@ -89,3 +89,34 @@ def test_tiny_decoder_learns_the_toy_task_text_to_text(toy):
   assert _chance_at_least(42, 64) < 0.01
   assert result.scores["accuracy"] >= 65.0, result.scores
   assert result.scores["invalid_outputs"] <= 25.0
+
+
+@pytest.mark.slow
+def test_xtjax_train_with_a_decoder_then_phase_bridging(toy, tmp_path):
+  """`xtjax train` on a decoder with a head task and a text-to-text task at once (dev and zero-shot
+  evaluation, generation included, predictions and the decoder exported), then a second phase
+  starting from the first one's decoder with a fresh head."""
+  import json
+
+  import yaml
+
+  from xtjax.cli.main import main
+
+  folder, source = toy
+  base = {"model": {"pretrained": str(folder)}, "batch_size": 16, "eval_batch_size": 8, "log_every": 2,
+          "features": {"max_length": 24, "max_target_length": 6}, "cache_dir": str(tmp_path / "cache")}
+
+  def train(name, tasks, **kw):
+    conf = {**base, **kw, "tasks": [{"name": t, "data": {"path": source.path}, "eval_languages": ["de"]}
+                                    for t in tasks]}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(conf))
+    assert main(["train", str(tmp_path / f"{name}.yaml"), "--workdir", str(tmp_path / name)]) == 0
+    return json.loads((tmp_path / name / "summary.json").read_text())
+
+  first = train("intermediate", ["toy_cls_t2t", "toy_cls"], steps=4)
+  assert first["status"] == "finished" and set(first["zero_shot"]) == {"toy_cls_t2t", "toy_cls"}
+  assert set(first["zero_shot"]["toy_cls_t2t"]["de"]) == {"accuracy", "invalid_outputs"}  # scored on generations
+  assert (tmp_path / "intermediate" / "model").is_dir()
+  assert sorted(p.name for p in (tmp_path / "intermediate" / "predictions").iterdir()) == ["toy_cls", "toy_cls_t2t"]
+  second = train("target", ["toy_cls"], steps=2, init_from=str(tmp_path / "intermediate"))
+  assert second["status"] == "finished" and second["start"].startswith("init_from")

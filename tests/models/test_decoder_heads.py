@@ -115,3 +115,27 @@ def test_retrieval_embeddings_are_mean_pooled_decoder_hidden_states(tmp_path_fac
     ).hidden_states[1]
   mask = enc["attention_mask"][..., None].float()
   np.testing.assert_allclose(ours, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_tokenizer_without_padding_pads_with_its_eos(tmp_path, caplog):
+  """Llama 3.x tokenizers define no padding token: loading gives them their EOS as one, in the log."""
+  import logging
+
+  from decoder_fixtures import make_decoder_tokenizer
+
+  from xtjax.models import hf_io
+
+  tok = make_decoder_tokenizer()
+  tok.pad_token = None
+  tok.save_pretrained(str(tmp_path))
+  with caplog.at_level(logging.INFO, logger="xtjax.models.hf_io"):
+    loaded = hf_io.load_tokenizer(tmp_path)
+  assert loaded.pad_token == "</s>" and loaded.pad_token_id == loaded.eos_token_id == 2
+  assert "no padding token; padding with its EOS '</s>'" in caplog.text
+
+
+def test_masked_lm_heads_have_no_decoder_form():
+  from xtjax.models.heads import Head
+
+  with pytest.raises(ValueError, match="head type 'mlm' is not defined on decoder-only"):
+    Head(HeadConfig("mlm"), 8, causal=True, rngs=nnx.Rngs(0), vocab_size=16)
