@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # cells, phase runs, intermediate runs per shipped sweep file
 SHIPPED = {"phang2020_grid.yaml": (99, 109, 10), "rq_intermediate_epochs.yaml": (162, 177, 15),
            "rq_multilingual_vs_monolingual.yaml": (24, 28, 4), "rq_scale_xlmr.yaml": (28, 30, 2),
+           "rq_scale_decoders.yaml": (56, 60, 4),
            "tiny.yaml": (6, 8, 2)}
 
 

@@ -262,6 +262,13 @@ class Decoder(nnx.Module):
       return L.einsum("btd,vd->btv", hidden_BxTxD, self.embed[...], dt, jnp.float32)
     return L.einsum("btd,dv->btv", hidden_BxTxD, self.lm_head.kernel[...], dt, jnp.float32)
 
+  def encoder_outputs(self, input_ids_BxT, attention_mask_BxT=None, token_type_ids_BxT=None, *,
+                      dropout_key: jax.Array | None = None) -> DecoderOutput:
+    """The stack's hidden states without logits, as encoders give them (`embed.encoder_outputs`:
+    task heads, retrieval, `xtjax embed`); decoders have no token types."""
+    del token_type_ids_BxT
+    return self(input_ids_BxT, attention_mask_BxT, with_logits=False, dropout_key=dropout_key)
+
   def __call__(self, input_ids_BxT, attention_mask_BxT=None, positions_BxT=None, *, cache: KVCache | None = None,
                with_logits: bool = True, dropout_key: jax.Array | None = None) -> DecoderOutput:
     """Causal forward pass over T tokens.

@@ -41,7 +41,7 @@ def length_bucket(n: int, max_length: int, minimum: int = 16) -> int:
 
 def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None, dropout_key=None,
                     first_tokens: int | None = None):
-  """The encoder's EncoderOutput for any family (T5 exposes `encoder_outputs`, encoders are callable).
+  """The encoder's hidden states for any family (T5 and decoders expose `encoder_outputs`, encoders are callable).
 
   `first_tokens=n`: the caller reads only the first n positions of the last layer; encoders that
   can skip the rest (`Encoder(last_layer_queries=n)`) do, T5 returns every position.

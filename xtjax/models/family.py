@@ -33,3 +33,6 @@ class Family:
   # (config, checkpoint tensor names, where) -> hf_mapping.TensorPlan: a family that decides its mapping
   # from names alone is loaded tensor by tensor onto the mesh (`hf_stream`), never whole on one host.
   tensor_plan: Callable[[Any, Any, str], Any] | None = None
+  # A decoder-only causal LM (Llama): sentence heads read the last attended token, and text-to-text
+  # runs prompt + target through the one stack with the prompt masked from the loss (`causal_lm.py`).
+  causal_lm: bool = False

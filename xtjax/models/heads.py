@@ -1,11 +1,14 @@
 """Task heads on top of an encoder's hidden states, and their losses: a small registry of head kinds.
 
 Head kinds (not tasks): `classification` (single or pair sequence), `multiple_choice`, `span`
-(extractive QA start/end), `tagging` (one label per token, -100 ignored) and `mlm`. Each kind
-(`HeadKind`) knows its module, its loss, its eval output and whether it reads only the first token;
-nothing else branches on the kind's name. The classification head is RoBERTa's (dense+tanh on the
-first token, then a projection), which is also BERT's pooler followed by a classifier, so both
-families fine-tune the same way.
+(extractive QA start/end), `tagging` (one label per token, -100 ignored), `mlm` and `text_to_text`.
+Each kind (`HeadKind`) knows its module (on a bidirectional encoder, and on a causal decoder), its
+loss, its eval output and whether it reads only the first token; nothing else branches on the kind's
+name. On encoders the classification head is RoBERTa's (dense+tanh on the first token, then a
+projection), which is also BERT's pooler followed by a classifier, so both families fine-tune the
+same way. On decoder-only LLMs it is `LlamaForSequenceClassification`'s: a bias-free projection of
+the last attended token, the only position that has read the whole input; span and tagging heads are
+the same modules as on encoders (`LlamaForQuestionAnswering` / `LlamaForTokenClassification`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class HeadConfig:
       raise ValueError(f"unknown head type {self.type!r}; expected one of {HEAD_TYPES}")
 
 
-# ---- modules: `__call__(hidden_BxLxD, dropout_key, word_embeddings_VxD)` returns logits ------------
+# ---- modules: `__call__(hidden_BxLxD, dropout_key, word_embeddings_VxD, attention_mask_BxL)` -> logits ----
 
 class _HeadModule(nnx.Module):
 
@@ -58,11 +61,28 @@ class FirstTokenHead(_HeadModule):
     self.dense = L.Dense(D, D, ("embed", None), **kw)
     self.out = L.Dense(D, outputs, ("embed", "labels"), **kw)
 
-  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None, attention_mask_BxL=None):
     rate = self.cfg.dropout_rate
     x = L.dropout(hidden_BxLxD[:, 0], rate, L.fold(dropout_key, 0))
     x = jnp.tanh(self.dense(x))
     logits = self.out(L.dropout(x, rate, L.fold(dropout_key, 1)))
+    return logits if self.cfg.type == "classification" else logits[:, 0]
+
+
+class LastTokenHead(_HeadModule):
+  """A bias-free projection of the last attended token (transformers' `LlamaForSequenceClassification`
+  `score`, which has no dropout either): classification [B, labels], multiple choice [B*C].
+
+  transformers finds that token as the rightmost one that is not `pad_token_id`; the attention mask
+  says the same without relying on the pad id being unused in the text (Llama pads with EOS)."""
+
+  def build(self, D, vocab_size, eps, rngs, kw):
+    outputs = self.cfg.num_labels if self.cfg.type == "classification" else 1
+    self.score = L.Dense(D, outputs, ("embed", "labels"), use_bias=False, **kw)
+
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None, attention_mask_BxL=None):
+    last_B = L.last_attended(attention_mask_BxL)
+    logits = self.score(jnp.take_along_axis(hidden_BxLxD, last_B[:, None, None], axis=1)[:, 0])
     return logits if self.cfg.type == "classification" else logits[:, 0]
 
 
@@ -72,7 +92,7 @@ class SpanHead(_HeadModule):
   def build(self, D, vocab_size, eps, rngs, kw):
     self.out = L.Dense(D, 2, ("embed", "labels"), **kw)
 
-  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None, attention_mask_BxL=None):
     logits = self.out(hidden_BxLxD).astype(jnp.float32)
     return logits[..., 0], logits[..., 1]
 
@@ -83,7 +103,7 @@ class TaggingHead(_HeadModule):
   def build(self, D, vocab_size, eps, rngs, kw):
     self.out = L.Dense(D, self.cfg.num_labels, ("embed", "labels"), **kw)
 
-  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None, attention_mask_BxL=None):
     return self.out(L.dropout(hidden_BxLxD, self.cfg.dropout_rate, dropout_key))
 
 
@@ -95,7 +115,7 @@ class MaskedLMHead(_HeadModule):
     self.norm = L.LayerNorm(D, eps, **kw)
     self.bias = L.param(rngs, L.zeros, (vocab_size,), ("vocab",), kw["param_dtype"])
 
-  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None):
+  def __call__(self, hidden_BxLxD, dropout_key=None, word_embeddings_VxD=None, attention_mask_BxL=None):
     x = self.norm(jax.nn.gelu(self.dense(hidden_BxLxD), approximate=False))
     return L.einsum("bld,vd->blv", x, word_embeddings_VxD, x.dtype) + self.bias[...].astype(x.dtype)
 
@@ -147,14 +167,17 @@ class HeadKind:
   """Everything xtjax knows about one kind of head."""
 
   name: str
-  module: type[_HeadModule]
+  module: type[_HeadModule]  # on bidirectional encoders (BERT, XLM-R, the T5 encoder, T5 itself)
+  causal_module: type[_HeadModule] | None  # on decoder-only causal LMs (None: not defined there)
   loss: Callable[[Any, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]  # (logits, batch) -> (sum, count)
   eval_output: str  # what the eval step returns (f32), one row per input row
-  # Reads only the first token: the encoder's last layer computes that position only, and outputs do
-  # not depend on padding, so inference may cut requests to their attended length.
+  # Reads one token per row (encoders: the first, so their last layer computes that position only;
+  # causal decoders: the last attended one); outputs do not depend on padding, so inference may cut
+  # requests to their attended length.
   first_token_only: bool = False
   ties_word_embeddings: bool = False  # the module reads the encoder's input embeddings (MLM)
-  # The whole encoder-decoder computes the logits (teacher-forced on `labels`); its loss takes `z_loss`.
+  # The whole model computes the logits, teacher-forced on `labels` (an encoder-decoder, or a causal
+  # decoder reading prompt + target: `causal_lm.py`); its loss takes `z_loss`.
   seq2seq: bool = False
 
   def outputs(self, logits):
@@ -163,12 +186,13 @@ class HeadKind:
 
 
 HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
-    HeadKind("classification", FirstTokenHead, _example_loss, "[B, labels]", first_token_only=True),
-    HeadKind("multiple_choice", FirstTokenHead, _example_loss, "[B, choices]", first_token_only=True),
-    HeadKind("span", SpanHead, _span_loss, "(start [B, L], end [B, L])"),
-    HeadKind("tagging", TaggingHead, _token_loss, "[B, L, labels]"),
-    HeadKind("mlm", MaskedLMHead, _token_loss, "[B, L, vocab]", ties_word_embeddings=True),
-    HeadKind("text_to_text", TextToTextHead, _seq2seq_loss, "[B, T, vocab] (teacher-forced)", seq2seq=True),
+    HeadKind("classification", FirstTokenHead, LastTokenHead, _example_loss, "[B, labels]", first_token_only=True),
+    HeadKind("multiple_choice", FirstTokenHead, LastTokenHead, _example_loss, "[B, choices]", first_token_only=True),
+    HeadKind("span", SpanHead, SpanHead, _span_loss, "(start [B, L], end [B, L])"),
+    HeadKind("tagging", TaggingHead, TaggingHead, _token_loss, "[B, L, labels]"),
+    HeadKind("mlm", MaskedLMHead, None, _token_loss, "[B, L, vocab]", ties_word_embeddings=True),
+    HeadKind("text_to_text", TextToTextHead, TextToTextHead, _seq2seq_loss, "[B, T, vocab] (teacher-forced)",
+             seq2seq=True),
 )}
 HEAD_TYPES = tuple(HEAD_KINDS)
 
@@ -179,9 +203,13 @@ def head_kind(name: str) -> HeadKind:
   return HEAD_KINDS[name]
 
 
-def Head(cfg: HeadConfig, hidden_size: int, **kw) -> _HeadModule:  # noqa: N802 - a module constructor
-  """The module of `cfg.type`'s head kind."""
-  return head_kind(cfg.type).module(cfg, hidden_size, **kw)
+def Head(cfg: HeadConfig, hidden_size: int, causal: bool = False, **kw) -> _HeadModule:  # noqa: N802 - a module constructor
+  """The module of `cfg.type`'s head kind, on a bidirectional encoder or (`causal`) a decoder-only LM."""
+  kind = head_kind(cfg.type)
+  module = kind.causal_module if causal else kind.module
+  if module is None:
+    raise ValueError(f"head type {cfg.type!r} is not defined on decoder-only (causal) models")
+  return module(cfg, hidden_size, **kw)
 
 
 def loss_terms(head_type: str, logits, batch, z_loss: float = 0.0) -> tuple[jax.Array, jax.Array]:

@@ -8,6 +8,7 @@ when online.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 
 from xtjax.errors import CheckpointError
 from xtjax.io_utils import atomic_dir
+
+log = logging.getLogger(__name__)
 
 SAFE_SINGLE = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
@@ -174,13 +177,23 @@ def has_tokenizer(folder: Path) -> bool:
 
 
 def load_tokenizer(folder: Path):
-  """The fast tokenizer saved in a model folder (no remote code)."""
+  """The fast tokenizer saved in a model folder (no remote code).
+
+  Decoder-only LLM tokenizers (Llama 3.x, Mistral) define no padding token: they get their EOS as
+  one, said in the log. Padding is never read (attention masks decide, and last-token heads find the
+  last attended token by the mask, not the pad id), and it is what the model's generation pads with.
+  """
   from transformers import AutoTokenizer
 
   try:
-    return AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
   except Exception as e:
     raise CheckpointError(f"{folder}: cannot load a tokenizer ({type(e).__name__}: {e})") from e
+  if tok.pad_token is None and tok.eos_token is not None:
+    log.info("%s: the tokenizer has no padding token; padding with its EOS %r (masked wherever it pads)", folder,
+             tok.eos_token)
+    tok.pad_token = tok.eos_token
+  return tok
 
 
 def write_folder(folder: Path, hf_config: dict, tensors: dict[str, np.ndarray], tokenizer_dir: Path | None) -> None:

@@ -180,3 +180,10 @@ def fold(key: jax.Array | None, *data: int) -> jax.Array | None:
   for d in data:
     key = jax.random.fold_in(key, d)
   return key
+
+
+def last_attended(attention_mask_BxL) -> jax.Array:
+  """[B] index of each row's rightmost attended position (0 for a row attending nothing), for right
+  and left padding alike: where a causal decoder has read the whole sequence."""
+  L = attention_mask_BxL.shape[-1]
+  return jnp.argmax(jnp.where(attention_mask_BxL > 0, jnp.arange(L), -1), axis=-1).astype(jnp.int32)

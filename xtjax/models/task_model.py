@@ -1,8 +1,13 @@
-"""An encoder shared by one head per task: the model that intermediate and target training use.
+"""A backbone shared by one head per task: the model that intermediate and target training use.
 
-Parameters live under `encoder/...` and `heads/<task>/...`, so phase bridging keeps `encoder`
-and replaces `heads`. A `text_to_text` task uses the whole encoder-decoder held in `encoder`
-(its head has no parameters), so bridging keeps the decoder too.
+Parameters live under `encoder/...` (the backbone, whatever its kind) and `heads/<task>/...`, so
+phase bridging keeps `encoder` and replaces `heads`. A `text_to_text` task uses the whole model
+held in `encoder` (its head has no parameters), so bridging keeps an encoder-decoder's decoder too.
+
+Two kinds of backbone, told apart by the family (`Family.causal_lm`): bidirectional encoders and
+encoder-decoders (heads read the first token; text-to-text is teacher-forced through the decoder),
+and decoder-only causal LMs (heads read the last attended token; text-to-text is the prompt and the
+target in one sequence, `causal_lm.py`).
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from xtjax.models import causal_lm, seq2seq_loss
 from xtjax.models import layers as L
 from xtjax.models.embed import encoder_outputs
 from xtjax.models.heads import Head, HeadConfig, head_kind
-from xtjax.models.seq2seq_loss import teacher_forced_logits
+
+# causal_lm -> the text_to_text head's teacher-forced logits `fn(model, batch, dropout_key)` [B, T, V]
+_TEACHER_FORCED = {False: seq2seq_loss.teacher_forced_logits, True: causal_lm.teacher_forced_logits}
 
 
 class TaskModel(nnx.Module):
@@ -21,18 +29,19 @@ class TaskModel(nnx.Module):
   def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs):
     rngs = L.KeySequence(rngs)
     self.encoder = family.build(encoder_cfg, rngs)
+    self.causal_lm = bool(family.causal_lm)
     hidden = getattr(encoder_cfg, "hidden_size", None) or getattr(encoder_cfg, "d_model")
     eps = getattr(encoder_cfg, "layer_norm_eps", 1e-5)
     self.heads = nnx.Dict({
-        name: Head(hc, hidden, rngs=rngs, dtype=encoder_cfg.dtype, param_dtype=encoder_cfg.param_dtype,
-                   vocab_size=encoder_cfg.vocab_size, layer_norm_eps=eps)
+        name: Head(hc, hidden, causal=self.causal_lm, rngs=rngs, dtype=encoder_cfg.dtype,
+                   param_dtype=encoder_cfg.param_dtype, vocab_size=encoder_cfg.vocab_size, layer_norm_eps=eps)
         for name, hc in sorted(heads.items())})
     self.head_types = {name: hc.type for name, hc in heads.items()}
 
   def __call__(self, task: str, batch: dict, dropout_key: jax.Array | None = None):
-    """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the encoder."""
-    if head_kind(self.head_types[task]).seq2seq:  # the encoder-decoder's own LM head; no head parameters
-      return teacher_forced_logits(self.encoder, batch, dropout_key)
+    """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the backbone."""
+    if head_kind(self.head_types[task]).seq2seq:  # the model's own LM head; no head parameters
+      return _TEACHER_FORCED[self.causal_lm](self.encoder, batch, dropout_key)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     types = batch.get("token_type_ids")
     mc = ids.ndim == 3
@@ -42,10 +51,10 @@ class TaskModel(nnx.Module):
       types = types.reshape(B * C, Ln) if types is not None else None
     head = self.heads[task]
     kind = head_kind(head.cfg.type)
-    first = 1 if kind.first_token_only else None
+    first = 1 if kind.first_token_only and not self.causal_lm else None
     out = encoder_outputs(self.encoder, ids, mask, types, L.fold(dropout_key, 0), first_tokens=first)
     word = self.encoder.embeddings.word[...] if kind.ties_word_embeddings else None
-    logits = head(out.last_hidden_state, L.fold(dropout_key, 1), word)
+    logits = head(out.last_hidden_state, L.fold(dropout_key, 1), word, mask)
     if mc:
       logits = logits.reshape(B, C)
     return logits

@@ -16,7 +16,7 @@ import numpy as np
 from xtjax.errors import ConfigError, DataError
 
 IGNORE = -100  # label id the losses skip (xtjax.models.heads.IGNORE; tasks do not import models)
-_CHUNK = 2048  # examples per tokenizer call: bounds the Python lists a call returns
+CHUNK = 2048  # examples per tokenizer call: bounds the Python lists a call returns
 
 
 def require_fast(tokenizer, task: str) -> None:
@@ -39,8 +39,8 @@ def encode(tokenizer, texts_a: Sequence, texts_b: Sequence | None, max_length: i
   types = None
   truncated = np.zeros(n, bool)
   encodings = [] if keep_encodings else None
-  for start in range(0, n, _CHUNK):
-    stop = min(start + _CHUNK, n)
+  for start in range(0, n, CHUNK):
+    stop = min(start + CHUNK, n)
     a = list(texts_a[start:stop])
     b = list(texts_b[start:stop]) if texts_b is not None else None
     enc = tokenizer(a, b, truncation="longest_first" if b is not None else True, max_length=max_length,

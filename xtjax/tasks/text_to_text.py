@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from xtjax.errors import ConfigError
 from xtjax.tasks import featurize as fz
 from xtjax.tasks import registry
 from xtjax.tasks import t2t_forms
@@ -32,15 +33,34 @@ class GeneratedPredictions:
   invalid: int
 
 
+def encode_targets(tokenizer, texts: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+  """(labels [N, length], truncated [N]): each text's tokens without the tokenizer's special tokens,
+  cut to `length - 1`, then EOS, then IGNORE. For T5 tokenizers this is exactly what they produce
+  (they append only EOS); a decoder's tokenizer would put its BOS in front, which is no part of an
+  answer, and append no EOS, which generation needs to stop."""
+  if tokenizer.eos_token_id is None:
+    raise ConfigError("text-to-text: the tokenizer has no EOS token to end targets with")
+  if length < 2:
+    raise ConfigError(f"features.max_target_length must be >= 2 (a token and EOS), got {length}")
+  labels = np.full((len(texts), length), fz.IGNORE, np.int32)
+  truncated = np.zeros(len(texts), bool)
+  for start in range(0, len(texts), fz.CHUNK):
+    enc = tokenizer(list(texts[start:start + fz.CHUNK]), add_special_tokens=False, truncation=True,
+                    max_length=length - 1)
+    for i, (ids, e) in enumerate(zip(enc["input_ids"], enc.encodings), start):
+      labels[i, :len(ids) + 1] = list(ids) + [tokenizer.eos_token_id]
+      truncated[i] = bool(e.overflowing)
+  return labels, truncated
+
+
 def encode_pairs(pairs: Sequence[tuple[str, str]], tokenizer, input_length: int, target_length: int):
-  """(arrays, stats): input_ids / attention_mask [N, input_length], labels [N, target_length]
-  (target token ids, IGNORE after the end), and truncation counts."""
+  """(arrays, stats): input_ids / attention_mask [N, input_length] (the tokenizer's special tokens
+  included), labels [N, target_length] (`encode_targets`), and truncation counts."""
   arrays, cut_inputs, _ = fz.encode(tokenizer, [p[0] for p in pairs], None, input_length)
-  targets, cut_targets, _ = fz.encode(tokenizer, [p[1] for p in pairs], None, target_length)
-  arrays["labels"] = np.where(targets["attention_mask"] > 0, targets["input_ids"], fz.IGNORE).astype(np.int32)
+  arrays["labels"], cut_targets = encode_targets(tokenizer, [p[1] for p in pairs], target_length)
   arrays.pop("token_type_ids", None)
   stats = {"truncated": int(cut_inputs.sum()), "truncated_targets": int(cut_targets.sum()),
-           "target_tokens": int(targets["attention_mask"].sum())}
+           "target_tokens": int((arrays["labels"] != fz.IGNORE).sum())}
   return arrays, stats
 
 
