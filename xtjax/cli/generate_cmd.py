@@ -1,4 +1,4 @@
-"""`xtjax generate`: text-to-text generation with an mT5 / T5 model, one jsonl line per prompt."""
+"""`xtjax generate`: text generation with an mT5 / T5 or a decoder-only LLM, one jsonl line per prompt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-  p = sub.add_parser("generate", help="generate text with an mT5 / T5 model (greedy or beam search)")
+  p = sub.add_parser("generate", help="generate text with an mT5 / T5 (greedy or beam search) or a decoder-only LLM (greedy)")
   p.add_argument("--model", required=True, help="xtjax model folder, Hugging Face folder or hub id")
   p.add_argument("--input", required=True, help="text file with one prompt per line (blank lines are skipped)")
   p.add_argument("--out", required=True, help="output jsonl: {line, input, output, tokens} per prompt, input order")
@@ -49,15 +49,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
   from xtjax.io_utils import atomic_path
-  from xtjax.models.generate import generate_texts
+  from xtjax.models.generate import can_generate, generate_texts
   from xtjax.models.loading import load_pretrained
 
   _check_args(args)
   prompts = read_prompts(args.input)
   pre = load_pretrained(args.model, dtype=args.dtype)
   model = pre.model()
-  if not hasattr(model, "decode") or getattr(pre.config, "encoder_only", False):
-    raise CheckpointError(f"{args.model}: `generate` needs an encoder-decoder model (mT5 / T5); "
+  if not can_generate(model):
+    raise CheckpointError(f"{args.model}: `generate` needs an encoder-decoder (mT5 / T5) or a decoder-only LLM; "
                           f"this is a {pre.family.hf_architecture(pre.config)}")
   if pre.tokenizer is None:
     raise CheckpointError(f"{args.model}: no tokenizer in the model folder")

@@ -30,3 +30,6 @@ class Family:
   # (config, checkpoint tensor names) -> config adjusted to what the checkpoint holds (e.g. no pooler)
   config_for_tensors: Callable[[Any, Any], Any] = lambda cfg, names: cfg
   presets: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> config of a real size
+  # (config, checkpoint tensor names, where) -> hf_mapping.TensorPlan: a family that decides its mapping
+  # from names alone is loaded tensor by tensor onto the mesh (`hf_stream`), never whole on one host.
+  tensor_plan: Callable[[Any, Any, str], Any] | None = None

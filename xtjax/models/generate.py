@@ -1,21 +1,28 @@
-"""Greedy and beam-search decoding for T5-family models, each one jitted function.
+"""Greedy and beam-search decoding for T5-family models, greedy decoding for decoder-only LLMs, each
+one jitted function.
 
 The encoder runs once, cross-attention keys/values are computed once, the decoder's self-attention
 keys/values go into a preallocated cache, and a `lax.while_loop` emits one token per iteration:
 no Python loop per token and one compilation per (batch, input length, max_new_tokens, beams).
 Both match transformers' `generate(do_sample=False)` token for token: greedy stops a row at EOS
 and pads after it; beam search is a port of transformers' vectorised beam search (length penalty,
-`early_stopping` False / True / "never").
+`early_stopping` False / True / "never"). Decoder-only models (Llama family) fill the cache with
+the prompt in one prefill pass instead of an encoder pass; their prompts are padded on the left.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from xtjax.models.decoder import Decoder
+from xtjax.models.t5 import T5
 
 _NEG = -1.0e9  # transformers' "impossible" score in beam search
 
@@ -28,7 +35,7 @@ class GenerateOutput(NamedTuple):
 
 def generate(model, input_ids_BxL, attention_mask_BxL, *, max_new_tokens: int, num_beams: int = 1,
              length_penalty: float = 1.0, early_stopping: bool | str = False) -> GenerateOutput:
-  """Decodes from a T5 module, or a (graphdef, params) pair, for every input row."""
+  """Decodes from a T5 or decoder-only module, or a (graphdef, params) pair, for every input row."""
   graphdef, params = model if isinstance(model, tuple) else nnx.split(model)
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -44,10 +51,13 @@ def generate(model, input_ids_BxL, attention_mask_BxL, *, max_new_tokens: int, n
 def _generate(graphdef, params, input_ids_BxL, attention_mask_BxL, *, max_new_tokens, num_beams, length_penalty,
               early_stopping):
   model = nnx.merge(graphdef, params)
+  searches = searches_for(model)
   if num_beams == 1:
-    return greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens)
-  return beam_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens, num_beams, length_penalty,
-                     early_stopping)
+    return searches.greedy(model, input_ids_BxL, attention_mask_BxL, max_new_tokens)
+  if searches.beam is None:
+    raise ValueError(f"beam search is not implemented for {type(model).__name__} models; use num_beams=1")
+  return searches.beam(model, input_ids_BxL, attention_mask_BxL, max_new_tokens, num_beams, length_penalty,
+                       early_stopping)
 
 
 def greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int) -> GenerateOutput:
@@ -77,6 +87,55 @@ def greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int)
     return step + 1, tokens, out.cache, done | (nxt == cfg.eos_token_id), lengths, scores
 
   init = (jnp.zeros((), jnp.int32), tokens, cache, zeros_B.astype(bool), zeros_B, jnp.zeros((B,), jnp.float32))
+  _, tokens, _, _, lengths, scores = jax.lax.while_loop(cond, body, init)
+  return GenerateOutput(tokens, lengths, scores)
+
+
+def decoder_greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int) -> GenerateOutput:
+  """Greedy decoding for decoder-only LLMs; traceable (call under jit).
+
+  The prompt fills the KV cache in one prefill pass; the logits of each row's last real token (left
+  or right padding) give the first new token; then one cached step per token. A row stops at any
+  EOS id and is padded after it. `sequences` [B, 1 + max_new_tokens]: each row's last prompt token,
+  then the generated tokens (the encoder-decoder layout, whose column 0 is the start token).
+  """
+  cfg = model.cfg
+  B, L = input_ids_BxL.shape
+  pad = cfg.generation_pad_id
+  eos = jnp.asarray(cfg.eos_token_ids, jnp.int32)
+  mask = attention_mask_BxL > 0
+  last_B = jnp.max(jnp.where(mask, jnp.arange(L, dtype=jnp.int32)[None], 0), axis=1)  # last real token
+  out = model(input_ids_BxL, attention_mask_BxL, cache=model.init_cache(B, L + max_new_tokens), with_logits=False)
+  hidden_Bx1xD = jnp.take_along_axis(out.last_hidden_state, last_B[:, None, None], axis=1)
+  first_logits = model.logits(hidden_Bx1xD)[:, 0]
+  tokens = jnp.full((B, max_new_tokens + 1), pad, jnp.int32)
+  tokens = tokens.at[:, 0].set(jnp.take_along_axis(input_ids_BxL, last_B[:, None], axis=1)[:, 0].astype(jnp.int32))
+  zeros_B = jnp.zeros((B,), jnp.int32)
+
+  def choose(step, logits_BxV, tokens, done, lengths, scores):
+    nxt = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV.astype(jnp.float32)), nxt[:, None], axis=-1)[:, 0]
+    nxt = jnp.where(done, pad, nxt)
+    tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], step + 1, axis=1)
+    lengths = lengths + (~done).astype(jnp.int32)
+    scores = scores + jnp.where(done, 0.0, logp)
+    return tokens, done | jnp.isin(nxt, eos), lengths, scores
+
+  tokens, done, lengths, scores = choose(0, first_logits, tokens, zeros_B.astype(bool), zeros_B,
+                                         jnp.zeros((B,), jnp.float32))
+
+  def cond(carry):
+    step, _, _, done, _, _ = carry
+    return (step < max_new_tokens) & ~jnp.all(done)
+
+  def body(carry):
+    step, tokens, cache, done, lengths, scores = carry
+    last = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
+    o = model(last, jnp.ones_like(last), cache=cache)
+    tokens, done, lengths, scores = choose(step, o.logits[:, -1], tokens, done, lengths, scores)
+    return step + 1, tokens, o.cache, done, lengths, scores
+
+  init = (jnp.ones((), jnp.int32), tokens, out.cache, done, lengths, scores)
   _, tokens, _, _, lengths, scores = jax.lax.while_loop(cond, body, init)
   return GenerateOutput(tokens, lengths, scores)
 
@@ -187,6 +246,34 @@ def bucket_length(n: int, max_length: int, minimum: int = 8) -> int:
   return min(max(minimum, 1 << max(n - 1, 0).bit_length()), max_length)
 
 
+@dataclasses.dataclass(frozen=True)
+class Searches:
+  """How a model class generates: its searches and how its prompts are laid out in a batch."""
+
+  greedy: Callable
+  beam: Callable | None
+  left_pad: bool  # decoder-only prompts end in the last column
+  pad_id: Callable[[Any], int]  # config -> prompt padding id
+  filler_id: Callable[[Any], int]  # config -> the lone token of a batch's filler rows
+
+
+_SEARCHES: dict[type, Searches] = {
+    T5: Searches(greedy_search, beam_search, False, lambda c: c.pad_token_id, lambda c: c.eos_token_id),
+    Decoder: Searches(decoder_greedy_search, None, True, lambda c: c.generation_pad_id, lambda c: c.generation_pad_id),
+}
+
+
+def searches_for(model) -> Searches:
+  if type(model) not in _SEARCHES:
+    raise ValueError(f"{type(model).__name__} cannot generate; models that can: {[c.__name__ for c in _SEARCHES]}")
+  return _SEARCHES[type(model)]
+
+
+def can_generate(model) -> bool:
+  """An encoder-decoder with its decoder, or a decoder-only LLM."""
+  return type(model) in _SEARCHES and not getattr(model.cfg, "encoder_only", False)
+
+
 def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 16, max_length: int = 512,
                    num_beams: int = 1, length_penalty: float = 1.0) -> tuple[list[dict], dict]:
   """Generates for each prompt, in batches of similar length; results come back in prompt order.
@@ -200,6 +287,7 @@ def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size
   import numpy as np
 
   cfg = model.cfg
+  searches = searches_for(model)
   ids = tokenizer(list(prompts), truncation=True, max_length=max_length)["input_ids"]
   n = len(ids)
   rows = min(batch_size, n)
@@ -210,11 +298,13 @@ def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size
   for b in range(0, n, rows):
     batch = order[b:b + rows]
     width = bucket_length(max(len(ids[i]) for i in batch), max_length)
-    input_ids = np.full((rows, width), cfg.pad_token_id, np.int32)
+    input_ids = np.full((rows, width), searches.pad_id(cfg), np.int32)
     mask = np.zeros((rows, width), np.int32)
-    input_ids[:, 0], mask[:, 0] = cfg.eos_token_id, 1  # filler rows: a lone EOS
+    edge = -1 if searches.left_pad else 0
+    input_ids[:, edge], mask[:, edge] = searches.filler_id(cfg), 1  # filler rows: one token
     for r, i in enumerate(batch):
-      input_ids[r, :len(ids[i])], mask[r, :len(ids[i])] = ids[i], 1
+      cols = slice(width - len(ids[i]), width) if searches.left_pad else slice(0, len(ids[i]))
+      input_ids[r, cols], mask[r, cols] = ids[i], 1
     out = generate((graphdef, params), input_ids, mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
                    length_penalty=length_penalty)
     seqs, lengths = np.asarray(out.sequences), np.asarray(out.lengths)

@@ -126,6 +126,48 @@ def read_tensors(folder: Path) -> dict[str, np.ndarray]:
                         f"or {BIN_INDEX})")
 
 
+def safetensors_files(folder: Path) -> dict[str, Path] | None:
+  """tensor name -> the safetensors file holding it (single file or sharded index); None without safetensors."""
+  if (folder / SAFE_SINGLE).exists():
+    return {name: folder / SAFE_SINGLE for name in _safetensors_shapes(folder / SAFE_SINGLE)}
+  if not (folder / SAFE_INDEX).exists():
+    return None
+  index_path = folder / SAFE_INDEX
+  try:
+    weight_map = json.loads(index_path.read_text())["weight_map"]
+  except (json.JSONDecodeError, KeyError) as e:
+    raise CheckpointError(f"{index_path}: invalid index (needs a 'weight_map')") from e
+  for shard in sorted(set(weight_map.values())):
+    if not (folder / shard).exists():
+      raise CheckpointError(f"{index_path}: shard {shard!r} is missing")
+  return {name: folder / shard for name, shard in weight_map.items()}
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+  from safetensors import safe_open
+
+  try:
+    with safe_open(str(path), framework="numpy") as f:
+      return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+  except Exception as e:
+    raise CheckpointError(f"{path}: cannot read safetensors file ({e}); is it truncated or corrupt?") from e
+
+
+def safetensors_shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
+  """Every tensor's shape, from the files' headers only (no tensor data is read)."""
+  shapes: dict[str, tuple[int, ...]] = {}
+  by_file: dict[Path, list[str]] = {}
+  for name, path in files.items():
+    by_file.setdefault(path, []).append(name)
+  for path, names in by_file.items():
+    in_file = _safetensors_shapes(path)
+    absent = sorted(set(names) - set(in_file))
+    if absent:
+      raise CheckpointError(f"{path}: tensors {absent[:5]} are listed in the index but absent from this shard")
+    shapes.update({n: in_file[n] for n in names})
+  return shapes
+
+
 def has_tokenizer(folder: Path) -> bool:
   return any((folder / n).exists() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
                                              "sentencepiece.bpe.model", "spiece.model"))

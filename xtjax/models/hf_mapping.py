@@ -75,33 +75,69 @@ def strip_prefix(tensors: Mapping[str, Array], anchor: str, prefixes: Iterable[s
                         "is this checkpoint of the architecture its config.json names?")
 
 
-def import_tensors(rules: Sequence[Rule], tensors: Mapping[str, Array], ignore: Sequence[str],
-                   where: str) -> tuple[dict, list[str]]:
-  """Applies `rules` to a state dict. Returns (our nested params, names ignored on purpose)."""
-  out: dict = {}
-  used = set()
+def check_tensors(rules: Sequence[Rule], shapes: Mapping[str, Sequence[int]], ignore: Sequence[str],
+                  where: str) -> list[str]:
+  """The data-free half of `import_tensors`: every rule's tensor present with its shape, every other
+  name ignored on purpose. Returns the ignored names; raises CheckpointError naming the first problem."""
   for r in rules:
-    if r.hf not in tensors:
+    if r.hf not in shapes:
       raise CheckpointError(f"{where}: missing tensor {r.hf!r} (expected shape {list(r.hf_shape)})")
-    t = tensors[r.hf]
-    if tuple(t.shape) != tuple(r.hf_shape):
-      raise CheckpointError(f"{where}: tensor {r.hf!r} has shape {list(t.shape)}, "
+    if tuple(shapes[r.hf]) != tuple(r.hf_shape):
+      raise CheckpointError(f"{where}: tensor {r.hf!r} has shape {list(shapes[r.hf])}, "
                             f"expected {list(r.hf_shape)}")
-    v = np.asarray(r.to_ours(t))
-    if tuple(v.shape) != r.shape:  # a bug in a rule, not in the checkpoint
-      raise CheckpointError(f"{where}: tensor {r.hf!r} maps to shape {list(v.shape)}, expected {list(r.shape)}")
-    _set(out, r.ours, v)
-    used.add(r.hf)
+  used = {r.hf for r in rules}
   patterns = [re.compile(p) for p in ignore]
   ignored, unexpected = [], []
-  for name in tensors:
+  for name in shapes:
     if name in used:
       continue
     (ignored if any(p.fullmatch(name) for p in patterns) else unexpected).append(name)
   if unexpected:
     more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
     raise CheckpointError(f"{where}: unexpected tensors {sorted(unexpected)[:5]}{more}")
-  return out, sorted(ignored)
+  return sorted(ignored)
+
+
+def convert(rule: Rule, tensor: Array, where: str) -> Array:
+  """One checkpoint tensor in our layout."""
+  v = np.asarray(rule.to_ours(tensor))
+  if tuple(v.shape) != rule.shape:  # a bug in a rule, not in the checkpoint
+    raise CheckpointError(f"{where}: tensor {rule.hf!r} maps to shape {list(v.shape)}, expected {list(rule.shape)}")
+  return v
+
+
+def import_tensors(rules: Sequence[Rule], tensors: Mapping[str, Array], ignore: Sequence[str],
+                   where: str) -> tuple[dict, list[str]]:
+  """Applies `rules` to a state dict. Returns (our nested params, names ignored on purpose)."""
+  ignored = check_tensors(rules, {k: np.shape(v) for k, v in tensors.items()}, ignore, where)
+  out: dict = {}
+  for r in rules:
+    _set(out, r.ours, convert(r, tensors[r.hf], where))
+  return out, ignored
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorPlan:
+  """How a family reads one checkpoint, decided from its tensor names alone (so it can stream)."""
+
+  rules: Sequence[Rule]  # tensor names as this checkpoint spells them
+  ignore: Sequence[str] = ()  # regexes of names deliberately not used
+  # (name, reference, hint): an ignored tensor that must equal the reference (a tied head's copy)
+  equal: Sequence[tuple[str, str, str]] = ()
+
+
+def check_equal(plan: TensorPlan, get: Callable[[str], Array], names, where: str) -> None:
+  """Ignored copies must be copies: anything else would be weights silently dropped."""
+  for name, ref, hint in plan.equal:
+    if name in names and not np.array_equal(np.asarray(get(name)), np.asarray(get(ref))):
+      raise CheckpointError(f"{where}: tensor {name!r} differs from {ref!r} but {hint}")
+
+
+def import_plan(plan: TensorPlan, tensors: Mapping[str, Array], where: str) -> tuple[dict, list[str]]:
+  """`import_tensors` for a plan (in memory; `hf_stream` streams the same plan onto a mesh)."""
+  params, ignored = import_tensors(plan.rules, tensors, plan.ignore, where)
+  check_equal(plan, tensors.__getitem__, tensors, where)
+  return params, ignored
 
 
 def export_tensors(rules: Sequence[Rule], params: Mapping) -> dict[str, Array]:

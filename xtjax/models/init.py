@@ -59,11 +59,12 @@ def init_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig
   return init_sharded(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed), lora=lora), mesh, rules)
 
 
-def _flat(tree: Mapping, prefix=()) -> dict:
+def flat(tree: Mapping, prefix=()) -> dict:
+  """{path tuple: leaf} of a nested dict."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, Mapping):
-      out.update(_flat(v, prefix + (k,)))
+      out.update(flat(v, prefix + (k,)))
     else:
       out[prefix + (k,)] = v
   return out
@@ -79,34 +80,43 @@ def place(family: registry.Family, cfg, pure_params: Mapping, mesh: Mesh | None 
   mesh = mesh or single_device_mesh()
   graphdef, abs_state = abstract(family, cfg)
   shardings = state_shardings(abs_state, mesh, rules)
-  want = _flat(nnx.to_pure_dict(abs_state))
-  have = _flat(pure_params)
+  want = flat(nnx.to_pure_dict(abs_state))
+  have = flat(pure_params)
   missing = sorted(set(want) - set(have), key=str)
   extra = sorted(set(have) - set(want), key=str)
   if missing or extra:
     fmt = lambda ks: ["/".join(map(str, k)) for k in ks[:5]]
     raise CheckpointError(f"{where}: parameters do not match the model: missing {fmt(missing)}, unexpected {fmt(extra)}")
-  sh_flat = _flat(nnx.to_pure_dict(shardings))
+  sh_flat = flat(nnx.to_pure_dict(shardings))
   placed = {}
   for k, spec in want.items():
     arr = have[k]
     if tuple(arr.shape) != tuple(spec.shape):
       raise CheckpointError(f"{where}: parameter {'/'.join(map(str, k))} has shape {list(arr.shape)}, "
                             f"the model expects {list(spec.shape)}")
-    if isinstance(arr, jax.Array) and not isinstance(arr, np.ndarray):
-      placed[k] = jax.device_put(arr.astype(spec.dtype), sh_flat[k])
-      continue
-    host = np.asarray(arr)
-    placed[k] = jax.make_array_from_callback(
-        spec.shape, sh_flat[k], lambda idx, host=host, dt=spec.dtype: np.asarray(host[idx]).astype(dt))
+    placed[k] = put(arr, spec, sh_flat[k])
+  nnx.replace_by_pure_dict(abs_state, nest(placed))
+  return graphdef, abs_state
+
+
+def put(arr, spec, sharding) -> jax.Array:
+  """One array onto the mesh as `spec.dtype`: each device receives only its slice."""
+  if isinstance(arr, jax.Array) and not isinstance(arr, np.ndarray):
+    return jax.device_put(arr.astype(spec.dtype), sharding)
+  host = np.asarray(arr)
+  return jax.make_array_from_callback(spec.shape, sharding,
+                                      lambda idx, host=host, dt=spec.dtype: np.asarray(host[idx]).astype(dt))
+
+
+def nest(flat_tree: Mapping[tuple, object]) -> dict:
+  """Inverse of `flat`."""
   nested: dict = {}
-  for k, v in placed.items():
+  for k, v in flat_tree.items():
     d = nested
     for p in k[:-1]:
       d = d.setdefault(p, {})
     d[k[-1]] = v
-  nnx.replace_by_pure_dict(abs_state, nested)
-  return graphdef, abs_state
+  return nested
 
 
 def with_dtypes(cfg, dtype: str | None = None, param_dtype: str | None = None):

@@ -10,7 +10,7 @@ from typing import Any
 from flax import nnx
 from jax.sharding import Mesh
 
-from xtjax.models import hf_io, registry, store
+from xtjax.models import hf_io, hf_stream, registry, store
 from xtjax.models import init as model_init
 from xtjax.parallel.mesh import single_device_mesh
 from xtjax.parallel.rules import DEFAULT_RULES, Rules, state_shardings
@@ -34,14 +34,21 @@ class Pretrained:
 
 def load_hf(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES,
             dtype: str | None = None, param_dtype: str | None = None, with_tokenizer: bool = True) -> Pretrained:
-  """Converts a Hugging Face folder in memory (strict tensor mapping)."""
+  """Converts a Hugging Face folder (strict tensor mapping): streamed tensor by tensor onto the mesh for
+  families with a `tensor_plan` and safetensors weights, otherwise read whole, then placed."""
   hf_cfg = hf_io.read_config(folder)
   family = registry.for_hf_model_type(hf_cfg["model_type"], where=str(folder / "config.json"))
-  tensors = hf_io.read_tensors(folder)
-  cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(tensors))
-  cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
-  pure, ignored = family.params_from_hf(cfg, tensors, where=str(folder))
-  graphdef, state = model_init.place(family, cfg, pure, mesh, rules, where=str(folder))
+  files = hf_io.safetensors_files(folder) if family.tensor_plan is not None else None
+  if files is not None:  # tensor by tensor onto the mesh (hf_stream)
+    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(files))
+    cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
+    graphdef, state, ignored = hf_stream.load(folder, family, cfg, mesh or single_device_mesh(), rules, files)
+  else:
+    tensors = hf_io.read_tensors(folder)
+    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(tensors))
+    cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
+    pure, ignored = family.params_from_hf(cfg, tensors, where=str(folder))
+    graphdef, state = model_init.place(family, cfg, pure, mesh, rules, where=str(folder))
   tok = hf_io.load_tokenizer(folder) if with_tokenizer and hf_io.has_tokenizer(folder) else None
   if ignored:
     log.info("%s: ignored %d tensors not used by the model (e.g. %s)", folder, len(ignored), ignored[0])

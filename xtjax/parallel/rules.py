@@ -32,6 +32,7 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 #   vocab                    embedding rows (250k for XLM-R/mT5: sharded on `tensor`)
 #   embed                    model width (sharded on `fsdp`)
 #   heads, kv                attention heads and head width
+#   kv_heads                 key/value heads of grouped-query attention (decoder LLMs)
 #   mlp                      feed-forward width
 #   positions, types         position / token-type embedding rows
 #   relpos_buckets           T5 relative position buckets
@@ -45,6 +46,7 @@ DEFAULT_RULES: Rules = (
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("kv", None),
+    ("kv_heads", "tensor"),
     ("mlp", "tensor"),
     ("positions", None),
     ("types", None),

@@ -1,0 +1,310 @@
+"""Decoder-only LLMs of the Llama family (Llama 2/3.x, Qwen2/2.5, Mistral) as config switches.
+
+Pre-RMSNorm blocks, SwiGLU feed-forward, rotary position embeddings (plain, linear, Llama-3 or
+YaRN frequency scaling), grouped-query attention, optional q/k/v biases (Qwen2) and a sliding
+attention window (Mistral). Projections are `layers.Dense` with 2-d [in, out] kernels, the form
+LoRA adapters attach to. Padding may sit on either side: positions count the real tokens
+(as transformers' `generate` makes them), and keys outside `attention_mask` are never attended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from xtjax.models import layers as L
+from xtjax.models.scan import check_remat, run_layers
+from xtjax.models.t5 import RMSNorm
+
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+_NEG = float(jnp.finfo(jnp.float32).min)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  vocab_size: int = 32000
+  hidden_size: int = 4096
+  num_layers: int = 32
+  num_heads: int = 32
+  num_kv_heads: int = 32  # grouped-query attention: each key/value head serves num_heads / num_kv_heads queries
+  head_dim: int = 0  # 0: hidden_size // num_heads
+  intermediate_size: int = 11008
+  max_position_embeddings: int = 4096
+  rms_norm_eps: float = 1e-6
+  hidden_act: str = "silu"
+  rope_theta: float = 10000.0
+  rope_type: str = "default"  # default | linear | llama3 | yarn (transformers' rope_parameters["rope_type"])
+  rope_factor: float = 1.0  # linear / llama3 / yarn scaling factor
+  rope_low_freq_factor: float = 1.0  # llama3
+  rope_high_freq_factor: float = 4.0  # llama3
+  rope_original_max_position_embeddings: int = 0  # llama3 / yarn pre-training context; 0: max_position_embeddings
+  rope_beta_fast: float = 32.0  # yarn
+  rope_beta_slow: float = 1.0  # yarn
+  rope_attention_factor: float = 0.0  # yarn: cos/sin scale; 0: 0.1 * ln(factor) + 1
+  rope_truncate: bool = True  # yarn: round the correction range to whole dimensions
+  attention_bias: bool = False  # biases on the q, k, v projections (Qwen2; Llama's attention_bias)
+  attention_out_bias: bool = False  # bias on the output projection (Llama's attention_bias)
+  mlp_bias: bool = False
+  sliding_window: int = 0  # Mistral: a query sees at most this many keys back, itself included (0: no window)
+  attention_dropout_rate: float = 0.0
+  tie_word_embeddings: bool = False
+  pad_token_id: int | None = None  # None (Llama): generation pads with the first EOS id
+  bos_token_id: int | None = 1
+  eos_token_ids: tuple[int, ...] = (2,)  # generation stops at any of them (Llama 3 instruct has several)
+  initializer_range: float = 0.02
+  model_type: str = "llama"  # Hugging Face model_type used on export: llama | qwen2 | mistral
+  dtype: str = "float32"  # compute dtype
+  param_dtype: str = "float32"
+  scan_layers: bool = False  # one lax.scan over the layers (xtjax.models.scan)
+  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+
+  def __post_init__(self):
+    object.__setattr__(self, "eos_token_ids", tuple(int(t) for t in self.eos_token_ids))  # JSON gives lists
+    check_remat(self.remat)
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+    if not self.head_dim and self.hidden_size % self.num_heads:
+      raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
+                       "give head_dim")
+    if self.rope_type not in ROPE_TYPES:
+      raise ValueError(f"rope_type must be one of {list(ROPE_TYPES)}, got {self.rope_type!r}")
+    if not self.head_dim:  # stored explicitly, so a config read back from its export compares equal
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim {self.head_dim} must be even for rotary embeddings")
+    if not self.eos_token_ids:
+      raise ValueError("eos_token_ids must name at least one token")
+    L.activation(self.hidden_act)
+    L.to_dtype(self.dtype)
+    L.to_dtype(self.param_dtype)
+
+  @property
+  def generation_pad_id(self) -> int:
+    return self.eos_token_ids[0] if self.pad_token_id is None else self.pad_token_id
+
+
+def rope_frequencies(cfg: DecoderConfig) -> tuple[np.ndarray, float]:
+  """(inverse frequencies [head_dim / 2] float32, cos/sin scale), as transformers' ROPE_INIT_FUNCTIONS."""
+  dim = cfg.head_dim
+  base = cfg.rope_theta
+  exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+  pos_freqs = np.float32(base) ** exponents
+  inv_freq = (np.float32(1.0) / pos_freqs).astype(np.float32)
+  factor = np.float32(cfg.rope_factor)
+  old_ctx = cfg.rope_original_max_position_embeddings or cfg.max_position_embeddings
+  if cfg.rope_type == "linear":
+    return inv_freq / factor, 1.0
+  if cfg.rope_type == "llama3":
+    low_wavelen = old_ctx / cfg.rope_low_freq_factor
+    high_wavelen = old_ctx / cfg.rope_high_freq_factor
+    wavelen = np.float32(2 * math.pi) / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (np.float32(old_ctx) / wavelen - cfg.rope_low_freq_factor) / (
+        cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32), 1.0
+  if cfg.rope_type == "yarn":
+    attention = cfg.rope_attention_factor or (0.1 * math.log(cfg.rope_factor) + 1.0 if cfg.rope_factor > 1 else 1.0)
+
+    def correction_dim(rotations):
+      return (dim * math.log(old_ctx / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(cfg.rope_beta_fast), correction_dim(cfg.rope_beta_slow)
+    if cfg.rope_truncate:
+      low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+      high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0, 1)
+    extrapolation = 1 - ramp
+    interpolation = np.float32(1.0) / (factor * pos_freqs)
+    return (interpolation * (1 - extrapolation) + inv_freq * extrapolation).astype(np.float32), float(attention)
+  return inv_freq, 1.0
+
+
+def rotary(cfg: DecoderConfig, positions_BxT):
+  """cos, sin [B, T, head_dim] float32 for the given positions (both halves of the head share a frequency)."""
+  inv_freq, scale = rope_frequencies(cfg)
+  angles = positions_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+  angles = jnp.concatenate([angles, angles], axis=-1)
+  return jnp.cos(angles) * scale, jnp.sin(angles) * scale
+
+
+def apply_rotary(x_BxTxNxK, cos_BxTxK, sin_BxTxK):
+  """x * cos + rotate_half(x) * sin in float32 (transformers' `apply_rotary_pos_emb`)."""
+  x = x_BxTxNxK.astype(jnp.float32)
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  return (x * cos_BxTxK[:, :, None] + rotated * sin_BxTxK[:, :, None]).astype(x_BxTxNxK.dtype)
+
+
+class KVCache(NamedTuple):
+  """Keys/values [B, S, num_kv_heads, head_dim] per layer for S slots, filled up to `index`."""
+
+  keys: tuple[jax.Array, ...]
+  values: tuple[jax.Array, ...]
+  valid: jax.Array  # [B, S] bool: slot holds a real token (prompt padding stays False)
+  positions: jax.Array  # [B, S] int32: rotary position of each slot's token (for the sliding window)
+  index: jax.Array  # int32 scalar: slot of the next input token
+  next_position: jax.Array  # [B] int32: rotary position of the next real token
+
+
+class DecoderOutput(NamedTuple):
+  logits: jax.Array | None  # [B, T, V] float32 (None when not asked for)
+  last_hidden_state: jax.Array  # [B, T, D] final-norm output
+  # num_layers + 1, as transformers' `hidden_states`: embedding output, layers 1..n-1, then the final-norm output
+  hidden_states: tuple[jax.Array, ...]
+  cache: KVCache | None  # the advanced cache when one was given
+
+
+def _kw(cfg: DecoderConfig, rngs, stddev=None):
+  return dict(rngs=rngs, dtype=L.to_dtype(cfg.dtype), param_dtype=L.to_dtype(cfg.param_dtype),
+              stddev=cfg.initializer_range if stddev is None else stddev)
+
+
+class Attention(nnx.Module):
+  """Grouped-query attention; query head h reads key/value head h // (num_heads / num_kv_heads)."""
+
+  def __init__(self, cfg: DecoderConfig, rngs):
+    D, H, N, K = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    self.q = L.Dense(D, H * K, ("embed", "heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
+    self.k = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
+    self.v = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
+    self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=cfg.attention_out_bias, **_kw(cfg, rngs))
+    self.cfg = cfg
+
+  def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv_cache=None, index=None, dropout_key=None):
+    """Returns (output [B, T, D], updated (keys, values) cache or None)."""
+    cfg = self.cfg
+    dt = L.to_dtype(cfg.dtype)
+    B, T, _ = x_BxTxD.shape
+    H, N, K = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    q = apply_rotary(self.q(x_BxTxD).reshape(B, T, N, H // N, K), cos[:, :, None], sin[:, :, None])
+    k = apply_rotary(self.k(x_BxTxD).reshape(B, T, N, K), cos, sin)
+    v = self.v(x_BxTxD).reshape(B, T, N, K)
+    new_cache = None
+    if kv_cache is not None:  # write this call's keys/values at `index`, attend over every slot
+      ck, cv = kv_cache
+      k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, index, 0, 0))
+      new_cache = (k, v)
+    scores = L.einsum("btngk,bsnk->bngts", q, k, dt, jnp.float32) * (K ** -0.5)
+    scores = jnp.where(allowed_BxTxS[:, None, None], scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = L.dropout(probs, cfg.attention_dropout_rate, dropout_key).astype(dt)
+    ctx = L.einsum("bngts,bsnk->btngk", probs, v, dt)
+    return self.o(ctx.reshape(B, T, H * K)), new_cache
+
+
+class MLP(nnx.Module):
+  """SwiGLU: down(act(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: DecoderConfig, rngs):
+    D, F = cfg.hidden_size, cfg.intermediate_size
+    self.gate = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
+    self.up = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
+    self.down = L.Dense(F, D, ("mlp", "embed"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
+    self.act = L.activation(cfg.hidden_act)
+
+  def __call__(self, x):
+    return self.down(self.act(self.gate(x)) * self.up(x))
+
+
+class Layer(nnx.Module):
+
+  def __init__(self, cfg: DecoderConfig, rngs):
+    norm_kw = dict(rngs=rngs, dtype=L.to_dtype(cfg.dtype), param_dtype=L.to_dtype(cfg.param_dtype))
+    self.attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **norm_kw)
+    self.attention = Attention(cfg, rngs)
+    self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **norm_kw)
+    self.mlp = MLP(cfg, rngs)
+
+  def __call__(self, x, cos, sin, allowed, kv_cache=None, index=None, dropout_key=None):
+    h, new_cache = self.attention(self.attention_norm(x), cos, sin, allowed, kv_cache, index, dropout_key)
+    x = x + h
+    return x + self.mlp(self.mlp_norm(x)), new_cache
+
+
+class Decoder(nnx.Module):
+  """Token embedding, `num_layers` pre-norm blocks, final RMSNorm and the LM head (tied or not)."""
+
+  def __init__(self, cfg: DecoderConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    rngs = L.KeySequence(rngs)
+    pdt = L.to_dtype(cfg.param_dtype)
+    self.embed = L.param(rngs, L.normal(cfg.initializer_range), (cfg.vocab_size, cfg.hidden_size),
+                         ("vocab", "embed"), pdt)
+    self.layers = nnx.List([Layer(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, rngs=rngs, dtype=L.to_dtype(cfg.dtype),
+                              param_dtype=pdt)
+    self.lm_head = (None if cfg.tie_word_embeddings else
+                    L.Dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False, **_kw(cfg, rngs)))
+
+  def init_cache(self, batch_size: int, max_length: int) -> KVCache:
+    """An empty cache of `max_length` slots (prompt plus new tokens)."""
+    cfg = self.cfg
+    zeros = jnp.zeros((batch_size, max_length, cfg.num_kv_heads, cfg.head_dim), L.to_dtype(cfg.dtype))
+    n = cfg.num_layers
+    return KVCache((zeros,) * n, (zeros,) * n, jnp.zeros((batch_size, max_length), bool),
+                   jnp.zeros((batch_size, max_length), jnp.int32), jnp.zeros((), jnp.int32),
+                   jnp.zeros((batch_size,), jnp.int32))
+
+  def logits(self, hidden_BxTxD):
+    dt = L.to_dtype(self.cfg.dtype)
+    if self.lm_head is None:
+      return L.einsum("btd,vd->btv", hidden_BxTxD, self.embed[...], dt, jnp.float32)
+    return L.einsum("btd,dv->btv", hidden_BxTxD, self.lm_head.kernel[...], dt, jnp.float32)
+
+  def __call__(self, input_ids_BxT, attention_mask_BxT=None, positions_BxT=None, *, cache: KVCache | None = None,
+               with_logits: bool = True, dropout_key: jax.Array | None = None) -> DecoderOutput:
+    """Causal forward pass over T tokens.
+
+    `positions_BxT` default: the count of real tokens before each one (left or right padding alike).
+    With `cache`: the tokens fill slots cache.index.., attend to every valid earlier slot, and the
+    cache comes back advanced (prefill with the whole prompt, then one token per call).
+    """
+    cfg = self.cfg
+    B, T = input_ids_BxT.shape
+    mask = jnp.ones((B, T), bool) if attention_mask_BxT is None else attention_mask_BxT > 0
+    start = jnp.zeros((B,), jnp.int32) if cache is None else cache.next_position
+    if positions_BxT is None:
+      positions_BxT = start[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+    positions_BxT = positions_BxT.astype(jnp.int32)
+    if cache is None:
+      index, valid_BxS, key_pos_BxS = jnp.zeros((), jnp.int32), mask, positions_BxT
+    else:
+      index = cache.index
+      valid_BxS = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))
+      key_pos_BxS = jax.lax.dynamic_update_slice(cache.positions, positions_BxT, (0, index))
+    query_slots = index + jnp.arange(T, dtype=jnp.int32)
+    key_slots = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
+    allowed_BxTxS = (key_slots[None, :] <= query_slots[:, None])[None] & valid_BxS[:, None, :]
+    if cfg.sliding_window:  # in positions, so padding inside the cache (right-padded prompts) does not count
+      allowed_BxTxS &= key_pos_BxS[:, None, :] > positions_BxT[:, :, None] - cfg.sliding_window
+    cos, sin = rotary(cfg, positions_BxT)
+    x = embedded = jnp.take(self.embed[...], input_ids_BxT, axis=0).astype(L.to_dtype(cfg.dtype))
+    if cache is None:
+      def call(layer, h, i):
+        return layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i))[0]
+
+      x, hidden = run_layers(list(self.layers), x, call, cfg.scan_layers, cfg.remat)
+      new_cache = None
+    else:  # inference: one unrolled pass that threads each layer's cache
+      hidden, keys, values = [], [], []
+      for i, layer in enumerate(self.layers):
+        x, (k, v) = layer(x, cos, sin, allowed_BxTxS, (cache.keys[i], cache.values[i]), index)
+        hidden.append(x)
+        keys.append(k)
+        values.append(v)
+      new_cache = KVCache(tuple(keys), tuple(values), valid_BxS, key_pos_BxS, index + T,
+                          start + mask.sum(1, dtype=jnp.int32))
+    last = self.final_norm(x)
+    hidden = (embedded,) + tuple(hidden[:-1]) + (last,)
+    return DecoderOutput(self.logits(last) if with_logits else None, last, hidden, new_cache)
