@@ -12,6 +12,7 @@ from flax import nnx
 from xtjax.errors import ConfigError
 from xtjax.models import layers as L
 from xtjax.models import lora
+from xtjax.models.decoder import DecoderConfig
 from xtjax.models.encoder import EncoderConfig
 from xtjax.models.heads import HeadConfig
 from xtjax.models.registry import get
@@ -22,6 +23,9 @@ ENC = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, in
                     max_position_embeddings=32, dropout_rate=0.0, attention_dropout_rate=0.0)
 T5 = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_decoder_layers=2, num_heads=2,
               dropout_rate=0.0)
+DEC = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=24,
+                    max_position_embeddings=32, attention_bias=True, scan_layers=True)
+DEC_TARGETS = (r"layers/\d+/attention/(q|k|v|o)/kernel", r"layers/\d+/mlp/\w+/kernel", r"lm_head/kernel")
 ENC_TARGETS = (r"encoder/layers/\d+/attention/(query|key|value|out)", r"encoder/layers/\d+/(intermediate|output)/kernel")
 T5_TARGETS = (r"(encoder|decoder)/layers/\d+/\w*attention/(q|k|v|o)", r"(encoder|decoder)/layers/\d+/ffn/w\w+")
 IDS = np.array([[3, 7, 9, 11, 2, 1], [4, 8, 12, 2, 1, 1]], np.int32)
@@ -48,7 +52,19 @@ def _t5_out(model):
   return model(IDS, MASK, IDS[:, :4])
 
 
-CASES = {"encoder": (_encoder_model, _encoder_out, ENC_TARGETS),
+def _decoder_model(lora_cfg):
+  model = get("decoder").build(DEC, nnx.Rngs(0))
+  if lora_cfg is not None:
+    lora.attach(model, lora_cfg, nnx.Rngs(1))
+  return model
+
+
+def _decoder_out(model):
+  return model(IDS, MASK).logits
+
+
+CASES = {"decoder-scan": (_decoder_model, _decoder_out, DEC_TARGETS),
+         "encoder": (_encoder_model, _encoder_out, ENC_TARGETS),
          "encoder-scan": (lambda c: _encoder_model(c, scan=True), _encoder_out, ENC_TARGETS),
          "t5": (_t5_model, _t5_out, T5_TARGETS)}
 
@@ -112,7 +128,7 @@ def test_lora_gradient_is_full_gradient_projected_onto_adapters(case):
   g_full = _flat(jax.jit(jax.grad(loss_full))(merged))
   p = _flat(pure)
   adapted = sorted(k[:-len(L.LORA_SUFFIX + "/a")] for k in p if k.endswith(L.LORA_SUFFIX + "/a"))
-  assert len(adapted) == {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 12}[case]
+  assert len(adapted) == {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 12, "decoder-scan": 2 * 7 + 1}[case]
   s = cfg.alpha / cfg.rank
   for w in adapted:
     a, b = p[f"{w}_lora/a"], p[f"{w}_lora/b"]
