@@ -24,3 +24,11 @@ def write(folder, name: str, content):
 # Registered task names, one per head type (read_run resolves head types through the task registry).
 MULTITASK_HEADS = {"xnli": ("classification", 3), "panx": ("tagging", 7), "xquad": ("span", 2),
                    "xcopa": ("multiple_choice", 2), "toy_cls": ("classification", 2)}
+
+
+def flat_paths(tree, prefix: str = "") -> dict:
+  """{'a/b/c': leaf} of a nested dict (pure params), for comparing parameter trees by path."""
+  out = {}
+  for k, v in tree.items():
+    out.update(flat_paths(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out

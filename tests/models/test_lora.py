@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fixtures import flat_paths as _flat
 from flax import nnx
 
 from xtjax.errors import ConfigError
@@ -41,8 +42,9 @@ def _encoder_out(model):
   return model("t", {"input_ids": IDS, "attention_mask": MASK})
 
 
-def _t5_model(lora_cfg):
-  model = get("t5").build(T5, nnx.Rngs(0))
+def _family_model(family, cfg, lora_cfg):
+  """A family's bare model (paths rooted at it), adapters attached when `lora_cfg` is given."""
+  model = get(family).build(cfg, nnx.Rngs(0))
   if lora_cfg is not None:
     lora.attach(model, lora_cfg, nnx.Rngs(1))
   return model
@@ -52,21 +54,14 @@ def _t5_out(model):
   return model(IDS, MASK, IDS[:, :4])
 
 
-def _decoder_model(lora_cfg):
-  model = get("decoder").build(DEC, nnx.Rngs(0))
-  if lora_cfg is not None:
-    lora.attach(model, lora_cfg, nnx.Rngs(1))
-  return model
-
-
 def _decoder_out(model):
   return model(IDS, MASK).logits
 
 
-CASES = {"decoder-scan": (_decoder_model, _decoder_out, DEC_TARGETS),
+CASES = {"decoder-scan": (lambda c: _family_model("decoder", DEC, c), _decoder_out, DEC_TARGETS),
          "encoder": (_encoder_model, _encoder_out, ENC_TARGETS),
          "encoder-scan": (lambda c: _encoder_model(c, scan=True), _encoder_out, ENC_TARGETS),
-         "t5": (_t5_model, _t5_out, T5_TARGETS)}
+         "t5": (lambda c: _family_model("t5", T5, c), _t5_out, T5_TARGETS)}
 
 
 def _with_random_b(pure, seed=1):
@@ -83,13 +78,6 @@ def _with_random_b(pure, seed=1):
     return out
 
   return walk(pure)
-
-
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    out.update(_flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
-  return out
 
 
 def _split(build, cfg):

@@ -6,6 +6,7 @@ import pytest
 from conftest import toy_config
 from flax import nnx
 
+from xtjax.checkpoint import read_run, restore_best
 from xtjax.errors import ConfigError
 from xtjax.models import lora as lora_lib
 from xtjax.models import store
@@ -64,6 +65,10 @@ def test_lora_run_trains_adapters_and_heads_only_and_exports_merged(toy_env, tmp
   ours = np.asarray(adapter_model.encoder(ids, mask).last_hidden_state)
   np.testing.assert_allclose(np.asarray(merged.model()(ids, mask).last_hidden_state), ours, rtol=1e-5, atol=1e-5)
   _check_transformers(merged, tmp_path / "hf", ids, mask, ours)
+  # Reading the run back (evaluation, inference) builds the adapters too.
+  info = read_run(tmp_path / "inter")
+  _, restored = restore_best(info, run.mesh)
+  assert _flat(nnx.to_pure_dict(restored)).keys() == _flat(nnx.to_pure_dict(best)).keys()
   _check_bridging(toy_env, tmp_path, run, best)
 
 
