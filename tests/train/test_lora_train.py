@@ -35,6 +35,7 @@ def _trained(path: str) -> bool:
   return "_lora/" in path or path.startswith("heads/")
 
 
+@pytest.mark.slow
 def test_lora_run_trains_adapters_and_heads_only_and_exports_merged(toy_env, tmp_path):
   kw = dict(steps=3, eval_every=3, zero_shot=False, mesh=ONE, lora=LORA)
   run, summary = _run(toy_env, tmp_path / "inter", **kw)
