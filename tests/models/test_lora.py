@@ -27,7 +27,8 @@ T5 = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_deco
 DEC = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=24,
                     max_position_embeddings=32, attention_bias=True, scan_layers=True)
 DEC_TARGETS = (r"layers/\d+/attention/(q|k|v|o)/kernel", r"layers/\d+/mlp/\w+/kernel", r"lm_head/kernel")
-ENC_TARGETS = (r"encoder/layers/\d+/attention/(query|key|value|out)", r"encoder/layers/\d+/(intermediate|output)/kernel")
+ENC_TARGETS = (r"encoder/layers/\d+/attention/(query|key|value|out)",
+               r"encoder/layers/\d+/(intermediate|output)/kernel")
 T5_TARGETS = (r"(encoder|decoder)/layers/\d+/\w*attention/(q|k|v|o)", r"(encoder|decoder)/layers/\d+/ffn/w\w+")
 IDS = np.array([[3, 7, 9, 11, 2, 1], [4, 8, 12, 2, 1, 1]], np.int32)
 MASK = (IDS != 1).astype(np.int32)
@@ -116,7 +117,8 @@ def test_lora_gradient_is_full_gradient_projected_onto_adapters(case):
   g_full = _flat(jax.jit(jax.grad(loss_full))(merged))
   p = _flat(pure)
   adapted = sorted(k[:-len(L.LORA_SUFFIX + "/a")] for k in p if k.endswith(L.LORA_SUFFIX + "/a"))
-  assert len(adapted) == {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 12, "decoder-scan": 2 * 7 + 1}[case]
+  expected = {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 12, "decoder-scan": 2 * 7 + 1}
+  assert len(adapted) == expected[case]
   s = cfg.alpha / cfg.rank
   for w in adapted:
     a, b = p[f"{w}_lora/a"], p[f"{w}_lora/b"]

@@ -27,7 +27,8 @@ def _params(lora):
 
 
 def _moment_paths(opt_state):
-  paths = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]]
+  leaves = jax.tree_util.tree_flatten_with_path(opt_state)[0]
+  paths = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in leaves]
   return {p.split("/mu/")[1].removesuffix("/value") for p in paths if "/mu/" in p}
 
 

@@ -87,8 +87,9 @@ def _continue_adapters(params, shardings, start: EncoderStart, lora) -> None:
   want = _flat(lora_lib.adapters_only(pure))
   have = _flat(start.adapters)
   if want.keys() != have.keys():
+    only = lambda a, b: sorted(a.keys() - b.keys())[:3]
     raise ConfigError(f"{start.source}: the saved adapters do not match this run's lora.targets: saved only "
-                      f"{sorted(have.keys() - want.keys())[:3]}, configured only {sorted(want.keys() - have.keys())[:3]}")
+                      f"{only(have, want)}, configured only {only(want, have)}")
   sh = _flat(nnx.to_pure_dict(shardings))
   for p, (keys, value) in want.items():
     got = have[p][1]
