@@ -115,3 +115,29 @@ def test_peak_table():
   assert F.peak_flops(Dev())[0] == 197e12
   Dev.platform, Dev.device_kind = "gpu", "NVIDIA H100 80GB HBM3"
   assert F.peak_flops(Dev())[0] == 989e12
+
+
+def test_bench_infer_decoder_reports_tokens_per_second_and_time_to_first_token(tmp_path_factory, capsys):
+  from decoder_fixtures import tiny_decoder_folder
+
+  folder = tiny_decoder_folder(tmp_path_factory, "llama")
+  r = _run_json(capsys, ["bench", "infer", "--model", str(folder), "--batch-sizes", "4", "--seq-lens", "32",
+                         "--iters", "2", "--warmup", "1", "--max-new-tokens", "5", "--devices", "1", "--json"])
+  assert r["mode"] == "generate" and r["family"] == "decoder" and r["max_new_tokens"] == 5
+  (row,) = r["results"]
+  assert set(row["time_to_first_token_ms"]) == LATENCY and 4 <= row["new_tokens"] <= 4 * 5
+  assert row["generated_tokens_per_s"] > 0 and row["decode_tokens_per_s"] >= 0
+
+
+def test_decoder_flops_formula():
+  """Matmul FLOPs are 2 x (layer parameters) per token (no biases), plus 4*T*S*Q for attention."""
+  from xtjax.models.init import abstract, count_params
+
+  fam, cfg = registry.preset("llama-3.1-8b")
+  _, state = abstract(fam, cfg)
+  layer = count_params(state["layers"][0]) - 2 * cfg.hidden_size  # minus the two RMSNorm scales
+  T, S, Q = 16, 48, cfg.num_heads * cfg.head_dim
+  assert F.decoder_layer_flops(cfg, T, S) == 2 * layer * T + 4 * T * S * Q
+  head = 2 * cfg.hidden_size * cfg.vocab_size
+  assert F.generate_flops(cfg, T, 4) == (cfg.num_layers * (F.decoder_layer_flops(cfg, T, T + 4)
+                                                           + 3 * F.decoder_layer_flops(cfg, 1, T + 4)) + 4 * head)

@@ -39,7 +39,7 @@ def _ours(out) -> list[list[int]]:
   return [seqs[i, 1:1 + lengths[i]].tolist() for i in range(len(seqs))]
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("kind", ["llama", "mistral", pytest.param("qwen2", marks=pytest.mark.slow)])
 def test_greedy_matches_transformers_with_either_padding(tmp_path_factory, kind):
   folder = tiny_decoder_folder(tmp_path_factory, kind)
   expected = _hf_generated(folder, kind, PROMPTS)

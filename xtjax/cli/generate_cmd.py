@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
   prompts = read_prompts(args.input)
   pre = load_pretrained(args.model, dtype=args.dtype)
   model = pre.model()
-  if not can_generate(model):
+  if not can_generate(pre.config):
     raise CheckpointError(f"{args.model}: `generate` needs an encoder-decoder (mT5 / T5) or a decoder-only LLM; "
                           f"this is a {pre.family.hf_architecture(pre.config)}")
   if pre.tokenizer is None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from xtjax.infer.build import is_seq2seq
 from xtjax.infer.engine import InferenceEngine
+from xtjax.models.generate import can_generate
 from xtjax.perf import flops as F
 from xtjax.perf.profile import kernel_profile
 from xtjax.perf.timing import device_info, percentiles_ms, random_inputs, time_calls
@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def infer_mode(engine: InferenceEngine) -> str:
-  """predict (task heads), generate (a bare mT5 / T5) or embed (a bare encoder)."""
+  """predict (task heads), generate (a bare mT5 / T5 or decoder-only LLM) or embed (a bare encoder)."""
   if engine.heads:
     return "predict"
-  return "generate" if is_seq2seq(engine.config) else "embed"
+  return "generate" if can_generate(engine.config) else "embed"
 
 
 def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes: Sequence[int] = (1, 8, 32),

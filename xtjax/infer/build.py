@@ -24,11 +24,6 @@ def resolve_mesh(mesh: Mesh | MeshConfig | None) -> Mesh:
   return make_mesh(mesh or MeshConfig())
 
 
-def is_seq2seq(cfg) -> bool:
-  """An encoder-decoder config (mT5 / T5 with its decoder)."""
-  return hasattr(cfg, "decoder_start_token_id") and not getattr(cfg, "encoder_only", False)
-
-
 def dtype_name(dtype: str | None) -> str | None:
   if dtype is None:
     return None

@@ -29,6 +29,7 @@ from xtjax.infer.xla_setup import enable_compilation_cache, persistent_cache_hit
 from xtjax.models import init as model_init
 from xtjax.models import registry
 from xtjax.models.encoder import pool
+from xtjax.models.generate import can_generate
 from xtjax.models.heads import HeadConfig
 from xtjax.models.task_model import encoder_outputs
 from xtjax.parallel.mesh import MeshConfig
@@ -104,7 +105,7 @@ class InferenceEngine:
     family, cfg = registry.preset(preset)
     cfg = build.with_overrides(build.with_dtype(cfg, dtype), overrides)
     kw = dict(mesh=mesh, buckets=buckets, source=f"preset:{preset}", compilation_cache_dir=compilation_cache_dir)
-    if heads is None and build.is_seq2seq(cfg):
+    if heads is None and can_generate(cfg):
       kw["mesh"] = build.resolve_mesh(mesh)
       graphdef, params = model_init.init(family, cfg, seed, kw["mesh"])
       return cls(family, cfg, graphdef, params, task_model=False, **kw)
@@ -220,34 +221,36 @@ class InferenceEngine:
   # ---- generation (mT5 / T5) ---------------------------------------------------------------------
 
   def _generate_fn(self, max_new_tokens: int, num_beams: int, length_penalty: float, early_stopping):
-    from xtjax.models.generate import beam_search, greedy_search
+    from xtjax.models.generate import searches_for
 
-    graphdef = self.graphdef
+    graphdef, searches = self.graphdef, searches_for(self.config)
+    if num_beams > 1 and searches.beam is None:
+      raise XtjaxError(f"{self.source}: beam search is not implemented for this model; use num_beams=1")
 
     def fn(params, batch):
       model = nnx.merge(graphdef, params)
       ids, mask = batch["input_ids"], batch["attention_mask"]
       if num_beams == 1:
-        return greedy_search(model, ids, mask, max_new_tokens)
-      return beam_search(model, ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping)
+        return searches.greedy(model, ids, mask, max_new_tokens)
+      return searches.beam(model, ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping)
 
     return fn
 
   def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, max_new_tokens: int = 32,
                num_beams: int = 1, length_penalty: float = 1.0, early_stopping: bool | str = False):
     """`xtjax.models.generate` per bucket: (sequences [N, 1 + max_new_tokens], lengths [N], scores [N])."""
-    from xtjax.models.generate import GenerateOutput
+    from xtjax.models.generate import GenerateOutput, searches_for
 
-    if self.task_model or not build.is_seq2seq(self.config):
-      raise XtjaxError(f"{self.source}: generate needs an encoder-decoder model (mT5 / T5)")
+    if self.task_model or not can_generate(self.config):
+      raise XtjaxError(f"{self.source}: generate needs an encoder-decoder model (mT5 / T5) or a decoder-only LLM")
     if max_new_tokens < 1 or num_beams < 1:
       raise XtjaxError("max_new_tokens and num_beams must be >= 1")
     arrays = {"input_ids": np.asarray(input_ids), "attention_mask": np.asarray(attention_mask)}
     opts = (max_new_tokens, num_beams, float(length_penalty), early_stopping)
-    eos = self.config.eos_token_id
+    filler = searches_for(self.config).filler_id(self.config)
 
-    def filler_eos(batch, rows):  # filler rows: a lone EOS, as xtjax.models.generate.generate_texts
-      batch["input_ids"][rows:, 0] = eos
+    def filler_eos(batch, rows):  # filler rows: one token, as xtjax.models.generate.generate_texts
+      batch["input_ids"][rows:, 0] = filler
 
     outs = self._bucketed(arrays, effective_length(arrays["attention_mask"]),
                           lambda b: ("generate",) + b["input_ids"].shape + opts, self._generate_fn(*opts), filler_eos)

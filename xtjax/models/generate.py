@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xtjax.models.decoder import Decoder
-from xtjax.models.t5 import T5
+from xtjax.models.decoder import DecoderConfig
+from xtjax.models.t5 import T5Config
 
 _NEG = -1.0e9  # transformers' "impossible" score in beam search
 
@@ -51,7 +51,7 @@ def generate(model, input_ids_BxL, attention_mask_BxL, *, max_new_tokens: int, n
 def _generate(graphdef, params, input_ids_BxL, attention_mask_BxL, *, max_new_tokens, num_beams, length_penalty,
               early_stopping):
   model = nnx.merge(graphdef, params)
-  searches = searches_for(model)
+  searches = searches_for(model.cfg)
   if num_beams == 1:
     return searches.greedy(model, input_ids_BxL, attention_mask_BxL, max_new_tokens)
   if searches.beam is None:
@@ -248,7 +248,7 @@ def bucket_length(n: int, max_length: int, minimum: int = 8) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Searches:
-  """How a model class generates: its searches and how its prompts are laid out in a batch."""
+  """How a model generates: its searches and how its prompts are laid out in a batch."""
 
   greedy: Callable
   beam: Callable | None
@@ -257,21 +257,24 @@ class Searches:
   filler_id: Callable[[Any], int]  # config -> the lone token of a batch's filler rows
 
 
+# Keyed by the model's config class.
 _SEARCHES: dict[type, Searches] = {
-    T5: Searches(greedy_search, beam_search, False, lambda c: c.pad_token_id, lambda c: c.eos_token_id),
-    Decoder: Searches(decoder_greedy_search, None, True, lambda c: c.generation_pad_id, lambda c: c.generation_pad_id),
+    T5Config: Searches(greedy_search, beam_search, False, lambda c: c.pad_token_id, lambda c: c.eos_token_id),
+    DecoderConfig: Searches(decoder_greedy_search, None, True, lambda c: c.generation_pad_id,
+                            lambda c: c.generation_pad_id),
 }
 
 
-def searches_for(model) -> Searches:
-  if type(model) not in _SEARCHES:
-    raise ValueError(f"{type(model).__name__} cannot generate; models that can: {[c.__name__ for c in _SEARCHES]}")
-  return _SEARCHES[type(model)]
+def searches_for(cfg) -> Searches:
+  if type(cfg) not in _SEARCHES:
+    raise ValueError(f"a {type(cfg).__name__} model cannot generate; models that can: "
+                     f"{[c.__name__ for c in _SEARCHES]}")
+  return _SEARCHES[type(cfg)]
 
 
-def can_generate(model) -> bool:
-  """An encoder-decoder with its decoder, or a decoder-only LLM."""
-  return type(model) in _SEARCHES and not getattr(model.cfg, "encoder_only", False)
+def can_generate(cfg) -> bool:
+  """An encoder-decoder config with its decoder, or a decoder-only LLM's."""
+  return type(cfg) in _SEARCHES and not getattr(cfg, "encoder_only", False)
 
 
 def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 16, max_length: int = 512,
@@ -287,7 +290,7 @@ def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size
   import numpy as np
 
   cfg = model.cfg
-  searches = searches_for(model)
+  searches = searches_for(cfg)
   ids = tokenizer(list(prompts), truncation=True, max_length=max_length)["input_ids"]
   n = len(ids)
   rows = min(batch_size, n)

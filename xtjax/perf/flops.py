@@ -12,6 +12,10 @@ With a classification or multiple-choice head the last layer computes the first 
 T5 layer with inner width I = heads * d_kv: projections 4 * 2*L*D*I; attention 4*L*L*I; FFN
 (2 or 3 matrices when gated) * 2*L*D*F; decoder layers add cross-attention (Q, O on the target,
 K, V on the source, 4*T*S*I for scores) and the LM head 2*T*D*V.
+Decoder-only layer (Llama family) with query width Q = heads * head_dim and key/value width
+KV = kv_heads * head_dim, T tokens attending to S keys: Q, O projections 2 * 2*T*D*Q; K, V
+2 * 2*T*D*KV; scores and PV 2 * 2*T*S*Q (the causal mask's zeros count: they are computed);
+SwiGLU 3 * 2*T*D*F.
 """
 
 from __future__ import annotations
@@ -37,6 +41,17 @@ PEAK_BF16 = (
 
 def _is_t5(cfg) -> bool:
   return hasattr(cfg, "d_model")
+
+
+def _is_decoder(cfg) -> bool:
+  return hasattr(cfg, "num_kv_heads")
+
+
+def decoder_layer_flops(cfg, tokens: int, keys: int) -> int:
+  """One decoder-only (Llama-family) layer: `tokens` new positions attending to `keys` positions."""
+  D, F, T, S = cfg.hidden_size, cfg.intermediate_size, tokens, keys
+  Q, KV = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  return 2 * 2 * T * D * Q + 2 * 2 * T * D * KV + 2 * 2 * T * S * Q + 3 * 2 * T * D * F
 
 
 def head_flops(head_type: str | None, hidden: int, seq_len: int, num_labels: int = 2, vocab_size: int = 0,
@@ -74,7 +89,10 @@ def encoder_layer_flops(hidden: int, ffn: int, seq_len: int, inner: int | None =
 def encoder_forward_flops(cfg, seq_len: int, head_type: str | None = None, num_labels: int = 2,
                           choices: int = 1) -> int:
   """Forward FLOPs per example of an encoder (BERT/XLM-R, or the T5 encoder) plus an optional head."""
-  if _is_t5(cfg):
+  if _is_decoder(cfg):  # hidden states of every position (no LM head)
+    per_seq = cfg.num_layers * decoder_layer_flops(cfg, seq_len, seq_len)
+    hidden = cfg.hidden_size
+  elif _is_t5(cfg):
     inner = cfg.num_heads * cfg.d_kv
     per_seq = cfg.num_layers * encoder_layer_flops(cfg.d_model, cfg.d_ff, seq_len, inner, cfg.is_gated)
     hidden = cfg.d_model
@@ -105,7 +123,14 @@ def t5_decoder_flops(cfg, target_len: int, source_len: int, cached_len: int | No
 
 def generate_flops(cfg, source_len: int, new_tokens: int) -> int:
   """Greedy decoding per example: encoder once, cross K/V once, then one cached step per token
-  (each step attends over the whole preallocated cache of `new_tokens` positions)."""
+  (each step attends over the whole preallocated cache of `new_tokens` positions). Decoder-only: a
+  prefill over the prompt (attending to the whole cache of prompt + new tokens, LM head on the last
+  position), then one cached step per further token."""
+  if _is_decoder(cfg):
+    cache = source_len + new_tokens
+    step = cfg.num_layers * decoder_layer_flops(cfg, 1, cache) + 2 * cfg.hidden_size * cfg.vocab_size
+    prefill = cfg.num_layers * decoder_layer_flops(cfg, source_len, cache) + 2 * cfg.hidden_size * cfg.vocab_size
+    return prefill + (new_tokens - 1) * step
   enc = encoder_forward_flops(cfg, source_len)
   D, I, S = cfg.d_model, cfg.num_heads * cfg.d_kv, source_len
   cross_kv = cfg.num_decoder_layers * 2 * 2 * S * D * I
