@@ -75,3 +75,11 @@ def fixed_unigram_tokenizer(specials, unk: str, single: str, pair: str, **fast_k
   tok.post_processor = processors.TemplateProcessing(single=single, pair=pair,
                                                      special_tokens=[(t, list(specials).index(t)) for t in used])
   return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=unk, **fast_kwargs)
+
+
+def flat_paths(tree, prefix: str = "") -> dict:
+  """{'a/b/c': leaf} of a nested dict (pure params), for comparing parameter trees by path."""
+  out = {}
+  for k, v in tree.items():
+    out.update(flat_paths(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out

@@ -15,9 +15,11 @@ from typing import Any
 
 import jax
 
+from xtjax import config as config_lib
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.io_utils import WRITE_ERRNOS, naming_errors
 from xtjax.models import hf_io, store
+from xtjax.models import lora as lora_lib
 from xtjax.models.heads import HEAD_TYPES, HeadConfig
 from xtjax.runs import start
 from xtjax.runs.schema import TaskConfig, TrainConfig
@@ -110,17 +112,25 @@ class RunCheckpoints:
     self.best.close()
 
 
-def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer) -> None:
+def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer, lora=None, base=None) -> None:
   """`<run>/model`: the encoder of a TaskModel's `params` as an xtjax model folder (what `init_from` reads).
+  With `lora`, its adapters merged into the weights there, and kept apart in `<run>/adapters` with the
+  `base` source they were trained on (for `init_from_lora: adapters`).
 
   Every process joins the gather (encoder shards may live on other hosts); process 0 writes."""
   import numpy as np
+  from flax import nnx
   from jax.experimental import multihost_utils
 
   enc = params["encoder"]
   if jax.process_count() > 1:
     enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
   if jax.process_index() == 0:
+    if lora is not None:
+      pure = nnx.to_pure_dict(enc)
+      store.save_adapters(Path(run_dir) / start.ADAPTERS_DIR, {"encoder": lora_lib.adapters_only(pure)},
+                          config_lib.to_dict(lora), base)
+      enc = lora_lib.merged(pure, lora.alpha)
     store.save(Path(run_dir) / "model", family, encoder_config, enc, tokenizer)
 
 
@@ -163,8 +173,6 @@ class RunInfo:
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
   """The typed TrainConfig of a run directory's `config.yaml`."""
-  from xtjax import config as config_lib
-
   path = Path(run_dir) / "config.yaml"
   if not path.exists():
     raise ConfigError(f"{path}: missing; expected a run directory written by `xtjax train`")
@@ -251,7 +259,8 @@ def restore_best(run: RunInfo, mesh, encoder_config=None):
   from xtjax.parallel.rules import state_shardings
 
   ocp = _ocp()
-  graphdef, abstract = abstract_task_model(run.family, encoder_config or run.encoder_config, run.heads)
+  graphdef, abstract = abstract_task_model(run.family, encoder_config or run.encoder_config, run.heads,
+                                           run.config.lora)
   target = abstract_like(abstract, state_shardings(abstract, mesh, run.rules))
   mngr = ocp.CheckpointManager(run.best_dir, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   try:

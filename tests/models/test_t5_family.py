@@ -6,6 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from fixtures import flat_paths as _flat
 from flax import nnx
 from t5_fixtures import PROMPTS, hf_model, tiny_t5_folder
 
@@ -21,13 +22,6 @@ MT5_PARAMS = {"mt5-small": 300_176_768, "mt5-base": 582_401_280, "mt5-large": 1_
 
 def _pure(pre):
   return jax.tree.map(np.asarray, nnx.to_pure_dict(pre.params))
-
-
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    out.update(_flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
-  return out
 
 
 def _torch_logits(model, tokenizer):

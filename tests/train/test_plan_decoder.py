@@ -36,3 +36,20 @@ def test_llama_70b_does_not_fit_a_small_v4_slice(monkeypatch):
 
   r = plan(load_plan_config(None, [], "llama-3.1-70b"), topology.parse("v4-8"), compile_train=False)
   assert r["fits"] is False and r["per_device"]["total"] > 32 * 2 ** 30
+
+
+def test_lora_plan_keeps_moments_and_gradients_for_the_adapters_only():
+  from xtjax.cli.plan_cmd import load_plan_config
+  from xtjax.train.plan import plan
+
+  lora = "lora={targets: ['encoder/layers/\\d+/attention/(q|v)/kernel'], rank: 8}"
+  full, low = (plan(load_plan_config(None, ["model.param_dtype=float32"] + extra, "llama-3.2-1b"),
+                    topology.parse("cpu:8"), compile_train=False) for extra in ([], [lora]))
+  family, cfg = registry.preset("llama-3.2-1b")
+  adapters = cfg.num_layers * 8 * (2 * cfg.hidden_size + cfg.num_heads * cfg.head_dim + cfg.num_kv_heads * cfg.head_dim)
+  head = full["num_params"] - count_params(abstract(family, cfg)[1])
+  assert low["num_params"] == full["num_params"] + adapters and low["trained_params"] == adapters + head
+  assert full["trained_params"] == full["num_params"]
+  f, lo = full["per_device"], low["per_device"]
+  assert lo["optimizer_state"] < f["optimizer_state"] / 50 and lo["gradients"] < f["gradients"] / 50
+  assert lo["total"] == lo["params"] + lo["gradients"] + lo["optimizer_state"] < f["total"] / 3

@@ -118,7 +118,8 @@ def _gib(n: float) -> str:
 
 
 def format_plan(r: dict) -> str:
-  lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params, task {r['task']} ({r['head_type']}), batch "
+  trained = "" if r["trained_params"] == r["num_params"] else f" ({r['trained_params'] / 1e6:.1f}M trained: LoRA)"
+  lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params{trained}, task {r['task']} ({r['head_type']}), batch "
            f"{r['batch_size']} x {r['max_length']} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
            f"{r['param_dtype']} weights",
            f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}", "",

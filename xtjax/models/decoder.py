@@ -186,9 +186,10 @@ class Attention(nnx.Module):
     dt = L.to_dtype(cfg.dtype)
     B, T, _ = x_BxTxD.shape
     H, N, K = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    q = apply_rotary(self.q(x_BxTxD).reshape(B, T, N, H // N, K), cos[:, :, None], sin[:, :, None])
-    k = apply_rotary(self.k(x_BxTxD).reshape(B, T, N, K), cos, sin)
-    v = self.v(x_BxTxD).reshape(B, T, N, K)
+    key = lambda i: L.fold(dropout_key, i)  # LoRA adapters' dropout; the attention probabilities use dropout_key
+    q = apply_rotary(self.q(x_BxTxD, key(1)).reshape(B, T, N, H // N, K), cos[:, :, None], sin[:, :, None])
+    k = apply_rotary(self.k(x_BxTxD, key(2)).reshape(B, T, N, K), cos, sin)
+    v = self.v(x_BxTxD, key(3)).reshape(B, T, N, K)
     new_cache = None
     if kv_cache is not None:  # write this call's keys/values at `index`, attend over every slot
       ck, cv = kv_cache
@@ -200,7 +201,7 @@ class Attention(nnx.Module):
     probs = jax.nn.softmax(scores, axis=-1)
     probs = L.dropout(probs, cfg.attention_dropout_rate, dropout_key).astype(dt)
     ctx = L.einsum("bngts,bsnk->btngk", probs, v, dt)
-    return self.o(ctx.reshape(B, T, H * K)), new_cache
+    return self.o(ctx.reshape(B, T, H * K), key(4)), new_cache
 
 
 class MLP(nnx.Module):
@@ -213,8 +214,9 @@ class MLP(nnx.Module):
     self.down = L.Dense(F, D, ("mlp", "embed"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
     self.act = L.activation(cfg.hidden_act)
 
-  def __call__(self, x):
-    return self.down(self.act(self.gate(x)) * self.up(x))
+  def __call__(self, x, dropout_key=None):  # dropout_key: for LoRA adapters' dropout
+    key = lambda i: L.fold(dropout_key, i)
+    return self.down(self.act(self.gate(x, key(0))) * self.up(x, key(1)), key(2))
 
 
 class Layer(nnx.Module):
@@ -229,7 +231,7 @@ class Layer(nnx.Module):
   def __call__(self, x, cos, sin, allowed, kv_cache=None, index=None, dropout_key=None):
     h, new_cache = self.attention(self.attention_norm(x), cos, sin, allowed, kv_cache, index, dropout_key)
     x = x + h
-    return x + self.mlp(self.mlp_norm(x)), new_cache
+    return x + self.mlp(self.mlp_norm(x), L.fold(dropout_key, 5)), new_cache
 
 
 class Decoder(nnx.Module):
@@ -260,7 +262,7 @@ class Decoder(nnx.Module):
     dt = L.to_dtype(self.cfg.dtype)
     if self.lm_head is None:
       return L.einsum("btd,vd->btv", hidden_BxTxD, self.embed[...], dt, jnp.float32)
-    return L.einsum("btd,dv->btv", hidden_BxTxD, self.lm_head.kernel[...], dt, jnp.float32)
+    return L.project(self.lm_head, "kernel", "btd,dv->btv", hidden_BxTxD, dt, None, jnp.float32)
 
   def encoder_outputs(self, input_ids_BxT, attention_mask_BxT=None, token_type_ids_BxT=None, *,
                       dropout_key: jax.Array | None = None) -> DecoderOutput:

@@ -106,9 +106,9 @@ class SelfAttention(nnx.Module):
     init = L.normal(cfg.initializer_range)
     D, H, K = cfg.hidden_size, cfg.num_heads, cfg.head_dim
     for name in ("query", "key", "value"):
-      setattr(self, name, L.param(rngs, init, (D, H, K), ("embed", "heads", "kv"), pdt))
+      setattr(self, name, L.param(rngs, init, (D, H, K), ("embed", "heads", "kv"), pdt, fan_in_dims=1))
       setattr(self, name + "_bias", L.param(rngs, L.zeros, (H, K), ("heads", "kv"), pdt))
-    self.out = L.param(rngs, init, (H, K, D), ("heads", "kv", "embed"), pdt)
+    self.out = L.param(rngs, init, (H, K, D), ("heads", "kv", "embed"), pdt, fan_in_dims=2)
     self.out_bias = L.param(rngs, L.zeros, (D,), ("norm",), pdt)
     self.cfg = cfg
 
@@ -117,17 +117,19 @@ class SelfAttention(nnx.Module):
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxLxD.astype(dt)
 
-    def proj(w, b, inputs=x):
-      return L.einsum("bld,dhk->blhk", inputs, w[...], dt) + b[...].astype(dt)
+    def proj(i, name, inputs=x):  # adapter dropout keys fold 1..4; the attention probabilities use the key itself
+      b = getattr(self, name + "_bias")[...].astype(dt)
+      return L.project(self, name, "bld,dhk->blhk", inputs, dt, L.fold(dropout_key, i)) + b
 
-    q = proj(self.query, self.query_bias, x if num_queries is None else x[:, :num_queries])
-    k = proj(self.key, self.key_bias)
-    v = proj(self.value, self.value_bias)
+    q = proj(1, "query", x if num_queries is None else x[:, :num_queries])
+    k = proj(2, "key")
+    v = proj(3, "value")
     scores = L.einsum("bqhk,bshk->bhqs", q, k, dt, jnp.float32) / math.sqrt(self.cfg.head_dim)
     probs = jax.nn.softmax(scores + bias_Bx1x1xL, axis=-1)
     probs = L.dropout(probs, self.cfg.attention_dropout_rate, dropout_key).astype(dt)
     ctx = L.einsum("bhqs,bshk->bqhk", probs, v, dt)
-    return L.einsum("bqhk,hkd->bqd", ctx, self.out[...], dt) + self.out_bias[...].astype(dt)
+    out = L.project(self, "out", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 4))
+    return out + self.out_bias[...].astype(dt)
 
 
 class Layer(nnx.Module):
@@ -150,8 +152,8 @@ class Layer(nnx.Module):
     if num_queries is not None:
       x = x[:, :num_queries]
     x = self.attention_norm(x + L.dropout(h, rate, L.fold(dropout_key, 1)))
-    h = L.activation(self.cfg.hidden_act)(self.intermediate(x))
-    h = self.output(h)
+    h = L.activation(self.cfg.hidden_act)(self.intermediate(x, L.fold(dropout_key, 3)))
+    h = self.output(h, L.fold(dropout_key, 4))
     return self.output_norm(x + L.dropout(h, rate, L.fold(dropout_key, 2)))
 
 
@@ -184,7 +186,7 @@ class Encoder(nnx.Module):
                         lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries),
                         False, self.cfg.remat)
     hidden = [embedded] + hidden + top
-    pooled = jnp.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+    pooled = jnp.tanh(self.pooler(x[:, 0], L.fold(dropout_key, last + 2))) if self.pooler is not None else None
     return EncoderOutput(x, tuple(hidden), pooled)
 
 

@@ -48,15 +48,15 @@ def init(family: registry.Family, cfg, seed: int = 0, mesh: Mesh | None = None, 
   return graphdef, state
 
 
-def abstract_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig]):
-  """(graphdef, abstract state) of a TaskModel; allocates nothing."""
-  return nnx.split(nnx.eval_shape(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(0))))
+def abstract_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig], lora=None):
+  """(graphdef, abstract state) of a TaskModel (with LoRA adapters if `lora`); allocates nothing."""
+  return nnx.split(nnx.eval_shape(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(0), lora=lora)))
 
 
 def init_task_model(family: registry.Family, cfg, heads: Mapping[str, HeadConfig], mesh: Mesh,
-                    rules: Rules = DEFAULT_RULES, seed: int = 0):
+                    rules: Rules = DEFAULT_RULES, seed: int = 0, lora=None):
   """(graphdef, params, shardings) of a randomly initialised TaskModel, sharded by the rules."""
-  return init_sharded(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed)), mesh, rules)
+  return init_sharded(lambda: TaskModel(family, cfg, dict(heads), rngs=nnx.Rngs(seed), lora=lora), mesh, rules)
 
 
 def flat(tree: Mapping, prefix=()) -> dict:

@@ -44,10 +44,15 @@ class KeySequence:
     return jax.random.fold_in(self._key, self._count)
 
 
-def param(rngs: nnx.Rngs | None, init, shape: Sequence[int], axes: Sequence[str | None], dtype) -> nnx.Param:
-  """A parameter created by `init(key, shape, dtype)` carrying its logical axis names."""
+def param(rngs: nnx.Rngs | None, init, shape: Sequence[int], axes: Sequence[str | None], dtype,
+          fan_in_dims: int | None = None) -> nnx.Param:
+  """A parameter created by `init(key, shape, dtype)` carrying its logical axis names.
+
+  `fan_in_dims=k` marks a projection weight whose first k dims contract with the input (used through
+  `project`): only such weights can carry a LoRA adapter (`xtjax.models.lora`)."""
   key = rngs.params() if rngs is not None else jax.random.key(0)
-  return nnx.Param(init(key, tuple(shape), dtype), logical_axes=tuple(axes))
+  meta = {"fan_in_dims": fan_in_dims} if fan_in_dims is not None else {}
+  return nnx.Param(init(key, tuple(shape), dtype), logical_axes=tuple(axes), **meta)
 
 
 def normal(stddev: float):
@@ -131,17 +136,67 @@ def _has_batch_index(spec: str) -> bool:
   return bool(set(a) & set(b) & set(out))
 
 
+LORA_SUFFIX = "_lora"  # the adapter of weight `query` is the sibling module `query_lora`
+
+
+@functools.lru_cache(maxsize=None)
+def lora_specs(spec: str, fan_in_dims: int) -> tuple[str, str]:
+  """Einsum specs of the adapter path of `spec` (input x weight, the weight's first `fan_in_dims`
+  indices contracted): x A -> h (rank index added), h B -> out. "bld,dhk->blhk" gives
+  ("bld,dr->blr", "blr,rhk->blhk"); "bqhk,hkd->bqd" gives ("bqhk,hkr->bqr", "bqr,rd->bqd")."""
+  ins, out = spec.replace(" ", "").split("->")
+  x, w = ins.split(",")
+  w_in, w_out = w[:fan_in_dims], w[fan_in_dims:]
+  if any(c not in x or c in out for c in w_in) or any(c in x or c not in out for c in w_out):
+    raise ValueError(f"einsum {spec!r}: the weight's first {fan_in_dims} indices must contract with the input "
+                     "and the others reach the output, for a LoRA adapter")
+  r = next(c for c in "rRzZ" if c not in spec)
+  mid = "".join(c for c in x if c not in w_in) + r
+  return f"{x},{w_in}{r}->{mid}", f"{mid},{r}{w_out}->{out}"
+
+
+class LoraAdapter(nnx.Module):
+  """LoRA (Hu et al., 2021) for one projection weight W [in..., out...]: W + (alpha / rank) * A B with
+  A [in..., rank] (Kaiming-uniform, as peft) and B [rank, out...] zero-initialised, so training starts
+  from the base model. A and B carry the weight's logical axes plus `lora_rank` (replicated), so they
+  shard like W. Applied on the activation path, y += s * (dropout(x) A) B, never by forming W + s A B."""
+
+  def __init__(self, weight: nnx.Param, rank: int, alpha: float, dropout: float, *, rngs):
+    meta, value = weight.get_metadata(), weight.get_value()
+    k, shape, dtype = meta["fan_in_dims"], value.shape, value.dtype
+    axes = meta.get("logical_axes") or (None,) * len(shape)
+    bound = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=tuple(range(k)), out_axis=k)
+    self.a = param(rngs, bound, (*shape[:k], rank), (*axes[:k], "lora_rank"), dtype)
+    self.b = param(rngs, zeros, (rank, *shape[k:]), ("lora_rank", *axes[k:]), dtype)
+    self.fan_in_dims, self.scale, self.dropout = k, alpha / rank, dropout
+
+  def __call__(self, spec: str, x, dtype, dropout_key=None):
+    spec_a, spec_b = lora_specs(spec, self.fan_in_dims)
+    h = einsum(spec_a, dropout(x, self.dropout, dropout_key), self.a[...], dtype)
+    return einsum(spec_b, h, self.b[...], dtype) * jnp.asarray(self.scale, dtype)
+
+
+def project(module: nnx.Module, name: str, spec: str, x, dtype, dropout_key=None, out_dtype=None):
+  """`einsum(spec, x, module.<name>)`, plus its LoRA adapter's term when `module` carries one
+  (`dropout_key`: the adapter's dropout, unused without an adapter)."""
+  y = einsum(spec, x, getattr(module, name)[...], dtype, out_dtype)
+  adapter = getattr(module, name + LORA_SUFFIX, None)
+  if adapter is None:
+    return y
+  return y + adapter(spec, x, dtype, dropout_key).astype(y.dtype)
+
+
 class Dense(nnx.Module):
   """y = x @ kernel + bias with kernel [in, out]; logical axes given by the caller."""
 
   def __init__(self, d_in: int, d_out: int, axes: tuple[str | None, str | None], *, rngs, dtype, param_dtype,
                stddev: float = 0.02, use_bias: bool = True):
-    self.kernel = param(rngs, normal(stddev), (d_in, d_out), axes, param_dtype)
+    self.kernel = param(rngs, normal(stddev), (d_in, d_out), axes, param_dtype, fan_in_dims=1)
     self.bias = param(rngs, zeros, (d_out,), (axes[1],), param_dtype) if use_bias else None
     self.dtype = dtype
 
-  def __call__(self, x):
-    y = einsum("...i,io->...o", x, self.kernel[...], self.dtype)
+  def __call__(self, x, dropout_key=None):
+    y = project(self, "kernel", "...i,io->...o", x, self.dtype, dropout_key)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y

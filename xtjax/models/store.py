@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import jax
+import numpy as np
 from flax import nnx
 
 from xtjax.errors import CheckpointError
@@ -20,6 +21,7 @@ from xtjax.models import registry
 
 MARKER = "xtjax_model.json"
 FORMAT_VERSION = 1
+ADAPTERS_MARKER = "lora.json"  # DIR/lora.json {"format": "xtjax-lora", "lora", "base"} and DIR/params/
 
 
 def is_model_dir(path: Path) -> bool:
@@ -28,22 +30,60 @@ def is_model_dir(path: Path) -> bool:
 
 def save(folder: Path, family: registry.Family, cfg, state, tokenizer=None) -> Path:
   """Saves parameters (an nnx.State or pure dict) with their config and tokenizer."""
-  import orbax.checkpoint as ocp
-
   folder = Path(folder).absolute()
   pure = nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
   with atomic_dir(folder) as tmp:
     meta = {"format": "xtjax-model", "version": FORMAT_VERSION, "family": family.name,
             "config": registry.config_to_dict(cfg)}
     (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    # Written by the calling process alone (multi-host: process 0): a barrier with the others would hang.
-    alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
-                                               active_processes={jax.process_index()})
-    with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckptr:
-      ckptr.save(tmp / "params", _stringify_keys(pure))
+    _save_tree(tmp / "params", pure)
     if tokenizer is not None:
       tokenizer.save_pretrained(str(tmp / "tokenizer"))
   return folder
+
+
+def _save_tree(path: Path, pure) -> None:
+  import orbax.checkpoint as ocp
+
+  # Written by the calling process alone (multi-host: process 0): a barrier with the others would hang.
+  alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+  with ocp.StandardCheckpointer(multiprocessing_options=alone) as ckptr:
+    ckptr.save(path, _stringify_keys(pure))
+
+
+def save_adapters(folder: Path, adapters, lora: dict, base: dict) -> Path:
+  """A LoRA run's adapters (pure dict rooted like the TaskModel), its lora config and the source of the
+  base weights they were trained on (what `init_from_lora: adapters` starts from)."""
+  folder = Path(folder).absolute()
+  with atomic_dir(folder) as tmp:
+    meta = {"format": "xtjax-lora", "version": FORMAT_VERSION, "lora": lora, "base": base}
+    (tmp / ADAPTERS_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _save_tree(tmp / "params", adapters)
+  return folder
+
+
+def read_adapters_meta(folder: Path) -> dict:
+  path = Path(folder) / ADAPTERS_MARKER
+  try:
+    meta = json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise CheckpointError(f"{path}: unreadable ({e})") from e
+  if meta.get("format") != "xtjax-lora" or meta.get("version") != FORMAT_VERSION:
+    raise CheckpointError(f"{path}: not an xtjax LoRA adapters folder (format {meta.get('format')!r}, "
+                          f"version {meta.get('version')!r})")
+  return meta
+
+
+def load_adapters(folder: Path) -> dict:
+  """The adapters saved by `save_adapters` as a pure dict of host arrays (string keys)."""
+  import orbax.checkpoint as ocp
+
+  folder = Path(folder).absolute()
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      return jax.tree.map(np.asarray, ckptr.restore(folder / "params"))
+  except Exception as e:
+    raise CheckpointError(f"{folder / 'params'}: cannot restore ({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def _stringify_keys(tree):

@@ -136,23 +136,21 @@ class Attention(nnx.Module):
     pdt = L.to_dtype(cfg.param_dtype)
     D, H, K, f = cfg.d_model, cfg.num_heads, cfg.d_kv, cfg.initializer_factor
     # transformers' init: the query std carries the 1/sqrt(d_kv) that the attention omits.
-    self.q = L.param(rngs, L.normal(f * (D * K) ** -0.5), (D, H, K), ("embed", "heads", "kv"), pdt)
-    self.k = L.param(rngs, L.normal(f * D ** -0.5), (D, H, K), ("embed", "heads", "kv"), pdt)
-    self.v = L.param(rngs, L.normal(f * D ** -0.5), (D, H, K), ("embed", "heads", "kv"), pdt)
-    self.o = L.param(rngs, L.normal(f * (H * K) ** -0.5), (H, K, D), ("heads", "kv", "embed"), pdt)
+    for name, std in (("q", f * (D * K) ** -0.5), ("k", f * D ** -0.5), ("v", f * D ** -0.5)):
+      setattr(self, name, L.param(rngs, L.normal(std), (D, H, K), ("embed", "heads", "kv"), pdt, fan_in_dims=1))
+    self.o = L.param(rngs, L.normal(f * (H * K) ** -0.5), (H, K, D), ("heads", "kv", "embed"), pdt, fan_in_dims=2)
     self.relative_attention_bias = (
         L.param(rngs, L.normal(f * D ** -0.5), (cfg.relative_attention_num_buckets, H), ("relpos_buckets", "heads"),
                 pdt) if relative_bias else None)
     self.cfg = cfg
 
-  def query(self, x_BxQxD):
-    dt = L.to_dtype(self.cfg.dtype)
-    return L.einsum("bqd,dhk->bqhk", x_BxQxD, self.q[...], dt)
+  def query(self, x_BxQxD, dropout_key=None):  # dropout_key: for a LoRA adapter's dropout, as in key_value
+    return L.project(self, "q", "bqd,dhk->bqhk", x_BxQxD, L.to_dtype(self.cfg.dtype), dropout_key)
 
-  def key_value(self, x_BxSxD):
+  def key_value(self, x_BxSxD, dropout_key=None):
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxSxD.astype(dt)
-    return L.einsum("bsd,dhk->bshk", x, self.k[...], dt), L.einsum("bsd,dhk->bshk", x, self.v[...], dt)
+    return tuple(L.project(self, n, "bsd,dhk->bshk", x, dt, L.fold(dropout_key, i)) for i, n in enumerate("kv"))
 
   def position_bias(self, query_pos_Q, key_pos_S, bidirectional: bool):
     """[1, H, Q, S] float32 learned bias for each (query, key) relative position bucket."""
@@ -168,7 +166,7 @@ class Attention(nnx.Module):
     probs = jax.nn.softmax(scores + bias_BxHxQxS, axis=-1)
     probs = L.dropout(probs, self.cfg.dropout_rate, dropout_key).astype(dt)
     ctx = L.einsum("bhqs,bshk->bqhk", probs, v_BxSxHxK, dt)
-    return L.einsum("bqhk,hkd->bqd", ctx, self.o[...], dt)
+    return L.project(self, "o", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 1))
 
 
 class FeedForward(nnx.Module):
@@ -179,20 +177,18 @@ class FeedForward(nnx.Module):
     D, F, f = cfg.d_model, cfg.d_ff, cfg.initializer_factor
     names = ("wi_0", "wi_1") if cfg.is_gated else ("wi",)
     for name in names:
-      setattr(self, name, L.param(rngs, L.normal(f * D ** -0.5), (D, F), ("embed", "mlp"), pdt))
-    self.wo = L.param(rngs, L.normal(f * F ** -0.5), (F, D), ("mlp", "embed"), pdt)
+      setattr(self, name, L.param(rngs, L.normal(f * D ** -0.5), (D, F), ("embed", "mlp"), pdt, fan_in_dims=1))
+    self.wo = L.param(rngs, L.normal(f * F ** -0.5), (F, D), ("mlp", "embed"), pdt, fan_in_dims=1)
     self.cfg = cfg
 
   def __call__(self, x_BxLxD, dropout_key=None):
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxLxD.astype(dt)
     act = L.activation(self.cfg.activation)
-    if self.cfg.is_gated:
-      h = act(L.einsum("...d,df->...f", x, self.wi_0[...], dt)) * L.einsum("...d,df->...f", x, self.wi_1[...], dt)
-    else:
-      h = act(L.einsum("...d,df->...f", x, self.wi[...], dt))
+    proj = lambda name, i, v, spec="...d,df->...f": L.project(self, name, spec, v, dt, L.fold(dropout_key, i))
+    h = act(proj("wi_0", 1, x)) * proj("wi_1", 2, x) if self.cfg.is_gated else act(proj("wi", 1, x))
     h = L.dropout(h, self.cfg.dropout_rate, dropout_key)
-    return L.einsum("...f,fd->...d", h, self.wo[...], dt)
+    return proj("wo", 3, h, "...f,fd->...d")
 
 
 class EncoderLayer(nnx.Module):
@@ -208,7 +204,8 @@ class EncoderLayer(nnx.Module):
   def __call__(self, x, bias, dropout_key=None):
     rate = self.cfg.dropout_rate
     h = self.attention_norm(x)
-    h = self.attention.attend(self.attention.query(h), *self.attention.key_value(h), bias, L.fold(dropout_key, 0))
+    att, k = self.attention, dropout_key
+    h = att.attend(att.query(h, L.fold(k, 4)), *att.key_value(h, L.fold(k, 5)), bias, L.fold(k, 0))
     x = x + L.dropout(h, rate, L.fold(dropout_key, 1))
     h = self.ffn(self.ffn_norm(x), L.fold(dropout_key, 2))
     return x + L.dropout(h, rate, L.fold(dropout_key, 3))
@@ -230,8 +227,8 @@ class DecoderLayer(nnx.Module):
     """Returns (x, updated self-attention (keys, values) cache or None)."""
     rate = self.cfg.dropout_rate
     h = self.self_attention_norm(x)
-    q = self.self_attention.query(h)
-    k, v = self.self_attention.key_value(h)
+    q = self.self_attention.query(h, L.fold(dropout_key, 6))
+    k, v = self.self_attention.key_value(h, L.fold(dropout_key, 7))
     new_cache = None
     if self_kv_cache is not None:  # write this step's keys/values at `index`, attend over the whole buffer
       ck, cv = self_kv_cache
@@ -241,7 +238,8 @@ class DecoderLayer(nnx.Module):
     h = self.self_attention.attend(q, k, v, self_bias, L.fold(dropout_key, 0))
     x = x + L.dropout(h, rate, L.fold(dropout_key, 1))
     h = self.cross_attention_norm(x)
-    h = self.cross_attention.attend(self.cross_attention.query(h), *cross_kv, cross_bias, L.fold(dropout_key, 2))
+    h = self.cross_attention.attend(self.cross_attention.query(h, L.fold(dropout_key, 8)), *cross_kv, cross_bias,
+                                    L.fold(dropout_key, 2))
     x = x + L.dropout(h, rate, L.fold(dropout_key, 3))
     h = self.ffn(self.ffn_norm(x), L.fold(dropout_key, 4))
     return x + L.dropout(h, rate, L.fold(dropout_key, 5)), new_cache
@@ -357,7 +355,8 @@ class T5(nnx.Module):
     if cache is None:
       index = jnp.zeros((), jnp.int32)
       key_pos = jnp.arange(T, dtype=jnp.int32)
-      cross_kvs = [layer.cross_attention.key_value(encoder_hidden_BxSxD) for layer in self.decoder.layers]
+      cross_kvs = [layer.cross_attention.key_value(encoder_hidden_BxSxD, L.fold(dropout_key, 2, i))
+                   for i, layer in enumerate(self.decoder.layers)]
       self_kvs = None
     else:
       index = cache.index

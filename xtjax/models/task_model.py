@@ -17,6 +17,7 @@ from flax import nnx
 
 from xtjax.models import causal_lm, seq2seq_loss
 from xtjax.models import layers as L
+from xtjax.models import lora as lora_lib
 from xtjax.models.embed import encoder_outputs
 from xtjax.models.heads import Head, HeadConfig, head_kind
 
@@ -26,7 +27,8 @@ _TEACHER_FORCED = {False: seq2seq_loss.teacher_forced_logits, True: causal_lm.te
 
 class TaskModel(nnx.Module):
 
-  def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs):
+  def __init__(self, family, encoder_cfg, heads: dict[str, HeadConfig], *, rngs: nnx.Rngs,
+               lora: lora_lib.LoraConfig | None = None):
     rngs = L.KeySequence(rngs)
     self.encoder = family.build(encoder_cfg, rngs)
     self.causal_lm = bool(family.causal_lm)
@@ -37,6 +39,8 @@ class TaskModel(nnx.Module):
                    param_dtype=encoder_cfg.param_dtype, vocab_size=encoder_cfg.vocab_size, layer_norm_eps=eps)
         for name, hc in sorted(heads.items())})
     self.head_types = {name: hc.type for name, hc in heads.items()}
+    if lora is not None:  # after every base parameter, so their initial values do not depend on it
+      lora_lib.attach(self, lora, rngs)
 
   def __call__(self, task: str, batch: dict, dropout_key: jax.Array | None = None):
     """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the backbone."""

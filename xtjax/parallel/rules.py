@@ -38,6 +38,7 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 #   relpos_buckets           T5 relative position buckets
 #   labels                   classifier outputs
 #   norm                     1-d layer-norm scales and biases
+#   lora_rank                LoRA adapters' rank (A [in..., rank], B [rank, out...]; tiny, replicated)
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("length", None),
@@ -52,6 +53,7 @@ DEFAULT_RULES: Rules = (
     ("relpos_buckets", None),
     ("labels", None),
     ("norm", None),
+    ("lora_rank", None),
 )
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from xtjax.config import BadValue, check_min
 from xtjax.data.sources import DataSource
+from xtjax.models.lora import LoraConfig
 from xtjax.parallel.mesh import MeshConfig
 from xtjax.tasks.base import FeatureSettings
 
@@ -82,6 +83,10 @@ class TrainConfig:
   tasks: tuple[TaskConfig, ...]
   name: str = "run"
   init_from: str | None = None  # a run directory or xtjax model folder whose ENCODER starts this run
+  # init_from a LoRA run: start from its `merged` weights, or from its base weights plus its `adapters`
+  # (trained on; needs the same lora targets and rank). Required when that run has adapters.
+  init_from_lora: Literal["merged", "adapters"] | None = None
+  lora: LoraConfig | None = None  # LoRA adapters instead of full fine-tuning (xtjax.models.lora)
   benchmark: Literal["xtreme", "xtreme-r"] = "xtreme"
   features: FeatureSettings = FeatureSettings()
   batch_size: int = 32  # global, per optimizer step (split over grad_accum_steps micro-batches)

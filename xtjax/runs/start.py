@@ -15,6 +15,8 @@ from xtjax.errors import CheckpointError, ConfigError
 from xtjax.models import hf_io, registry, store
 from xtjax.runs.schema import ModelConfig, TrainConfig
 
+ADAPTERS_DIR = "adapters"  # <run>/adapters: a LoRA run's adapters (xtjax.models.store.save_adapters)
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSource:
@@ -22,9 +24,15 @@ class EncoderSource:
 
   kind: Literal["init_from", "pretrained", "preset"]
   location: str  # xtjax model folder (init_from), HF folder / hub id (pretrained), preset name
+  adapters: str | None = None  # LoRA adapters folder trained on these weights (`init_from_lora: adapters`)
 
   def describe(self) -> str:
-    return f"scratch (preset {self.location})" if self.kind == "preset" else f"{self.kind} {self.location}"
+    where = f"scratch (preset {self.location})" if self.kind == "preset" else f"{self.kind} {self.location}"
+    return where + (f" + LoRA adapters {self.adapters}" if self.adapters else "")
+
+  def base(self) -> dict:
+    """What a LoRA run records as the base weights of its adapters."""
+    return {"kind": self.kind, "location": self.location}
 
 
 def resolve_init_from(path: str | Path) -> Path:
@@ -38,9 +46,28 @@ def resolve_init_from(path: str | Path) -> Path:
                         f"(no {p / 'model' / store.MARKER})")
 
 
+def _lora_source(cfg: TrainConfig) -> EncoderSource | None:
+  """`init_from` a LoRA run: None for its merged weights (`<run>/model`), else its base plus adapters."""
+  adapters = Path(cfg.init_from) / ADAPTERS_DIR
+  has = (adapters / store.ADAPTERS_MARKER).exists()
+  if has and cfg.init_from_lora is None:
+    raise ConfigError(f"init_from {cfg.init_from}: a LoRA run ({adapters}); set init_from_lora to 'merged' "
+                      "(start from its merged weights) or 'adapters' (its base weights plus its adapters)")
+  if cfg.init_from_lora != "adapters":
+    return None
+  if not has:
+    raise ConfigError(f"init_from_lora: adapters, but init_from {cfg.init_from} has no LoRA adapters "
+                      f"({adapters / store.ADAPTERS_MARKER} missing)")
+  base = store.read_adapters_meta(adapters)["base"]
+  if base["kind"] == "preset":
+    raise ConfigError(f"init_from_lora: adapters: {adapters} were trained on a randomly initialised preset "
+                      f"({base['location']}), whose weights were not saved; use init_from_lora: merged")
+  return EncoderSource(base["kind"], base["location"], str(adapters))
+
+
 def encoder_source(cfg: TrainConfig) -> EncoderSource:
   if cfg.init_from:
-    return EncoderSource("init_from", str(resolve_init_from(cfg.init_from)))
+    return _lora_source(cfg) or EncoderSource("init_from", str(resolve_init_from(cfg.init_from)))
   if cfg.model.pretrained:
     return EncoderSource("pretrained", cfg.model.pretrained)
   return EncoderSource("preset", cfg.model.preset)

@@ -27,7 +27,7 @@ from xtjax.train import optim, setup
 from xtjax.train.preemption import Preemption
 from xtjax.train.logbook import Logbook
 from xtjax.train.setup import init_state
-from xtjax.train.state import state_sharding
+from xtjax.train.state import state_sharding, trained_part
 from xtjax.train.step import compile_train_step, make_train_step
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Trainer:
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
     self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
-                                                             self.mesh, self.rules)
+                                                             self.mesh, self.rules, cfg.lora)
     self.eval_model = EvalModel.build(start.family, start.config, self.graphdef, self.tokenizer, cfg, self.mesh,
                                       self.rules, f"run:{self.workdir}")
     streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed)
@@ -101,11 +101,12 @@ class Trainer:
     else:
       self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
     num_layers = getattr(start.config, "num_layers", 0)
-    self.tx, self.schedule = optim.build(cfg.optim, params, self.total_steps, num_layers)
-    abstract_state = jax.eval_shape(lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng), params)
-    self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh)
+    self.tx, self.schedule = optim.build(cfg.optim, trained_part(params, cfg.lora)[0], self.total_steps, num_layers)
+    init = lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng, cfg.lora)
+    abstract_state = jax.eval_shape(init, params)
+    self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh, cfg.lora)
     self.abstract_state = abstract_like(abstract_state, self.state_sh)
-    self.state = jax.jit(lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng), out_shardings=self.state_sh)(params)
+    self.state = jax.jit(init, out_shardings=self.state_sh)(params)
     self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
     self.position = DataPosition()
     restored = self.ckpt.restore_latest(self.abstract_state)
@@ -124,7 +125,8 @@ class Trainer:
   def train_step_for(self, task):
     if task.name not in self._train_steps:
       fn = make_train_step(self.graphdef, self.tx, task.name, task.head_type, self.cfg.optim.grad_accum_steps,
-                           task_id=self.stream.names.index(task.name), rng_impl=self.cfg.dropout_rng)
+                           task_id=self.stream.names.index(task.name), rng_impl=self.cfg.dropout_rng,
+                           lora=self.cfg.lora)
       self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None)
     return self._train_steps[task.name]
 
@@ -246,7 +248,8 @@ class Trainer:
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),
                "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}
-    export_encoder(self.workdir, self.start.family, self.start.config, params, self.tokenizer)
+    export_encoder(self.workdir, self.start.family, self.start.config, params, self.tokenizer, self.cfg.lora,
+                   self.start.base)
     if jax.process_index() == 0:
       write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
       write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")

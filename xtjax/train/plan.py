@@ -27,7 +27,7 @@ from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
 from xtjax.train import optim, setup
 from xtjax.train.optim import tree_paths
-from xtjax.train.state import state_sharding
+from xtjax.train.state import state_sharding, trained_part
 from xtjax.train.step import compile_train_step, make_train_step
 
 
@@ -85,18 +85,20 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
                       f"devices of the mesh {dict(mesh.shape)}")
 
   heads = setup.head_configs(train_tasks)
-  graphdef, abs_params = nnx.split(nnx.eval_shape(lambda: TaskModel(family, enc_cfg, heads, rngs=nnx.Rngs(cfg.seed))))
+  graphdef, abs_params = nnx.split(nnx.eval_shape(
+      lambda: TaskModel(family, enc_cfg, heads, rngs=nnx.Rngs(cfg.seed), lora=cfg.lora)))
   param_sh = state_shardings(abs_params, mesh, rules)
-  tx, _ = optim.build(cfg.optim, abs_params, cfg.steps or 1000, getattr(enc_cfg, "num_layers", 0))
-  abs_state = jax.eval_shape(lambda p: setup.init_state(p, tx, cfg.seed, cfg.dropout_rng), abs_params)
-  state_sh = state_sharding(abs_state, param_sh, mesh)
+  trained, trained_sh = trained_part(abs_params, cfg.lora)[0], trained_part(param_sh, cfg.lora)[0]
+  tx, _ = optim.build(cfg.optim, trained, cfg.steps or 1000, getattr(enc_cfg, "num_layers", 0))
+  abs_state = jax.eval_shape(lambda p: setup.init_state(p, tx, cfg.seed, cfg.dropout_rng, cfg.lora), abs_params)
+  state_sh = state_sharding(abs_state, param_sh, mesh, cfg.lora)
 
   with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
   length = cfg.features.max_length
   batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, length, with_types, choices,
                                                    cfg.features.max_target_length), mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
-                         rng_impl=cfg.dropout_rng)
+                         rng_impl=cfg.dropout_rng, lora=cfg.lora)
   programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)
               ] if compile_train else []
   if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
@@ -108,8 +110,9 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   paths = jax.tree.leaves(tree_paths(abs_params))
   params_b = aot.sharded_bytes(abs_params, param_sh)
   opt_b = aot.sharded_bytes(abs_state.opt_state, state_sh.opt_state)
+  grads_b = aot.sharded_bytes(trained, trained_sh)  # LoRA: the adapters' and heads' gradients only
   hbm = slice_.chip.hbm_bytes if slice_.chip is not None else None
-  state_b = 2 * params_b + opt_b
+  state_b = params_b + grads_b + opt_b
   if programs:
     fits = None if hbm is None else all(p.peak_bytes <= aot.HEADROOM * hbm for p in programs)
   else:  # without activations only a "no" is certain
@@ -121,7 +124,8 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "batch_size": cfg.batch_size, "grad_accum_steps": cfg.optim.grad_accum_steps, "max_length": length,
       "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": family.name, "encoder_config": enc_cfg,
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
-      "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": params_b,
+      "trained_params": int(sum(x.size for x in jax.tree.leaves(trained))),
+      "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": grads_b,
                      "activations_and_temporaries": programs[0].temp_bytes if programs else None,
                      "total": programs[0].peak_bytes if programs else state_b},
       "hbm_bytes": hbm, "headroom": aot.HEADROOM,

@@ -11,13 +11,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.errors import CheckpointError, ConfigError
-from xtjax.models import hf_io, registry
+from xtjax.models import hf_io, registry, store
+from xtjax.models import lora as lora_lib
 from xtjax.models.heads import HeadConfig
 from xtjax.models.init import init_task_model
 from xtjax.models.loading import load_pretrained
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
-from xtjax.train.state import TrainState, new_rng
+from xtjax.train.state import TrainState, new_rng, trained_part
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class EncoderStart:
   params: nnx.State | None  # encoder params on the mesh, or None for scratch
   tokenizer: object
   source: str
+  base: dict  # the source's kind and location (recorded with a LoRA run's adapters)
+  adapters: dict | None = None  # LoRA adapters to continue (pure host arrays, rooted like the TaskModel)
 
 
 def encoder_start(cfg: TrainConfig, mesh, rules) -> EncoderStart:
@@ -47,26 +50,71 @@ def encoder_start(cfg: TrainConfig, mesh, rules) -> EncoderStart:
     tok = hf_io.load_tokenizer(tok_dir)
   if tok is None:
     raise ConfigError("model: no tokenizer found; set model.tokenizer to a tokenizer folder")
-  return EncoderStart(fam, enc_cfg, params, tok, source.describe())
+  adapters = store.load_adapters(source.adapters) if source.adapters else None
+  return EncoderStart(fam, enc_cfg, params, tok, source.describe(), source.base(), adapters)
 
 
 def head_configs(tasks) -> dict[str, HeadConfig]:
   return {t.name: HeadConfig(type=t.head_type, num_labels=t.num_labels) for t in tasks}
 
 
-def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, mesh, rules):
-  """(graphdef, params, shardings): heads freshly initialised; the encoder from `start` (or initialised)."""
+def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, mesh, rules, lora=None):
+  """(graphdef, params, shardings): heads (and LoRA adapters) freshly initialised; the encoder from
+  `start` (or initialised), its adapters from `start.adapters` when it continues a LoRA run's."""
 
-  graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed)
+  graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed, lora)
   if start.params is not None:
-    enc_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), params["encoder"])
+    base, adapters = params["encoder"].split(lambda path, _: lora_lib.is_adapter_path(_path(path)), ...)[::-1]
+    enc_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), base)
     got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), start.params)
-    if jax.tree.structure(params["encoder"]) != jax.tree.structure(start.params) or enc_shapes != got_shapes:
+    if jax.tree.structure(base) != jax.tree.structure(start.params) or enc_shapes != got_shapes:
       raise CheckpointError(f"{start.source}: encoder parameters do not fit the configured model")
-    params["encoder"] = start.params
+    params["encoder"] = nnx.merge_state(start.params, adapters)
+  if start.adapters is not None:
+    _continue_adapters(params, shardings, start, lora)
   return graphdef, params, shardings
 
 
-def init_state(params, tx, seed: int, rng_impl: str = "threefry2x32") -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+def _path(path) -> str:
+  return "/".join(map(str, path))
+
+
+def _continue_adapters(params, shardings, start: EncoderStart, lora) -> None:
+  """Puts the saved adapters in place of the fresh ones; the two sets must have the same paths and shapes."""
+  if lora is None:
+    raise ConfigError(f"init_from_lora: adapters ({start.source}): this run has no `lora` config to train them")
+  pure = nnx.to_pure_dict(params)
+  want = _flat(lora_lib.adapters_only(pure))
+  have = _flat(start.adapters)
+  if want.keys() != have.keys():
+    only = lambda a, b: sorted(a.keys() - b.keys())[:3]
+    raise ConfigError(f"{start.source}: the saved adapters do not match this run's lora.targets: saved only "
+                      f"{only(have, want)}, configured only {only(want, have)}")
+  sh = _flat(nnx.to_pure_dict(shardings))
+  for p, (keys, value) in want.items():
+    got = have[p][1]
+    if got.shape != value.shape:
+      raise ConfigError(f"{start.source}: adapter {p} has shape {list(got.shape)}, this run's lora (rank "
+                        f"{lora.rank}) expects {list(value.shape)}")
+    node = pure
+    for k in keys[:-1]:
+      node = node[k]
+    node[keys[-1]] = jax.device_put(got.astype(value.dtype), sh[p][1])
+  nnx.replace_by_pure_dict(params, pure)
+
+
+def _flat(tree, keys=()) -> dict[str, tuple[tuple, object]]:
+  """{'a/0/b': ((a, 0, b), leaf)} of a nested dict (keys compared as strings: Orbax stores them so)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, keys + (k,)))
+    else:
+      out[_path(keys + (k,))] = (keys + (k,), v)
+  return out
+
+
+def init_state(params, tx, seed: int, rng_impl: str = "threefry2x32", lora=None) -> TrainState:
+  """Step 0; optimizer state for the trained part only (`state.trained_part`)."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(trained_part(params, lora)[0]),
                     rng=new_rng(seed, rng_impl))

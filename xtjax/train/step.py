@@ -16,19 +16,21 @@ from flax import nnx
 from xtjax.models.heads import loss_terms
 from xtjax.models.layers import fold
 from xtjax.models.prng import wrap
-from xtjax.train.state import TrainState
+from xtjax.train.state import TrainState, join, trained_part
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_type: str, accum_steps: int,
-                    dropout: bool = True, task_id: int = 0, rng_impl: str = "threefry2x32", z_loss: float = 0.0):
+                    dropout: bool = True, task_id: int = 0, rng_impl: str = "threefry2x32", z_loss: float = 0.0,
+                    lora=None):
   """The pure step for one task. `batch` arrays have leading dim batch_size (split into micro-batches).
+  With `lora`, gradients are taken for the trained part only (`state.trained_part`).
 
   Dropout keys: `state.rng` (raw data of an `rng_impl` key) folded with the step, the task and the
   micro-batch index, so they depend on none of mesh, process count or resume point.
   """
 
-  def loss_fn(params, micro, key):
-    model = nnx.merge(graphdef, params)
+  def loss_fn(trained, frozen, micro, key):
+    model = nnx.merge(graphdef, join(trained, frozen))
     logits = model(task, micro, dropout_key=key)
     total, count = loss_terms(head_type, logits, micro, z_loss)
     return total, count
@@ -36,6 +38,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state: TrainState, batch: dict):
+    trained, frozen = trained_part(state.params, lora)
     base = jax.random.fold_in(jax.random.fold_in(wrap(state.rng, rng_impl), state.step), task_id) if dropout else None
 
     def split(x):
@@ -46,17 +49,17 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
     def body(carry, xs):
       g_acc, l_acc, n_acc = carry
       i, mb = xs
-      (loss, count), g = grad_fn(state.params, mb, fold(base, i) if base is not None else None)
+      (loss, count), g = grad_fn(trained, frozen, mb, fold(base, i) if base is not None else None)
       return (jax.tree.map(jnp.add, g_acc, g), l_acc + loss, n_acc + count), None
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    zeros = jax.tree.map(jnp.zeros_like, trained)
     (g_sum, loss_sum, n), _ = jax.lax.scan(body, (zeros, 0.0, 0.0), (jnp.arange(accum_steps), micro))
     denom = jnp.maximum(n, 1.0)
     grads = jax.tree.map(lambda g: g / denom, g_sum)
     loss = loss_sum / denom
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    new_state, updates = state.apply_gradients(tx, grads)
+    new_state, updates = state.apply_gradients(tx, grads, lora)
     # A non-finite loss or gradient leaves the state untouched; the loop stops on `finite == 0`.
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     metrics = {

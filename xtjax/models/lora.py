@@ -1,0 +1,166 @@
+"""LoRA next to full fine-tuning: which projection weights get adapters, and folding them back in.
+
+A run's `lora` config names the adapted weights by regexes over parameter paths
+(`encoder/layers/\\d+/attention/(query|value)`); `attach` gives each a sibling `layers.LoraAdapter`
+(`query` -> `query_lora/{a,b}`), so the base parameters keep their paths (Hugging Face mapping,
+checkpoints, freezing rules) and the adapters are ordinary parameters with logical axes.
+`merged` folds W + (alpha / rank) A B back into plain weights for export and for the next phase.
+
+Why our own ~150 lines and not Google's `qwix.LoraProvider` (0.1.8): qwix creates the adapters
+lazily by intercepting `jnp.einsum` / `dot_general` during a first forward pass, derives their
+sharding from Flax's `sharding_names` metadata and draws adapter dropout from an `nnx.Rngs`
+stream. xtjax builds models from shapes first (`eval_shape` -> shardings -> jitted init), shards
+by its own `logical_axes` rules table, keeps every forward pass a pure function of an explicit
+dropout key, and runs its projections through `layers.einsum`'s bf16 custom VJP, which qwix's
+interception would bypass for the adapter product.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+import numpy as np
+from flax import nnx
+
+from xtjax.config import BadValue, check_min
+from xtjax.errors import ConfigError
+from xtjax.models import layers as L
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+  """Adapters on the projection weights whose paths match `targets`; only they and the base
+  parameters matching `train` (the task heads) are trained, and only they carry optimizer state."""
+
+  targets: tuple[str, ...]  # regexes (full match) over TaskModel parameter paths
+  rank: int = 8
+  alpha: float = 16.0  # the adapter's product is scaled by alpha / rank
+  dropout: float = 0.0  # on the adapter's input only (peft's lora_dropout)
+  train: tuple[str, ...] = (r"heads/.*",)  # base parameters still trained in full
+
+  def __post_init__(self):
+    check_min(self, 1, "rank")
+    check_min(self, 0, "alpha", strict=True)
+    if not 0.0 <= self.dropout < 1.0:
+      raise BadValue("dropout", f"must be in [0, 1), got {self.dropout!r}")
+    if not self.targets:
+      raise BadValue("targets", "name at least one projection weight (regex over parameter paths)")
+    for pattern in self.targets + self.train:
+      try:
+        re.compile(pattern)
+      except re.error as e:
+        raise BadValue("targets", f"invalid regex {pattern!r} ({e})") from e
+
+  @property
+  def scale(self) -> float:
+    return self.alpha / self.rank
+
+
+def _path(path) -> str:
+  return "/".join(str(p) for p in path)
+
+
+def is_adapter_path(path: str) -> bool:
+  """True for 'encoder/layers/0/attention/query_lora/a' and the like."""
+  return any(part.endswith(L.LORA_SUFFIX) for part in path.split("/")[:-1])
+
+
+_LAYER = re.compile(r"(?:^|/)layers/(\d+)/")
+
+
+def _check_stacks(adapted: list[str], all_paths: list[str]) -> None:
+  """Every layer of a stack gets the same adapters (scanned layers share one graph)."""
+
+  def split(p):
+    m = _LAYER.search(p)
+    return (p[:m.start(1)], p[m.end(1):], int(m.group(1))) if m else None
+
+  layers: dict[str, set[int]] = {}
+  for stack, _, i in filter(None, map(split, all_paths)):
+    layers.setdefault(stack, set()).add(i)
+  got: dict[tuple[str, str], set[int]] = {}
+  for stack, rest, i in filter(None, map(split, adapted)):
+    got.setdefault((stack, rest), set()).add(i)
+  for (stack, rest), have in sorted(got.items()):
+    missing = sorted(layers[stack] - have)
+    if missing:
+      raise ConfigError(f"lora.targets: adapt {stack}<i>{rest} in every layer of the stack or in none "
+                        f"(layers {missing} do not match)")
+
+
+def attach(model: nnx.Module, cfg: LoraConfig, rngs) -> list[str]:
+  """Gives every projection weight of `model` whose path matches `cfg.targets` a LoRA adapter;
+  returns the adapted paths. A target matching nothing, or a weight that is no projection, is an error."""
+  hits, used, all_paths = [], set(), []
+  for path, node in nnx.iter_graph(model):
+    if not isinstance(node, nnx.Param) or not path:
+      continue
+    p = _path(path)
+    all_paths.append(p)
+    matched = [t for t in cfg.targets if re.fullmatch(t, p)]
+    if not matched:
+      continue
+    used.update(matched)
+    if "fan_in_dims" not in node.get_metadata():
+      raise ConfigError(f"lora.targets {matched[0]!r} matches {p}, which is not a projection weight "
+                        "(LoRA adapts weights created with fan_in_dims, e.g. attention and MLP kernels)")
+    hits.append((path, node))
+  unused = [t for t in cfg.targets if t not in used]
+  if unused:
+    raise ConfigError(f"lora.targets {unused[0]!r} matches no parameter path (e.g. "
+                      "'encoder/layers/\\d+/attention/(query|value)')")
+  paths = [_path(p) for p, _ in hits]
+  _check_stacks(paths, all_paths)
+  rngs = L.KeySequence(rngs)
+  for path, weight in hits:
+    owner = model
+    for part in path[:-1]:
+      owner = owner[part] if isinstance(part, int) else getattr(owner, part)
+    setattr(owner, path[-1] + L.LORA_SUFFIX,
+            L.LoraAdapter(weight, cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs))
+  return paths
+
+
+def has_adapters(pure: Mapping) -> bool:
+  return any(k.endswith(L.LORA_SUFFIX) or (isinstance(v, Mapping) and has_adapters(v))
+             for k, v in ((str(k), v) for k, v in pure.items()))
+
+
+def adapters_only(pure: Mapping) -> dict:
+  """The adapter subtrees of a pure params dict, nested as in the model (empty branches dropped)."""
+  out = {}
+  for k, v in pure.items():
+    if str(k).endswith(L.LORA_SUFFIX):
+      out[k] = v
+    elif isinstance(v, Mapping):
+      sub = adapters_only(v)
+      if sub:
+        out[k] = sub
+  return out
+
+
+def merged(pure: Mapping, alpha: float) -> dict:
+  """A pure params dict with every adapter folded in: W + (alpha / rank) A B, computed in float32
+  and cast to W's dtype; the `*_lora` entries are gone. Works on numpy or jax arrays."""
+  import jax.numpy as jnp
+
+  out = {}
+  for k, v in pure.items():
+    if str(k).endswith(L.LORA_SUFFIX):
+      continue
+    if isinstance(v, Mapping):
+      out[k] = merged(v, alpha)
+      continue
+    adapter = pure.get(f"{k}{L.LORA_SUFFIX}")
+    if adapter is None:
+      out[k] = v
+      continue
+    a, b = adapter["a"], adapter["b"]
+    rank = a.shape[-1]
+    xp = np if isinstance(v, np.ndarray) else jnp
+    delta = xp.reshape(xp.asarray(a, np.float32).reshape(-1, rank) @ xp.asarray(b, np.float32).reshape(rank, -1),
+                       v.shape)
+    out[k] = (xp.asarray(v, np.float32) + (alpha / rank) * delta).astype(v.dtype)
+  return out
