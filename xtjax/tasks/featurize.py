@@ -97,6 +97,13 @@ def basic_stats(examples: Sequence, features, labels: Sequence | None = None) ->
   return out
 
 
+def truncation_report(stats: dict[str, Any]) -> dict[str, Any]:
+  """The truncation part of a task's `stats`: examples, features, and every truncation count and
+  rate (inputs; targets for text-to-text; questions for QA; choices for multiple choice)."""
+  return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in stats.items()
+          if k in ("examples", "features") or k.startswith("truncat") or "_truncat" in k}
+
+
 def field(row: Mapping, keys: str | Sequence[str], where: str, index: int, kind: type | tuple = str,
           optional: bool = False):
   """row[key] for the first of `keys` present, type-checked; errors name the dataset, row and field."""
