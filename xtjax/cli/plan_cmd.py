@@ -118,7 +118,7 @@ def _gib(n: float) -> str:
 
 
 def format_plan(r: dict) -> str:
-  targets = f" -> {r['max_target_length']} target tokens" if r["max_target_length"] else ""
+  targets = f" -> {r['max_target_length']} target tokens" if r.get("max_target_length") else ""
   lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params, task {r['task']} ({r['head_type']}), batch "
            f"{r['batch_size']} x {r['max_length']}{targets} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
            f"{r['param_dtype']} weights",
