@@ -176,7 +176,8 @@ def test_plan_of_the_mt5_xxl_text_to_text_phase_memory_only(monkeypatch):
   per_example = flops.encoder_forward_flops(enc, 256) + flops.t5_decoder_flops(enc, 8, 256)
   assert small["flops_per_device"]["analytic"] == 3 * 4096 * per_example / 4
   assert flops.t5_decoder_flops(enc, 8, 256) > 0.05 * flops.encoder_forward_flops(enc, 256)
-  # f32 weights and gradients (8 bytes a parameter) over 4 chips are ~24 GiB before activations.
-  assert small["per_device"]["total"] > 24 * 2 ** 30
+  # f32 weights and gradients (8 bytes a parameter) over 4 chips are ~24 GiB before activations;
+  # Adafactor's factored statistics (attention kernels included, as mT5's matrices) are ~20 MiB.
+  assert small["per_device"]["total"] > 24 * 2 ** 30 and small["per_device"]["optimizer_state"] < 0.1 * 2 ** 30
   np.testing.assert_allclose(large["per_device"]["total"], small["per_device"]["total"] / 4, rtol=0.01)
   assert "-> 8 target tokens" in format_plan(small)
