@@ -78,9 +78,11 @@ def test_truncation_report_counts_inputs_and_targets_per_task():
               ClassificationExample("c", "fox", "dog", "contradiction")]
   feats = task.featurize(examples, make_t5_tokenizer(), FeatureSettings(max_length=40, max_target_length=1))
   # Every target ("0" then EOS) is 2 tokens long, so a 1-token target length cuts all three.
-  assert truncation_report(task.stats(examples, feats)) == {
+  assert truncation_report(len(examples), feats) == {
       "examples": 3, "features": 3, "truncated": 1, "truncation_rate": 1 / 3, "truncated_targets": 3,
       "target_truncation_rate": 1.0}
+  stats = task.stats(examples, feats)  # what `xtjax data stats` prints agrees
+  assert stats["truncation_rate"] == 1 / 3 and stats["target_truncation_rate"] == 1.0
 
 
 def test_wrapped_task_scores_with_the_base_metric_and_counts_invalid(tmp_path):

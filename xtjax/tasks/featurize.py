@@ -97,11 +97,17 @@ def basic_stats(examples: Sequence, features, labels: Sequence | None = None) ->
   return out
 
 
-def truncation_report(stats: dict[str, Any]) -> dict[str, Any]:
-  """The truncation part of a task's `stats`: examples, features, and every truncation count and
-  rate (inputs; targets for text-to-text; questions for QA; choices for multiple choice)."""
-  return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in stats.items()
-          if k in ("examples", "features") or k.startswith("truncat") or "_truncat" in k}
+def truncation_report(num_examples: int, features) -> dict[str, Any]:
+  """How often featurisation cut something, read from `features.stats` alone (no per-task work, so it
+  is cheap at every training start): examples, features, every truncation count (inputs; targets of
+  text-to-text; questions of QA; choices of multiple choice), and the input and target rates per feature."""
+  n = len(features)
+  out: dict[str, Any] = {"examples": num_examples, "features": n}
+  out.update({k: int(v) for k, v in features.stats.items() if k.startswith("truncated")})
+  out["truncation_rate"] = out.get("truncated", 0) / n if n else 0.0
+  if "truncated_targets" in out:
+    out["target_truncation_rate"] = out["truncated_targets"] / n if n else 0.0
+  return out
 
 
 def field(row: Mapping, keys: str | Sequence[str], where: str, index: int, kind: type | tuple = str,
