@@ -6,8 +6,9 @@ import pytest
 
 from test_configs_parse import CONFIGS, shipped_phases
 from xtjax.data.sources import DataSource
+from xtjax.evaluation.zero_shot import eval_languages
+from xtjax.tasks import registry
 from xtjax.tasks.source_table import source_problem
-from xtjax.tasks.xtreme import benchmark_tasks
 
 # Known gaps, each with its reason (none today).
 KNOWN_GAPS: set[str] = set()
@@ -16,15 +17,14 @@ KNOWN_GAPS: set[str] = set()
 def _problems(path: Path, tmp_path: Path) -> list[str]:
   out = []
   for c in shipped_phases(path, tmp_path):
-    bench = benchmark_tasks(c.benchmark)
     for t in c.tasks:
       if t.name in KNOWN_GAPS:
         continue
       checks = [(t.data, t.train_split, "en"), (t.data, t.dev_split, t.dev_language)]
-      langs = t.eval_languages if t.eval_languages is not None else (bench[t.name].languages if t.name in bench else ())
-      checks += [(t.eval_data or t.data, t.eval_split, lang) for lang in langs]
+      # The languages zero-shot evaluation will use; a text-to-text form reads its base task's sources.
+      checks += [(t.eval_data or t.data, t.eval_split, lang) for lang in eval_languages(c, t)]
       for source, split, lang in checks:
-        why = source_problem(t.name, source, split, lang)
+        why = source_problem(registry.get(t.name).source_name, source, split, lang)
         if why:
           out.append(f"{path.name} [{c.name}] {split}/{lang}: {why}")
   return out

@@ -93,24 +93,103 @@ def make_tiny_hf(folder: Path, kind: str = "xlm-roberta", seed: int = 0, head: s
     for name, p in model.named_parameters():
       if name.endswith("bias") or "LayerNorm" in name:
         p.add_(0.1 * torch.randn_like(p))
+  return save_model_folder(model, tok, folder, with_tokenizer)
+
+
+# T5-family kind -> (transformers class names, config overrides). "t5" is T5 v1.0 (ReLU, tied and rescaled head);
+# "t5-v1_1" is gated-GELU with an untied head under model_type t5.
+EOS_SCALE = {"mt5": 2.0, "t5": 3.0, "t5-v1_1": 2.0, "umt5": 1.0}
+KINDS = {
+    "mt5": ("MT5Config", "MT5ForConditionalGeneration", dict(feed_forward_proj="gated-gelu", tie=False)),
+    "t5": ("T5Config", "T5ForConditionalGeneration", dict(feed_forward_proj="relu", tie=True)),
+    "t5-v1_1": ("T5Config", "T5ForConditionalGeneration", dict(feed_forward_proj="gated-silu", tie=False)),
+    "umt5": ("UMT5Config", "UMT5ForConditionalGeneration", dict(feed_forward_proj="gated-gelu", tie=False)),
+}
+
+
+def save_model_folder(model, tokenizer, folder, with_tokenizer: bool = True):
+  """Saves a tiny transformers model (eval mode) and, if asked, its tokenizer; returns the folder."""
   model.eval()
   model.save_pretrained(str(folder))
   if with_tokenizer:
-    tok.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
   return Path(folder)
+
+
+def fixed_unigram_tokenizer(specials, unk: str, single: str, pair: str, **fast_kwargs):
+  """A sentencepiece-style Unigram tokenizer over CORPUS with the given special tokens first (ids 0..).
+
+  Built from a fixed vocabulary (whole words, then single characters) rather than trained, because
+  the Unigram trainer breaks ties differently from run to run and the tests need fixed token ids.
+  `single` / `pair` are the post-processing templates; `fast_kwargs` name the special tokens' roles.
+  """
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+  from transformers import PreTrainedTokenizerFast
+
+  words = sorted({"\u2581" + w for s in CORPUS for w in s.split()})
+  chars = sorted({c for s in CORPUS for c in s if not c.isspace()} | {"\u2581"})
+  vocab = [(t, 0.0) for t in specials]
+  vocab += [(w, -2.0 - 0.001 * i) for i, w in enumerate(words)]
+  vocab += [(c, -8.0 - 0.001 * i) for i, c in enumerate(chars) if c not in words]
+  tok = Tokenizer(models.Unigram(vocab, unk_id=list(specials).index(unk)))
+  tok.normalizer = normalizers.NFKC()
+  tok.pre_tokenizer = pre_tokenizers.Metaspace()
+  tok.decoder = decoders.Metaspace()
+  used = [t for t in specials if t in (single + " " + pair).split()]
+  tok.post_processor = processors.TemplateProcessing(single=single, pair=pair,
+                                                     special_tokens=[(t, list(specials).index(t)) for t in used])
+  return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=unk, **fast_kwargs)
+
+
+def make_t5_tokenizer():
+  """A sentencepiece-style Unigram tokenizer with T5's special ids: <pad>=0 </s>=1 <unk>=2; appends </s>."""
+  return fixed_unigram_tokenizer(["<pad>", "</s>", "<unk>"], "<unk>", "$A </s>", "$A </s> $B </s>",
+                                 eos_token="</s>", pad_token="<pad>")
+
+
+def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer: bool = True) -> Path:
+  """Saves a tiny random T5-family model (d_model 32, 2+2 layers, 4 heads, d_kv 8, d_ff 37).
+
+  Layer norms are perturbed away from ones and the LM head is untied with its own random values,
+  so that a mapping mistake cannot hide. The EOS row of the LM head is scaled up so that greedy
+  decoding ends some rows early and runs others to the length limit.
+  """
+  import torch
+  import transformers as tf
+
+  cfg_name, model_name, opts = KINDS[kind]
+  tok = make_t5_tokenizer()
+  cfg = getattr(tf, cfg_name)(
+      vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
+      relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
+      feed_forward_proj=opts["feed_forward_proj"], tie_word_embeddings=opts["tie"], pad_token_id=0, eos_token_id=1,
+      decoder_start_token_id=0)
+  torch.manual_seed(seed)
+  model = getattr(tf, model_name)(cfg)
+  with torch.no_grad():
+    if not opts["tie"] and model.lm_head.weight is model.shared.weight:
+      # transformers >= 5 ties every T5-family model built from a config; real mT5 heads are separate.
+      model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight))
+    for name, p in model.named_parameters():
+      if "layer_norm" in name:
+        p.add_(0.2 * torch.randn_like(p))
+    head = model.shared.weight if opts["tie"] else model.lm_head.weight
+    head[cfg.eos_token_id] *= EOS_SCALE[kind]
+  return save_model_folder(model, tok, folder, with_tokenizer)
 
 
 def main(argv=None) -> int:
   import argparse
 
   p = argparse.ArgumentParser(prog="python -m xtjax.tiny", description="save a tiny random HF model with tokenizer")
-  p.add_argument("--kind", default="xlm-roberta", choices=["bert", "roberta", "xlm-roberta"])
+  p.add_argument("--kind", default="xlm-roberta", choices=["bert", "roberta", "xlm-roberta", *KINDS])
   p.add_argument("--out", required=True)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--data", default=None, help="also write tiny upstream-format XTREME data and the toy_cls task's "
                  "files (DATA/toy) to this folder")
   args = p.parse_args(argv)
-  make_tiny_hf(Path(args.out), args.kind, seed=args.seed)
+  make = make_tiny_t5 if args.kind in KINDS else make_tiny_hf
+  make(Path(args.out), args.kind, seed=args.seed)
   print(f"saved a tiny random {args.kind} model to {args.out}")
   if args.data:
     write_tiny_xtreme(Path(args.data), seed=args.seed)

@@ -8,6 +8,7 @@ from xtjax.data.formats.records import ClassificationExample, MultipleChoiceExam
 from xtjax.errors import ConfigError
 from xtjax.tasks import registry, t2t_forms
 from xtjax.tasks.base import FeatureSettings
+from xtjax.tasks.featurize import truncation_report
 from xtjax.tasks.text_to_text import GeneratedPredictions, encode_pairs
 
 
@@ -67,6 +68,21 @@ def test_featurize_truncates_to_config_lengths_and_counts_target_truncation():
   assert arrays["input_ids"][0, -1] == eos and arrays["labels"][0, -1] == eos  # EOS kept after the cut
   fox = tok("fox")["input_ids"]
   np.testing.assert_array_equal(arrays["labels"][1], fox + [-100] * (4 - len(fox)))
+
+
+def test_truncation_report_counts_inputs_and_targets_per_task():
+  """What the trainer logs and records in summary.json `truncation` for every task and split."""
+  task = registry.get("xnli_t2t")
+  long = "The quick brown fox jumps over the lazy dog."
+  examples = [ClassificationExample("a", long, long, "entailment"), ClassificationExample("b", "dog", "fox", "neutral"),
+              ClassificationExample("c", "fox", "dog", "contradiction")]
+  feats = task.featurize(examples, make_t5_tokenizer(), FeatureSettings(max_length=40, max_target_length=1))
+  # Every target ("0" then EOS) is 2 tokens long, so a 1-token target length cuts all three.
+  assert truncation_report(len(examples), feats) == {
+      "examples": 3, "features": 3, "truncated": 1, "truncation_rate": 1 / 3, "truncated_targets": 3,
+      "target_truncation_rate": 1.0}
+  stats = task.stats(examples, feats)  # what `xtjax data stats` prints agrees
+  assert stats["truncation_rate"] == 1 / 3 and stats["target_truncation_rate"] == 1.0
 
 
 def test_wrapped_task_scores_with_the_base_metric_and_counts_invalid(tmp_path):

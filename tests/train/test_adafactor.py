@@ -44,6 +44,29 @@ def test_one_step_matches_optax_adafactor_and_the_formula():
   assert (128,) in shapes and (130,) in shapes and (128, 130) not in shapes
 
 
+def test_attention_kernels_are_factored_as_mesh_tensorflow_matrices():
+  """[d_model, heads, d_kv] and [heads, d_kv, d_model] kernels get the update optax.adafactor gives
+  their [d_model, heads * d_kv] / [heads * d_kv, d_model] matrices (mT5's layout), factored."""
+  k = jax.random.split(jax.random.key(1), 4)
+  params = {"q": jax.random.normal(k[0], (128, 4, 64)) * 0.05, "o": jax.random.normal(k[1], (4, 64, 128)) * 0.05}
+  grads = {"q": jax.random.normal(k[2], (128, 4, 64)), "o": jax.random.normal(k[3], (4, 64, 128))}
+  tx, _ = optim.build(MT5, params, total_steps=10, num_layers=0)
+  state = tx.init(params)
+  for _ in range(2):  # the second step reads the statistics the first one stored
+    ours, state = tx.update(grads, state, params)
+  as_matrix = {"q": lambda x: x.reshape(128, 256), "o": lambda x: x.reshape(256, 128)}
+  ref_tx = optax.adafactor(1e-3)
+  mats = {n: as_matrix[n](v) for n, v in params.items()}
+  ref_state = ref_tx.init(mats)
+  for _ in range(2):
+    ref, ref_state = ref_tx.update({n: as_matrix[n](v) for n, v in grads.items()}, ref_state, mats)
+  for n in params:
+    assert ours[n].shape == params[n].shape
+    np.testing.assert_allclose(np.asarray(ours[n]).reshape(ref[n].shape), np.asarray(ref[n]), rtol=1e-6, err_msg=n)
+  shapes = {x.shape for x in jax.tree.leaves(state)}
+  assert {(128,), (256,)} <= shapes and not any(len(s) == 3 for s in shapes), shapes
+
+
 def test_adafactor_is_selected_in_config_and_rejects_adamw_weight_decay(tmp_path):
   path = tmp_path / "o.yaml"
   path.write_text("optimizer: adafactor\nlearning_rate: 1.0e-3\nschedule: constant\nweight_decay: 0.0\n")

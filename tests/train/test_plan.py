@@ -150,3 +150,34 @@ def test_memory_only_plan_compiles_nothing():
   per = r["per_device"]
   assert r["programs"] == [] and per["activations_and_temporaries"] is None and r["fits"] is None
   assert per["total"] == 2 * per["params"] + per["optimizer_state"] and r["flops_per_device"]["compiled"] is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (the `tpu` extra)")
+def test_plan_of_the_mt5_xxl_text_to_text_phase_memory_only(monkeypatch):
+  """`xtjax plan configs/mt5/mt5_xxl_mnli.yaml --phase intermediate-mnli --preset mt5-xxl --memory-only`:
+  the teacher-forced train step counts encoder and decoder FLOPs; the state shrinks with the slice."""
+  from pathlib import Path
+
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+  monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v4-8")
+  monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # another plan may hold libtpu's lock file
+
+  from xtjax.cli.plan_cmd import add_estimates, format_plan, load_plan_config
+  from xtjax.perf import flops
+  from xtjax.train.plan import plan
+
+  path = str(Path(__file__).resolve().parents[2] / "configs" / "mt5" / "mt5_xxl_mnli.yaml")
+  cfg = load_plan_config(path, [], "mt5-xxl", "intermediate-mnli")
+  assert cfg.optim.optimizer == "adafactor" and [t.name for t in cfg.tasks] == ["mnli_t2t"]
+  small, large = (add_estimates(plan(cfg, topology.parse(t), compile_train=False)) for t in ("v4-8", "v4-32"))
+  assert small["head_type"] == "text_to_text" and small["max_target_length"] == 8 and 12e9 < small["num_params"] < 14e9
+  assert small["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and large["devices"] == 16
+  enc = small["encoder_config"]
+  per_example = flops.encoder_forward_flops(enc, 256) + flops.t5_decoder_flops(enc, 8, 256)
+  assert small["flops_per_device"]["analytic"] == 3 * 4096 * per_example / 4
+  assert flops.t5_decoder_flops(enc, 8, 256) > 0.05 * flops.encoder_forward_flops(enc, 256)
+  # f32 weights and gradients (8 bytes a parameter) over 4 chips are ~24 GiB before activations;
+  # Adafactor's factored statistics (attention kernels included, as mT5's matrices) are ~20 MiB.
+  assert small["per_device"]["total"] > 24 * 2 ** 30 and small["per_device"]["optimizer_state"] < 0.1 * 2 ** 30
+  np.testing.assert_allclose(large["per_device"]["total"], small["per_device"]["total"] / 4, rtol=0.01)
+  assert "-> 8 target tokens" in format_plan(small)

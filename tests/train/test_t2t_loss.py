@@ -1,5 +1,14 @@
 """The text_to_text loss and gradients equal transformers' MT5ForConditionalGeneration(labels=...),
-for any number of micro-batches and devices; z-loss adds logsumexp**2 per target token."""
+for any number of micro-batches and devices; z-loss adds logsumexp**2 per target token.
+
+Gradient tolerance, measured (tiny mT5, padded batch, ignored label positions): every tensor is
+within 1e-5 of its largest entry (worst 2.2e-6), and the whole gradient is as close to transformers'
+float64 gradient as transformers' own float32 gradient is (relative by norm 5.8e-7 / 8.6e-7 for
+accumulation 1 / 2 against torch's 7.1e-7). An element-wise relative test cannot reach 1e-5: about
+12% of entries are sums that nearly cancel, where float32 rounding of either side (torch f32 against
+torch f64 too) is large relative to the entry itself. So the residual is float32 rounding, not a
+difference in the model (LM-head scaling, dropout, position-bias gradients agree).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -39,16 +48,17 @@ def _batch(tok):
   return arrays
 
 
-def _hf_loss_and_grads(folder, arrays):
+def _hf_loss_and_grads(folder, arrays, double=False):
   import torch
 
   model = hf_model(folder, "mt5")
+  model = model.double() if double else model
   n = int(arrays["example_mask"].sum())
   out = model(input_ids=torch.tensor(arrays["input_ids"][:n], dtype=torch.long),
               attention_mask=torch.tensor(arrays["attention_mask"][:n], dtype=torch.long),
               labels=torch.tensor(arrays["labels"][:n], dtype=torch.long))
   out.loss.backward()
-  grads = {name: p.grad.numpy() for name, p in model.named_parameters() if p.grad is not None}
+  grads = {name: p.grad.numpy().astype(np.float64) for name, p in model.named_parameters() if p.grad is not None}
   return float(out.loss.detach()), grads
 
 
@@ -78,18 +88,36 @@ def _pad_rows(arrays, rows):
   return out
 
 
+def _flat(tree) -> dict:
+  return {path_str(p): np.asarray(g, np.float64) for p, g in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _assert_close_to_scale(ours: dict, expected: dict, tol: float):
+  """Every tensor within `tol` of its largest expected entry (see the module docstring)."""
+  assert ours.keys() == expected.keys()
+  for path, g in expected.items():
+    err = np.abs(ours[path] - g).max() / np.abs(g).max()
+    assert err <= tol, f"{path}: max |ours - expected| is {err:.2e} of max |expected|"
+
+
+def _rel_norm(a: dict, b: dict) -> float:
+  flat = lambda d: np.concatenate([d[k].ravel() for k in sorted(b)])
+  return float(np.linalg.norm(flat(a) - flat(b)) / np.linalg.norm(flat(b)))
+
+
 @pytest.mark.parametrize("accum", [1, 2])
 def test_loss_and_every_gradient_equal_transformers(mt5, accum):
   arrays = _pad_rows(_batch(load_pretrained(str(mt5)).tokenizer), 2)
   hf_loss, hf_grads = _hf_loss_and_grads(mt5, arrays)
   loss, grads, cfg = _xtjax_step(mt5, arrays, accum, MeshConfig(devices=1))
-  np.testing.assert_allclose(loss, hf_loss, rtol=1e-5)
-  expected, _ = t5_family.params_from_hf(cfg, hf_grads, "torch grads")
-  flat_ours = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(grads["encoder"])}
-  flat_expected = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(expected)}
-  assert flat_ours.keys() == flat_expected.keys()
-  for path, g in flat_expected.items():
-    np.testing.assert_allclose(flat_ours[path], g, rtol=1e-4, atol=1e-5, err_msg=path)
+  np.testing.assert_allclose(loss, hf_loss, rtol=1e-6)
+  to_ours = lambda torch_grads: _flat(t5_family.params_from_hf(cfg, torch_grads, "torch grads")[0])
+  ours, torch32 = _flat(grads["encoder"]), to_ours(hf_grads)
+  _assert_close_to_scale(ours, torch32, 1e-5)
+  # Float32 rounding is all that is left: against the float64 truth we are as close as torch's float32.
+  torch64 = to_ours(_hf_loss_and_grads(mt5, arrays, double=True)[1])
+  ours_err, torch_err = _rel_norm(ours, torch64), _rel_norm(torch32, torch64)
+  assert 1e-7 < torch_err < 5e-6 and ours_err < 2 * torch_err, (ours_err, torch_err)
 
 
 def test_eight_devices_and_micro_batches_change_nothing(mt5):
@@ -97,8 +125,7 @@ def test_eight_devices_and_micro_batches_change_nothing(mt5):
   loss1, g1, _ = _xtjax_step(mt5, arrays, 1, MeshConfig(devices=1))
   loss8, g8, _ = _xtjax_step(mt5, _pad_rows(arrays, 16), 2, MeshConfig(data=4, fsdp=2))
   np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g8)):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+  _assert_close_to_scale(_flat(g8), _flat(g1), 1e-5)
 
 
 def test_z_loss_adds_logsumexp_squared_per_real_target_token():

@@ -84,7 +84,7 @@ def add_estimates(result: dict) -> dict:
 
   enc = result["encoder_config"]
   analytic = flops.train_flops(enc, result["batch_size"], result["max_length"], result["head_type"],
-                               result["num_labels"], result["choices"])
+                               result["num_labels"], result["choices"], result["max_target_length"])
   per_device = analytic / result["devices"]
   result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"] if result["programs"] else None}
   # XLA's cost analysis counts a loop body once, whatever its trip count.
@@ -119,8 +119,9 @@ def _gib(n: float) -> str:
 
 def format_plan(r: dict) -> str:
   trained = "" if r["trained_params"] == r["num_params"] else f" ({r['trained_params'] / 1e6:.1f}M trained: LoRA)"
+  targets = f" -> {r['max_target_length']} target tokens" if r.get("max_target_length") else ""
   lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params{trained}, task {r['task']} ({r['head_type']}), batch "
-           f"{r['batch_size']} x {r['max_length']} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
+           f"{r['batch_size']} x {r['max_length']}{targets} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
            f"{r['param_dtype']} weights",
            f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}", "",
            "per device:"]

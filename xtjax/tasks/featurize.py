@@ -97,6 +97,19 @@ def basic_stats(examples: Sequence, features, labels: Sequence | None = None) ->
   return out
 
 
+def truncation_report(num_examples: int, features) -> dict[str, Any]:
+  """How often featurisation cut something, read from `features.stats` alone (no per-task work, so it
+  is cheap at every training start): examples, features, every truncation count (inputs; targets of
+  text-to-text; questions of QA; choices of multiple choice), and the input and target rates per feature."""
+  n = len(features)
+  out: dict[str, Any] = {"examples": num_examples, "features": n}
+  out.update({k: int(v) for k, v in features.stats.items() if k.startswith("truncated")})
+  out["truncation_rate"] = out.get("truncated", 0) / n if n else 0.0
+  if "truncated_targets" in out:
+    out["target_truncation_rate"] = out["truncated_targets"] / n if n else 0.0
+  return out
+
+
 def field(row: Mapping, keys: str | Sequence[str], where: str, index: int, kind: type | tuple = str,
           optional: bool = False):
   """row[key] for the first of `keys` present, type-checked; errors name the dataset, row and field."""

@@ -23,6 +23,7 @@ from xtjax.parallel.rules import rules_from_config
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
 from xtjax.tasks import registry as task_registry
+from xtjax.tasks.featurize import truncation_report
 from xtjax.train import optim, setup
 from xtjax.train.preemption import Preemption
 from xtjax.train.logbook import Logbook
@@ -72,7 +73,7 @@ class Trainer:
     start = setup.encoder_start(cfg, self.mesh, self.rules)
     self.start, self.tokenizer = start, start.tokenizer
     settings = cfg.features
-    self.train_sets, self.dev_sets = {}, {}
+    self.train_sets, self.dev_sets, self.truncation = {}, {}, {}
     for task, tcfg in zip(self.tasks, cfg.tasks):
       if task not in self.train_tasks:
         continue
@@ -80,9 +81,11 @@ class Trainer:
       if len(feats) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
       self.train_sets[task.name] = (ex, feats)
+      self._report_truncation(task, tcfg.train_split, ex, feats)
       try:
         self.dev_sets[task.name] = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer,
                                                  settings, self.cache_dir)
+        self._report_truncation(task, tcfg.dev_split, *self.dev_sets[task.name])
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
     self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
@@ -120,6 +123,16 @@ class Trainer:
     log.info("start: %s; %d tasks, %d steps (%d per epoch), mesh %s, set-up %.1fs", self.start_how,
              len(self.tasks), self.total_steps, self.steps_per_epoch, dict(self.mesh.shape), time.time() - t0)
     return self
+
+  def _report_truncation(self, task, split: str, examples, features):
+    """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets."""
+    report = truncation_report(len(examples), features)
+    self.truncation.setdefault(task.name, {})[split] = report
+    log.info("task %s %s: truncation %s", task.name, split, json.dumps(report))
+    if report.get("truncated_targets"):
+      log.warning("task %s %s: %d of %d targets cut to features.max_target_length=%d (trained on cut targets)",
+                  task.name, split, report["truncated_targets"], report["features"],
+                  self.cfg.features.max_target_length)
 
   # ----------------------------------------------------------------------------------------------
   def train_step_for(self, task):
@@ -243,7 +256,7 @@ class Trainer:
     n_feat = sum(len(f) for _, f in self.train_sets.values())
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
                "config_hash": identity.config_hash(self.config_dict),
-               "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2),
+               "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2), "truncation": self.truncation,
                "device_count": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),

@@ -83,14 +83,44 @@ def _adamw(cfg: OptimConfig, sched: optax.Schedule, decay_mask) -> list[optax.Gr
           optax.scale_by_learning_rate(sched)]
 
 
+def _as_matrices(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`inner` on every parameter of 3+ dims viewed as the matrix [largest dim, the rest] (or [the rest,
+  largest dim] when it comes last). xtjax stores attention kernels as [d_model, heads, d_kv] and
+  [heads, d_kv, d_model]; Mesh TensorFlow's T5 / mT5 store them as [d_model, heads * d_kv]
+  (`attention_params(combine_dims=True)`), so this is the shape its Adafactor factored. Without the
+  view, heads and d_kv (< 128) would leave those kernels unfactored: per-element statistics."""
+
+  def view(x):
+    s = x.shape
+    if len(s) < 3:
+      return x
+    if s[0] >= max(s[1:]):
+      return x.reshape(s[0], -1)
+    if s[-1] >= max(s[:-1]):
+      return x.reshape(-1, s[-1])
+    return x
+
+  def init(params):
+    return inner.init(jax.tree.map(view, params))
+
+  def update(updates, state, params=None):
+    new, state = inner.update(jax.tree.map(view, updates), state,
+                              None if params is None else jax.tree.map(view, params))
+    return jax.tree.map(lambda n, u: n.reshape(u.shape), new, updates), state
+
+  return optax.GradientTransformation(init, update)
+
+
 def _adafactor(cfg: OptimConfig, sched: optax.Schedule, decay_mask) -> list[optax.GradientTransformation]:
   """T5 / mT5 fine-tuning's optimizer (Mesh TensorFlow `AdafactorOptimizer` defaults): factored
-  second moments for dims >= 128, decay 0.8, update clipping at RMS 1, steps relative to each
-  parameter's RMS, no momentum; mT5 ran it at a constant 1e-3 without weight decay."""
+  second moments for dims >= 128 (attention kernels as matrices, see `_as_matrices`), decay 0.8,
+  update clipping at RMS 1, steps relative to each parameter's RMS, no momentum; mT5 ran it at a
+  constant 1e-3 without weight decay."""
   if cfg.weight_decay:
     raise ConfigError(f"optim.weight_decay: {cfg.weight_decay} with optimizer adafactor; set it to 0 "
                       "(optax.adafactor's decay is not scaled by the learning rate, so AdamW's values do not carry over)")
-  return [optax.adafactor(learning_rate=sched, momentum=None, multiply_by_parameter_scale=True, factored=True)]
+  return [_as_matrices(optax.adafactor(learning_rate=sched, momentum=None, multiply_by_parameter_scale=True,
+                                       factored=True))]
 
 
 # optim.optimizer -> (config, schedule, weight-decay mask) -> the update rule's chain links, learning rate
