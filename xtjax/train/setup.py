@@ -30,7 +30,7 @@ class EncoderStart:
   params: nnx.State | None  # encoder params on the mesh, or None for scratch
   tokenizer: object
   source: str
-  base: dict  # the source's kind and location (recorded with a LoRA run's adapters)
+  base: dict | None = None  # the source's kind and location (recorded with a LoRA run's adapters)
   adapters: dict | None = None  # LoRA adapters to continue (pure host arrays, rooted like the TaskModel)
 
 
