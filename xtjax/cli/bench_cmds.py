@@ -135,9 +135,9 @@ def _emit(result: dict, args, name: str, summary: str) -> int:
 
 
 def _is_run(path) -> bool:
-  from pathlib import Path
+  from xtjax.io_utils import as_path
 
-  return (Path(path) / "config.yaml").exists() and (Path(path) / "best").exists()
+  return (as_path(path) / "config.yaml").exists() and (as_path(path) / "best").exists()
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -182,11 +182,10 @@ def run_train(args: argparse.Namespace) -> int:
   if args.preset:
     family, cfg = registry.preset(args.preset)
   else:
-    from pathlib import Path
-
+    from xtjax.io_utils import as_path
     from xtjax.models.loading import load_pretrained
 
-    path = Path(args.model) / "model" if _is_run(args.model) else args.model
+    path = as_path(args.model) / "model" if _is_run(args.model) else args.model
     pre = load_pretrained(path, mesh=mesh, with_tokenizer=False)
     family, cfg, encoder_params, source = pre.family, pre.config, pre.params, pre.source
   cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override))

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+from etils import epath
 from typing import Any, Literal
 
 from xtjax.errors import CheckpointError, ConfigError
+from xtjax.io_utils import as_path
 from xtjax.models import hf_io, registry, store
 from xtjax.runs.schema import ModelConfig, TrainConfig
 
@@ -27,9 +30,9 @@ class EncoderSource:
     return f"scratch (preset {self.location})" if self.kind == "preset" else f"{self.kind} {self.location}"
 
 
-def resolve_init_from(path: str | Path) -> Path:
+def resolve_init_from(path: epath.PathLike) -> epath.Path:
   """A run directory means its exported `model/` folder; an xtjax model folder is used as is."""
-  p = Path(path)
+  p = as_path(path)
   if store.is_model_dir(p):
     return p
   if store.is_model_dir(p / "model"):
@@ -55,12 +58,12 @@ def configure_encoder(enc_cfg, model: ModelConfig, where: str = "model"):
     raise ConfigError(f"{where}: model.config_overrides: {e}") from e
 
 
-def encoder_config(source: EncoderSource) -> tuple[registry.Family, Any, Path | None]:
+def encoder_config(source: EncoderSource) -> tuple[registry.Family, Any, epath.PathLike | None]:
   """(family, encoder config as stored, tokenizer folder or None) of a source, reading no weights."""
   if source.kind == "preset":
     family, cfg = registry.preset(source.location)
     return family, cfg, None
-  folder = Path(source.location) if source.kind == "init_from" else hf_io.resolve(source.location)
+  folder = as_path(source.location) if source.kind == "init_from" else hf_io.resolve(source.location)
   if store.is_model_dir(folder):
     family, cfg = store.read_meta(folder)
     return family, cfg, store.tokenizer_dir(folder)
