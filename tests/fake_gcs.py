@@ -2,6 +2,7 @@
 Orbax's TensorStore, kept under a local folder, with no rename (like an object store).
 
 What is replaced, and why each is needed offline:
+- xtjax's check that the Google clients are installed (gcsfs or TensorFlow, google-cloud-storage);
 - fsspec's `gcs` protocol (etils.epath's backend for gs://): a DirFileSystem over `root` that refuses
   `mv`, so code that renames on a bucket fails here as it would be slow or non-atomic on GCS;
 - etils' choice of TensorFlow's gfile when TF is installed: off, so gs:// goes through fsspec;
@@ -28,6 +29,8 @@ def fake_gcs(root: Path, monkeypatch):
   from etils.epath import backend, gpath
   from orbax.checkpoint._src.path import gcs_utils
 
+  from xtjax import io_utils
+
   class FakeGCS(DirFileSystem):
     protocol = ("gs", "gcs")
     cachable = False
@@ -45,6 +48,7 @@ def fake_gcs(root: Path, monkeypatch):
   registry = sys.modules["fsspec.registry"]._registry  # fsspec.register_implementation cannot undo
   for protocol in FakeGCS.protocol:
     monkeypatch.setitem(registry, protocol, FakeGCS)
+  monkeypatch.setattr(io_utils, "missing_gcs_clients", lambda: ())  # the clients that would talk to Google
   monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
   monkeypatch.setattr(gcs_utils, "get_kvstore_for_gcs", kvstore)
   monkeypatch.setattr(gcs_utils, "is_hierarchical_namespace_enabled", lambda path: False)

@@ -17,11 +17,16 @@ def bucket(tmp_path, monkeypatch):
 
 def test_paths_keep_urls_and_local_paths_as_printed(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(io_utils, "missing_gcs_clients", lambda: ())
   assert str(io_utils.run_path("gs://b/run") / "best") == "gs://b/run/best"
   assert str(io_utils.run_path("runs/x")) == str(tmp_path / "runs/x")  # absolute, as before
   assert str(io_utils.as_path("runs/x")) == "runs/x"
   with pytest.raises(ValueError, match=r"^memory://b/run: unsupported URL scheme"):
     io_utils.run_path("memory://b/run")
+  monkeypatch.setattr(io_utils, "missing_gcs_clients", lambda: ("gcsfs", "google-cloud-storage"))
+  with pytest.raises(ValueError, match=r"^gs://b/run: a gs:// run directory needs gcsfs and google-cloud-storage "
+                                       r"\(pip install gcsfs google-cloud-storage\)$"):
+    io_utils.run_path("gs://b/run")
 
 
 def test_files_are_written_once_whole_and_not_at_all_on_error(bucket):

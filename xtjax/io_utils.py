@@ -30,8 +30,27 @@ def is_remote(path: str | os.PathLike) -> bool:
   return "://" in os.fspath(path)
 
 
+@functools.cache
+def missing_gcs_clients() -> tuple[str, ...]:
+  """Packages a gs:// run directory needs that are not installed: etils.epath reads gs:// through
+  TensorFlow's gfile when TF is installed, else through fsspec's gcsfs; Orbax asks google-cloud-storage
+  whether a bucket has a hierarchical namespace before listing checkpoints."""
+  import importlib.util
+
+  missing = [] if importlib.util.find_spec("tensorflow") or importlib.util.find_spec("gcsfs") else ["gcsfs"]
+  try:
+    storage = importlib.util.find_spec("google.cloud.storage")
+  except ModuleNotFoundError:
+    storage = None
+  return tuple(missing + ([] if storage else ["google-cloud-storage"]))
+
+
 def as_path(path: str | os.PathLike) -> epath.Path:
   """`path` as an etils Path, as given (a relative local path stays relative)."""
+  if os.fspath(path).startswith("gs://") and missing_gcs_clients():
+    need = missing_gcs_clients()
+    raise ValueError(f"{os.fspath(path)}: a gs:// run directory needs {' and '.join(need)} "
+                     f"(pip install {' '.join(need)})")
   try:
     return epath.Path(os.fspath(path))
   except KeyError:  # epath's registry of URL schemes
