@@ -245,8 +245,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-  from pathlib import Path
-
   from xtjax.data.cache import read_examples
   from xtjax.data.sources import DataSource
   from xtjax.evaluation.buckets import Buckets
@@ -264,7 +262,7 @@ def run_predict(args: argparse.Namespace) -> int:
   examples = read_examples(task, args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
   fmt, text = task.submission_text(predictions, examples)
-  write_text_atomic(Path(args.out), text)
+  write_text_atomic(args.out, text)  # a local path or gs://
   line = (f"predicted {len(examples)} {args.task} examples ({args.split}, {args.language}) -> {args.out} ({fmt}); "
           f"{engine.stats.compilations} programs compiled in {engine.stats.compile_seconds:.1f}s")
   if args.score:
