@@ -7,6 +7,7 @@ import pytest
 from fake_gcs import fake_gcs
 
 from xtjax import io_utils
+from xtjax.errors import ConfigError
 
 
 @pytest.fixture
@@ -21,10 +22,12 @@ def test_paths_keep_urls_and_local_paths_as_printed(tmp_path, monkeypatch):
   assert str(io_utils.run_path("gs://b/run") / "best") == "gs://b/run/best"
   assert str(io_utils.run_path("runs/x")) == str(tmp_path / "runs/x")  # absolute, as before
   assert str(io_utils.as_path("runs/x")) == "runs/x"
-  with pytest.raises(ValueError, match=r"^memory://b/run: unsupported URL scheme"):
-    io_utils.run_path("memory://b/run")
+  with pytest.raises(ConfigError, match=r"^memory://b/x: unsupported URL scheme"):
+    io_utils.as_path("memory://b/x")
+  with pytest.raises(ConfigError, match=r"^s3://b/run: a run directory is a local path or a gs:// URL"):
+    io_utils.run_path("s3://b/run")
   monkeypatch.setattr(io_utils, "missing_gcs_clients", lambda: ("gcsfs", "google-cloud-storage"))
-  with pytest.raises(ValueError, match=r"^gs://b/run: a gs:// run directory needs gcsfs and google-cloud-storage "
+  with pytest.raises(ConfigError, match=r"^gs://b/run: a gs:// run directory needs gcsfs and google-cloud-storage "
                                        r"\(pip install gcsfs google-cloud-storage\)$"):
     io_utils.run_path("gs://b/run")
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from etils import epath
 
+from xtjax.errors import ConfigError
+
 
 def is_remote(path: str | os.PathLike) -> bool:
   """A URL (`gs://...`): a store reached through etils.epath, with no atomic rename and no appends."""
@@ -49,18 +51,25 @@ def as_path(path: str | os.PathLike) -> epath.Path:
   """`path` as an etils Path, as given (a relative local path stays relative)."""
   if os.fspath(path).startswith("gs://") and missing_gcs_clients():
     need = missing_gcs_clients()
-    raise ValueError(f"{os.fspath(path)}: a gs:// run directory needs {' and '.join(need)} "
+    raise ConfigError(f"{os.fspath(path)}: a gs:// run directory needs {' and '.join(need)} "
                      f"(pip install {' '.join(need)})")
   try:
     return epath.Path(os.fspath(path))
   except KeyError:  # epath's registry of URL schemes
-    raise ValueError(f"{os.fspath(path)}: unsupported URL scheme (etils.epath reads gs://, s3://, az://, hf:// "
+    raise ConfigError(f"{os.fspath(path)}: unsupported URL scheme (etils.epath reads gs://, s3://, az://, hf:// "
                      f"and local paths)") from None
 
 
 def run_path(path: str | os.PathLike) -> epath.Path:
-  """A run directory (or a file in one): a URL as given, a local path made absolute (as it is printed)."""
-  return as_path(path) if is_remote(path) else as_path(Path(path).absolute())
+  """A run directory (or a file in one): a gs:// URL as given, a local path made absolute (as it is printed).
+
+  Other URLs are refused: Orbax (0.12) writes checkpoints to local paths and gs:// only."""
+  if not is_remote(path):
+    return as_path(Path(path).absolute())
+  if not os.fspath(path).startswith("gs://"):
+    raise ConfigError(f"{os.fspath(path)}: a run directory is a local path or a gs:// URL (Orbax writes "
+                      f"checkpoints to no other store)")
+  return as_path(path)
 
 
 @functools.cache
@@ -174,11 +183,11 @@ def _upload_dir(local: Path, dst: epath.Path, last: str) -> None:
     upload(local / rel, dst / rel)
 
 
-def remote_files(root: epath.Path) -> Iterator[epath.Path]:
+def _remote_files(root: epath.Path) -> Iterator[epath.Path]:
   """Every file under remote folder `root` (epath's `walk` drops the URL scheme on fsspec)."""
   for p in root.iterdir():
     if p.is_dir():
-      yield from remote_files(p)
+      yield from _remote_files(p)
     else:
       yield p
 
@@ -195,7 +204,7 @@ def local_dir(path: str | os.PathLike) -> Path:
   if key not in _DOWNLOADS:
     src, out = as_path(path), Path(tempfile.mkdtemp(prefix="xtjax-download-"))
     with naming_errors(src):
-      for f in remote_files(src):
+      for f in _remote_files(src):
         dst = out / f.relative_to(src).as_posix()
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(f.read_bytes())

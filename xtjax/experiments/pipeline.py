@@ -8,9 +8,9 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from etils import epath
-from typing import Any
 
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError

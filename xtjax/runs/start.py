@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Literal
 
 from etils import epath
-from typing import Any, Literal
 
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.io_utils import as_path

@@ -44,7 +44,7 @@ class Trainer:
 
   def __init__(self, cfg: TrainConfig, workdir: epath.PathLike, overwrite: bool = False):
     self.cfg = cfg
-    self.workdir = run_path(workdir)  # local, or gs:// (any etils.epath URL)
+    self.workdir = run_path(workdir)  # a local path or a gs:// URL
     identity.claim_run_dir(self.workdir, cfg, overwrite)
     self.workdir.mkdir(parents=True, exist_ok=True)
     self.config_dict = identity.resolved(cfg)
