@@ -28,7 +28,7 @@ def test_outputs_respect_the_umask(tmp_path, with_umask, mask, file_mode, dir_mo
   io_utils.write_text_atomic(tmp_path / "summary.json", "{}\n")
   with io_utils.atomic_path(tmp_path / "emb.npy") as tmp:
     tmp.write_bytes(b"x")
-  with io_utils.atomic_dir(tmp_path / "model") as tmp:
+  with io_utils.atomic_dir(tmp_path / "model", last="config.json") as tmp:
     (tmp / "config.json").write_text("{}")
   assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == file_mode
   assert stat.S_IMODE((tmp_path / "emb.npy").stat().st_mode) == file_mode

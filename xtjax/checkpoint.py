@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
 
 import jax
+from etils import epath
 
 from xtjax import config as config_lib
 from xtjax.errors import CheckpointError, ConfigError
-from xtjax.io_utils import WRITE_ERRNOS, naming_errors
+from xtjax.io_utils import WRITE_ERRNOS, as_path, naming_errors, run_path
 from xtjax.models import hf_io, store
 from xtjax.models import lora as lora_lib
 from xtjax.models.heads import HEAD_TYPES, HeadConfig
@@ -41,9 +41,9 @@ def abstract_like(tree, shardings):
 class RunCheckpoints:
   """`<workdir>/checkpoints` (last N, for resume) and `<workdir>/best` (best dev metric)."""
 
-  def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True):
+  def __init__(self, workdir: epath.PathLike, keep: int = 2, async_save: bool = True):
     ocp = _ocp()
-    self.workdir = Path(workdir).absolute()
+    self.workdir = run_path(workdir)  # local or gs://: Orbax writes either natively
     # cleanup_tmp_directories: a save cut short (full disk, SIGKILL) leaves `N.orbax-checkpoint-tmp*`.
     opts = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
                                         create=True, cleanup_tmp_directories=True)
@@ -112,7 +112,7 @@ class RunCheckpoints:
     self.best.close()
 
 
-def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer, lora=None, base=None) -> None:
+def export_encoder(run_dir: epath.PathLike, family, encoder_config, params, tokenizer, lora=None, base=None) -> None:
   """`<run>/model`: the encoder of a TaskModel's `params` as an xtjax model folder (what `init_from` reads).
   With `lora`, its adapters merged into the weights there, and kept apart in `<run>/adapters` with the
   `base` source they were trained on (for `init_from_lora: adapters`).
@@ -128,10 +128,10 @@ def export_encoder(run_dir: Path, family, encoder_config, params, tokenizer, lor
   if jax.process_index() == 0:
     if lora is not None:
       pure = nnx.to_pure_dict(enc)
-      store.save_adapters(Path(run_dir) / start.ADAPTERS_DIR, {"encoder": lora_lib.adapters_only(pure)},
+      store.save_adapters(as_path(run_dir) / start.ADAPTERS_DIR, {"encoder": lora_lib.adapters_only(pure)},
                           config_lib.to_dict(lora), base)
       enc = lora_lib.merged(pure, lora.alpha)
-    store.save(Path(run_dir) / "model", family, encoder_config, enc, tokenizer)
+    store.save(as_path(run_dir) / "model", family, encoder_config, enc, tokenizer)
 
 
 # ---- reading a run: the one way train, infer and cli see a run directory ---------------------------
@@ -145,19 +145,19 @@ class RunInfo:
   run's start source (`xtjax.runs.start`); label counts and the pooler from the checkpoint itself.
   """
 
-  run_dir: Path
+  run_dir: epath.Path
   config: TrainConfig
   family: Any  # xtjax.models.registry.Family
   encoder_config: Any
   heads: dict[str, HeadConfig]  # every trained task's head
   embedding_tasks: tuple[str, ...]  # retrieval tasks: no head, sentence embeddings
   rules: Any
-  best_dir: Path
+  best_dir: epath.Path
   best_step: int
-  tokenizer_dir: Path | None
+  tokenizer_dir: epath.Path | None
 
   @property
-  def config_path(self) -> Path:
+  def config_path(self) -> epath.Path:
     return self.run_dir / "config.yaml"
 
   def task_config(self, name: str) -> TaskConfig:
@@ -171,17 +171,17 @@ class RunInfo:
     return hf_io.load_tokenizer(self.tokenizer_dir) if self.tokenizer_dir is not None else None
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
+def read_run_config(run_dir: epath.PathLike) -> TrainConfig:
   """The typed TrainConfig of a run directory's `config.yaml`."""
-  path = Path(run_dir) / "config.yaml"
+  path = as_path(run_dir) / "config.yaml"
   if not path.exists():
     raise ConfigError(f"{path}: missing; expected a run directory written by `xtjax train`")
   return config_lib.from_dict(TrainConfig, config_lib.read_yaml(path), str(path))
 
 
-def _best(run_dir: Path) -> tuple[Path, int]:
+def _best(run_dir: epath.Path) -> tuple[epath.Path, int]:
   ocp = _ocp()
-  best = (run_dir / "best").absolute()
+  best = run_dir / "best"
   if not best.exists():
     raise CheckpointError(f"{run_dir}: no best checkpoint (expected {best}); is this a run directory?")
   mngr = ocp.CheckpointManager(best, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
@@ -192,7 +192,7 @@ def _best(run_dir: Path) -> tuple[Path, int]:
   return best, step
 
 
-def _param_shapes(best: Path, step: int) -> dict:
+def _param_shapes(best: epath.Path, step: int) -> dict:
   """{path: shape} nested like the TaskModel state, read from the checkpoint metadata (no data)."""
   ocp = _ocp()
   try:
@@ -216,12 +216,12 @@ def _num_labels(task) -> int:
     return 2
 
 
-def read_run(run_dir: str | Path) -> RunInfo:
+def read_run(run_dir: epath.PathLike) -> RunInfo:
   """The typed view of a run directory (config, encoder, heads, best step); reads no parameters."""
   from xtjax.parallel.rules import rules_from_config
   from xtjax.tasks import registry as task_registry
 
-  run_dir = Path(run_dir).absolute()
+  run_dir = run_path(run_dir)
   cfg = read_run_config(run_dir)
   where = str(run_dir / "config.yaml")
   if store.is_model_dir(run_dir / "model"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from xtjax.errors import ConfigError
+from xtjax.io_utils import as_path
 
 
 class BadValue(ValueError):
@@ -179,8 +181,8 @@ def set_dotted(data: dict, key: str, value: Any, where: str = "command line") ->
   node[parts[-1]] = value
 
 
-def read_yaml(path: str | Path) -> dict:
-  path = Path(path)
+def read_yaml(path: str | os.PathLike) -> dict:
+  path = as_path(path)  # a config file, or a run's config.yaml (which may be remote)
   if not path.exists():
     raise ConfigError(f"{path}: no such config file")
   try:

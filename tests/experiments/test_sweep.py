@@ -8,6 +8,7 @@ import pytest
 
 from xtjax.cli.main import main
 from xtjax.experiments import sweep
+from xtjax.io_utils import as_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,12 +61,12 @@ class FakeTrain:
     self.calls, self.fail = [], fail
 
   def __call__(self, cfg, run_dir):
-    self.calls.append((Path(run_dir).name, cfg.epochs, cfg.seed))
+    self.calls.append((as_path(run_dir).name, cfg.epochs, cfg.seed))
     if self.fail and self.fail(cfg):
       raise RuntimeError("device lost")
     acc = 40.0 + 5 * cfg.epochs + cfg.seed + (10 if cfg.init_from else 0)
     zs = {"xnli": {"en": {"accuracy": acc + 1}, "de": {"accuracy": acc - 1}, "avg": {"accuracy": acc}}}
-    (Path(run_dir) / "summary.json").write_text(json.dumps({"status": "finished", "step": 1, "zero_shot": zs}))
+    (as_path(run_dir) / "summary.json").write_text(json.dumps({"status": "finished", "step": 1, "zero_shot": zs}))
     return {"status": "finished"}
 
 
@@ -113,6 +114,21 @@ def test_status_and_report_from_the_ledger(tmp_path, capsys):
   for png in ("score_vs_epochs.png", "delta_heatmap.png"):
     assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (rep / "results.csv").read_text().count("\n") == 7
+
+
+def test_a_sweep_in_a_bucket_status_and_report(tmp_path, capsys, monkeypatch):
+  from fake_gcs import fake_gcs
+
+  cfg, pipeline = _tiny_sweep(tmp_path)
+  monkeypatch.chdir(tmp_path)
+  with fake_gcs(tmp_path / "store", monkeypatch) as store:
+    assert sweep.run_sweep(cfg, pipeline, "gs://b/sw", train_fn=FakeTrain()) == {"done": 6}
+    assert main(["sweep", "status", "sweep.yaml", "--workdir", "gs://b/sw"]) == 0
+    assert "6 done" in capsys.readouterr().out
+    assert main(["report", "gs://b/sw"]) == 0
+    assert "| none | 55.5 ± 0.7 | 55.5 |" in capsys.readouterr().out
+    assert (store / "b/sw/report/report.html").exists() and (store / "b/sw/report/delta_heatmap.png").exists()
+  assert not (tmp_path / "gs:").exists()
 
 
 def test_bad_sweep_files_fail_with_one_line(tmp_path, capsys):

@@ -135,9 +135,9 @@ def _emit(result: dict, args, name: str, summary: str) -> int:
 
 
 def _is_run(path) -> bool:
-  from pathlib import Path
+  from xtjax.io_utils import as_path
 
-  return (Path(path) / "config.yaml").exists() and (Path(path) / "best").exists()
+  return (as_path(path) / "config.yaml").exists() and (as_path(path) / "best").exists()
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -182,11 +182,10 @@ def run_train(args: argparse.Namespace) -> int:
   if args.preset:
     family, cfg = registry.preset(args.preset)
   else:
-    from pathlib import Path
-
+    from xtjax.io_utils import as_path
     from xtjax.models.loading import load_pretrained
 
-    path = Path(args.model) / "model" if _is_run(args.model) else args.model
+    path = as_path(args.model) / "model" if _is_run(args.model) else args.model
     pre = load_pretrained(path, mesh=mesh, with_tokenizer=False)
     family, cfg, encoder_params, source = pre.family, pre.config, pre.params, pre.source
   cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override))
@@ -246,8 +245,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-  from pathlib import Path
-
   from xtjax.data.cache import read_examples
   from xtjax.data.sources import DataSource
   from xtjax.evaluation.buckets import Buckets
@@ -265,7 +262,7 @@ def run_predict(args: argparse.Namespace) -> int:
   examples = read_examples(task, args.split, args.language, source)
   predictions = engine.predict_examples(args.task, examples)
   fmt, text = task.submission_text(predictions, examples)
-  write_text_atomic(Path(args.out), text)
+  write_text_atomic(args.out, text)  # a local path or gs://
   line = (f"predicted {len(examples)} {args.task} examples ({args.split}, {args.language}) -> {args.out} ({fmt}); "
           f"{engine.stats.compilations} programs compiled in {engine.stats.compile_seconds:.1f}s")
   if args.score:

@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from xtjax.errors import ConfigError
 from xtjax.tasks.submission import score_submission  # noqa: F401 - the command's library function
@@ -133,7 +132,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
   tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-  out = score_submission(tasks, Path(args.predictions), Path(args.references), args.benchmark, args.strict)
+  out = score_submission(tasks, args.predictions, args.references, args.benchmark, args.strict)
   if args.json:
     _print(out, True)
     return 0

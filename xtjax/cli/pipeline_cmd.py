@@ -19,13 +19,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from pathlib import Path
-
   from xtjax.experiments.pipeline import load_pipeline, resolved_phases, run_pipeline, zero_shot_table
+  from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
 
   cfg = load_pipeline(args.config, args.overrides)
-  workdir = Path(args.workdir or f"runs/{cfg.name}")
+  workdir = as_path(args.workdir or f"runs/{cfg.name}")
   if args.print_config:
     import yaml
 

@@ -15,16 +15,14 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from pathlib import Path
-
   from xtjax.experiments.sweep import SWEEP_FILE
-  from xtjax.io_utils import write_text_atomic
+  from xtjax.io_utils import as_path, write_text_atomic
 
-  if len(args.runs) == 1 and (Path(args.runs[0]) / SWEEP_FILE).exists():
-    return _sweep_report(Path(args.runs[0]), args)
+  if len(args.runs) == 1 and (as_path(args.runs[0]) / SWEEP_FILE).exists():
+    return _sweep_report(as_path(args.runs[0]), args)
   from xtjax.experiments.report import collect, to_csv, to_markdown
 
-  tasks, rows = collect([Path(r) for r in args.runs])
+  tasks, rows = collect([as_path(r) for r in args.runs])
   print(to_markdown(tasks, rows))
   if args.csv:
     write_text_atomic(args.csv, to_csv(tasks, rows))
@@ -32,16 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep_report(sweep_dir, args) -> int:
-  from pathlib import Path
-
   from xtjax.errors import XtjaxError
   from xtjax.experiments import sweep_report as sr
-  from xtjax.io_utils import atomic_path, write_text_atomic
+  from xtjax.io_utils import as_path, atomic_path, write_text_atomic
 
   records = sr.load_results(sweep_dir)
   if not records:
     raise XtjaxError(f"{sweep_dir}: no finished target runs yet (xtjax sweep status shows the cells)")
-  out = Path(args.out) if args.out else sweep_dir / "report"
+  out = as_path(args.out) if args.out else sweep_dir / "report"
   md = sr.to_markdown(records)
   figs = sr.plots(records)
   write_text_atomic(out / "report.md", md + "\n")

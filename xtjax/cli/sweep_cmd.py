@@ -17,9 +17,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
   import json
-  from pathlib import Path
 
   from xtjax.experiments import sweep
+  from xtjax.io_utils import run_path
 
   status = args.args[0] == "status"
   rest = args.args[1:] if status else args.args
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     raise SystemExit("xtjax sweep: give the sweep file, e.g. xtjax sweep configs/experiments/tiny.yaml")
   path, overrides = rest[0], list(rest[1:]) + list(args.overrides)
   cfg, pipeline = sweep.load_sweep(path, overrides)
-  workdir = Path(args.workdir or f"runs/sweeps/{cfg.name}").absolute()
+  workdir = run_path(args.workdir or f"runs/sweeps/{cfg.name}")
   cells = sweep.expand(cfg, pipeline, workdir, where=path)
   runs = sweep.unique_runs(cells)
   if status or args.dry_run:

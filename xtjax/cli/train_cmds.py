@@ -33,8 +33,7 @@ def load_train_config(path: str, overrides):
 
 
 def run_train(args: argparse.Namespace) -> int:
-  from pathlib import Path
-
+  from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
   from xtjax.train.loop import train
 
@@ -47,7 +46,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(resolved(cfg), sort_keys=False, allow_unicode=True), end="")
     return 0
   maybe_initialize()
-  workdir = Path(args.workdir or f"runs/{cfg.name}")
+  workdir = as_path(args.workdir or f"runs/{cfg.name}")
   summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
     print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "

@@ -25,9 +25,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from xtjax.data.sources import DataSource, fill_pattern
 from xtjax.errors import DataError, XtjaxError
-from xtjax.io_utils import atomic_dir
+from xtjax.io_utils import as_path, atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,8 @@ def _source_name(task, split: str, language: str, source) -> str:
   return repr(source)
 
 
-def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str) -> Path:
-  return Path(cache_dir) / task_name / f"{split}.{language}.{key[:24]}"
+def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str) -> epath.Path:
+  return as_path(cache_dir) / task_name / f"{split}.{language}.{key[:24]}"
 
 
 def cached_features(task, split: str, language: str, source, tokenizer, settings, cache_dir):
@@ -137,7 +139,7 @@ def cached_features(task, split: str, language: str, source, tokenizer, settings
   features = task.featurize(examples, tokenizer, settings)
   state = task.export_state()
   try:
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, last="entry.pkl") as tmp:
       with open(tmp / "entry.pkl", "wb") as f:
         pickle.dump({"examples": examples, "features": features, "state": state}, f, protocol=pickle.HIGHEST_PROTOCOL)
       (tmp / "key.json").write_text(json.dumps(description, indent=1, sort_keys=True, default=str) + "\n")
@@ -148,8 +150,8 @@ def cached_features(task, split: str, language: str, source, tokenizer, settings
   return examples, features
 
 
-def _load(task, folder: Path):
-  with open(folder / "entry.pkl", "rb") as f:
+def _load(task, folder: epath.Path):
+  with (folder / "entry.pkl").open("rb") as f:
     entry = pickle.load(f)
   if entry.get("state"):
     try:

@@ -12,11 +12,10 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from etils import epath
 from flax import nnx
 
 from xtjax.data.cache import cached_features, read_examples
@@ -25,14 +24,14 @@ from xtjax.models.heads import head_kind
 from xtjax.errors import ConfigError
 from xtjax.evaluation.buckets import Buckets
 from xtjax.evaluation.programs import BucketedPrograms, length_buckets
-from xtjax.io_utils import write_text_atomic
+from xtjax.io_utils import as_path, run_path, write_text_atomic
 from xtjax.runs.schema import TaskConfig, TrainConfig
 from xtjax.tasks import registry as task_registry
 
 log = logging.getLogger(__name__)
 
 
-def task_features(task, tcfg: TaskConfig, split: str, language: str, tokenizer, settings, cache_dir: Path | None,
+def task_features(task, tcfg: TaskConfig, split: str, language: str, tokenizer, settings, cache_dir: epath.PathLike | None,
                   source=None):
   """(examples, Features) of one split and language, through the feature cache when there is one."""
   source = source or tcfg.data
@@ -111,8 +110,8 @@ def _retrieval(model: EvalModel, task, tcfg: TaskConfig, cfg: TrainConfig, param
   return numbers(out["scores"])
 
 
-def zero_shot(model: EvalModel, cfg: TrainConfig, params, cache_dir: Path | None,
-              predictions_dir: Path | None = None) -> dict:
+def zero_shot(model: EvalModel, cfg: TrainConfig, params, cache_dir: epath.PathLike | None,
+              predictions_dir: epath.Path | None = None) -> dict:
   """{task: {language: scores, "avg": means}} on each task's eval split in every configured language.
 
   `predictions_dir`: also write each task's predictions in XTREME's submission layout
@@ -141,7 +140,7 @@ def zero_shot(model: EvalModel, cfg: TrainConfig, params, cache_dir: Path | None
   return results
 
 
-def load_run_for_eval(run_dir: str | Path, task: str, languages: Sequence[str] | None = None, *,
+def load_run_for_eval(run_dir: epath.PathLike, task: str, languages: Sequence[str] | None = None, *,
                       split: str | None = None, mesh=None) -> tuple[EvalModel, TrainConfig, Any]:
   """(EvalModel, config narrowed to `task` in `languages` / `split`, best params) of a run directory."""
   from xtjax.checkpoint import read_run, restore_best
@@ -163,8 +162,8 @@ def load_run_for_eval(run_dir: str | Path, task: str, languages: Sequence[str] |
   return model, cfg, params
 
 
-def zero_shot_eval(run_dir: str | Path, task: str, languages: Sequence[str] | None = None, *,
-                   split: str | None = None, cache_dir: str | Path | None = None, mesh=None) -> dict:
+def zero_shot_eval(run_dir: epath.PathLike, task: str, languages: Sequence[str] | None = None, *,
+                   split: str | None = None, cache_dir: epath.PathLike | None = None, mesh=None) -> dict:
   """Zero-shot scores of a run's best checkpoint on `task` ({task: {language: scores, "avg": ...}}).
 
   Reads the run (`xtjax.checkpoint.read_run`) and writes nothing into it; features are cached in
@@ -172,6 +171,6 @@ def zero_shot_eval(run_dir: str | Path, task: str, languages: Sequence[str] | No
   """
   model, cfg, params = load_run_for_eval(run_dir, task, languages, split=split, mesh=mesh)
   if cache_dir is None:
-    run_dir = Path(run_dir).absolute()
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else run_dir.parent / ".feature_cache"
-  return zero_shot(model, cfg, params, Path(cache_dir))
+    run_dir = run_path(run_dir)
+    cache_dir = as_path(cfg.cache_dir) if cfg.cache_dir else run_dir.parent / ".feature_cache"
+  return zero_shot(model, cfg, params, as_path(cache_dir))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
+from etils import epath
 
 from xtjax.io_utils import write_text_atomic
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 LATENCY_FILE = "latency.json"
 
 
-def measure_latency(run_dir: Path, iters: int = 20, warmup: int = 2) -> dict[str, Any]:
+def measure_latency(run_dir: epath.Path, iters: int = 20, warmup: int = 2) -> dict[str, Any]:
   """Benchmarks the run's best checkpoint (its first head; the encoder's embeddings for retrieval runs)."""
   from xtjax.checkpoint import read_run_config
   from xtjax.evaluation.buckets import Buckets

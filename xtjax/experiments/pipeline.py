@@ -10,9 +10,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
-from xtjax.io_utils import write_text_atomic
+from xtjax.io_utils import run_path, write_text_atomic
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
 
@@ -38,7 +40,7 @@ class PipelineConfig:
       raise ValueError(f"phase names must be unique, got {names}")
 
 
-def phase_configs(cfg: PipelineConfig, workdir: Path, where: str = "pipeline") -> list[tuple[str, TrainConfig, dict]]:
+def phase_configs(cfg: PipelineConfig, workdir: epath.Path, where: str = "pipeline") -> list[tuple[str, TrainConfig, dict]]:
   """Every phase's validated TrainConfig (all checked before anything trains)."""
   out = []
   inter_dir = None
@@ -55,7 +57,7 @@ def phase_configs(cfg: PipelineConfig, workdir: Path, where: str = "pipeline") -
   return out
 
 
-def _finished(run: Path) -> dict | None:
+def _finished(run: epath.Path) -> dict | None:
   p = run / "summary.json"
   if p.exists():
     s = json.loads(p.read_text())
@@ -64,7 +66,7 @@ def _finished(run: Path) -> dict | None:
   return None
 
 
-def changed_phases(phases, workdir: Path) -> dict[str, list[str]]:
+def changed_phases(phases, workdir: epath.Path) -> dict[str, list[str]]:
   """{phase: keys that differ} for every phase whose run directory holds a different config."""
   out = {}
   for name, tcfg, _ in phases:
@@ -74,7 +76,7 @@ def changed_phases(phases, workdir: Path) -> dict[str, list[str]]:
   return out
 
 
-def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline", overwrite: bool = False) -> dict:
+def run_pipeline(cfg: PipelineConfig, workdir: epath.PathLike, where: str = "pipeline", overwrite: bool = False) -> dict:
   """Runs (or resumes) every phase; returns {"phases": {...}, "zero_shot": {task: {lang: scores}}}.
 
   A finished phase with the same resolved config is skipped. A phase directory holding a different
@@ -83,7 +85,7 @@ def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipelin
   """
   from xtjax.train.loop import train
 
-  workdir = Path(workdir).absolute()
+  workdir = run_path(workdir)
   phases = phase_configs(cfg, workdir, where)
   changed = changed_phases(phases, workdir)
   if changed and not overwrite:
@@ -115,9 +117,9 @@ def run_pipeline(cfg: PipelineConfig, workdir: str | Path, where: str = "pipelin
   return results
 
 
-def resolved_phases(cfg: PipelineConfig, workdir: str | Path, where: str = "pipeline") -> dict[str, dict]:
+def resolved_phases(cfg: PipelineConfig, workdir: epath.PathLike, where: str = "pipeline") -> dict[str, dict]:
   """{phase: fully resolved TrainConfig as plain data}: what each phase would run (`--print-config`)."""
-  return {name: identity.resolved(tcfg) for name, tcfg, _ in phase_configs(cfg, Path(workdir).absolute(), where)}
+  return {name: identity.resolved(tcfg) for name, tcfg, _ in phase_configs(cfg, run_path(workdir), where)}
 
 
 def load_pipeline(path: str | Path, overrides=()) -> PipelineConfig:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
+from etils import epath
 
 from xtjax.errors import XtjaxError
+from xtjax.io_utils import as_path
 
 # The metric reported for each task in the comparison table (XTREME averages EM and F1 for QA in
 # its overall score; the table shows F1, the number papers quote).
@@ -19,7 +20,7 @@ MAIN_METRIC = {"xquad": "f1", "mlqa": "f1", "tydiqa": "f1", "squad_v1": "f1", "s
                "mewslix": "map_at_20"}
 
 
-def _read(run: Path) -> dict:
+def _read(run: epath.Path) -> dict:
   for name in ("results.json", "summary.json"):
     p = run / name
     if p.exists():
@@ -53,13 +54,13 @@ def _phases(doc: dict) -> dict[str, dict]:
   return {"-": {"step": doc.get("step"), "best": doc.get("best")}} if "best" in doc else {}
 
 
-def collect(runs: list[Path]) -> tuple[list[str], list[dict]]:
+def collect(runs: list[epath.PathLike]) -> tuple[list[str], list[dict]]:
   """(task columns, rows) with each row {"run", task: avg main metric, ..., "avg" (None without
   zero-shot scores), "languages": {task: (main metric, {lang: value})}, "phases": {phase: {"step", "best"}}}."""
   tasks: list[str] = []
   rows = []
   for run in runs:
-    doc = _read(Path(run))
+    doc = _read(as_path(run))
     row = {"run": str(run), "languages": {}, "phases": _phases(doc)}
     for task, per_lang in doc.get("zero_shot", {}).items():
       metric = main_metric(task, per_lang.get("avg", {}))

@@ -27,7 +27,7 @@ from typing import Any
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
-from xtjax.io_utils import write_text_atomic
+from xtjax.io_utils import run_path, write_text_atomic
 from xtjax.runs import identity
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
   """Runs every pending / interrupted / failed run once, in dependency order. Returns status counts."""
   if train_fn is None:
     from xtjax.train.loop import train as train_fn
-  workdir = Path(workdir).absolute()
+  workdir = run_path(workdir)
   cells = expand(cfg, pipeline_path, workdir, where)
   write_sweep_file(cfg, cells, workdir)
   runs = unique_runs(cells)

@@ -11,7 +11,8 @@ import io
 import json
 import math
 import statistics
-from pathlib import Path
+
+from etils import epath
 
 from xtjax.errors import XtjaxError
 from xtjax.experiments.cell_cost import LATENCY_FILE
@@ -23,7 +24,7 @@ def _is_seed(key: str) -> bool:
   return key.rsplit(".", 1)[-1] == "seed"
 
 
-def load_results(sweep_dir: Path) -> list[dict]:
+def load_results(sweep_dir: epath.Path) -> list[dict]:
   """One record per finished target run: intermediate, target, axes, main metric, avg, per-language."""
   meta_path = sweep_dir / SWEEP_FILE
   if not meta_path.exists():

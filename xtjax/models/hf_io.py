@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from xtjax.errors import CheckpointError
-from xtjax.io_utils import atomic_dir
+from xtjax.io_utils import as_path, atomic_dir, is_remote, local_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,15 @@ def _offline() -> bool:
   return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def resolve(path_or_id: str | os.PathLike) -> Path:
-  """A local folder as is; otherwise a hub id from the cache (downloaded when online)."""
+def resolve(path_or_id: str | os.PathLike):
+  """A local folder as is; a remote (gs://) xtjax model folder as is (Orbax reads it) and a remote Hugging
+  Face folder downloaded (safetensors and tokenizers read local files); otherwise a hub id from the cache
+  (downloaded when online)."""
+  if is_remote(path_or_id):
+    remote = as_path(path_or_id)
+    if not remote.is_dir():
+      raise CheckpointError(f"{remote}: no such model folder")
+    return remote if (remote / "xtjax_model.json").exists() else local_dir(remote)  # store.MARKER
   p = Path(path_or_id).expanduser()
   if p.exists():
     if not p.is_dir():
@@ -186,7 +193,7 @@ def load_tokenizer(folder: Path):
   from transformers import AutoTokenizer
 
   try:
-    tok = AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(str(local_dir(folder)), use_fast=True, trust_remote_code=False)
   except Exception as e:
     raise CheckpointError(f"{folder}: cannot load a tokenizer ({type(e).__name__}: {e})") from e
   if tok.pad_token is None and tok.eos_token is not None:
@@ -200,7 +207,7 @@ def write_folder(folder: Path, hf_config: dict, tensors: dict[str, np.ndarray], 
   """Writes a Hugging Face folder atomically: config.json, model.safetensors and tokenizer files."""
   from safetensors.numpy import save_file
 
-  with atomic_dir(folder) as tmp:
+  with atomic_dir(folder, last="config.json") as tmp:
     (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     save_file(tensors, str(tmp / SAFE_SINGLE), metadata={"format": "pt"})
     if tokenizer_dir is not None and has_tokenizer(tokenizer_dir):

@@ -3,20 +3,20 @@
 Layout:  DIR/xtjax_model.json   {"format": "xtjax-model", "version": 1, "family", "config"}
          DIR/params/            Orbax PyTree checkpoint of the parameters (pure dict)
          DIR/tokenizer/         Hugging Face tokenizer files
-Written atomically (temp folder, then rename).
+Written atomically (temp folder, then rename; on an object store the marker is written last).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from xtjax.errors import CheckpointError
-from xtjax.io_utils import atomic_dir
+from xtjax.io_utils import as_path, atomic_dir, run_path
 from xtjax.models import registry
 
 MARKER = "xtjax_model.json"
@@ -24,15 +24,15 @@ FORMAT_VERSION = 1
 ADAPTERS_MARKER = "lora.json"  # DIR/lora.json {"format": "xtjax-lora", "lora", "base"} and DIR/params/
 
 
-def is_model_dir(path: Path) -> bool:
-  return (Path(path) / MARKER).exists()
+def is_model_dir(path: epath.PathLike) -> bool:
+  return (as_path(path) / MARKER).exists()
 
 
-def save(folder: Path, family: registry.Family, cfg, state, tokenizer=None) -> Path:
+def save(folder: epath.PathLike, family: registry.Family, cfg, state, tokenizer=None) -> epath.Path:
   """Saves parameters (an nnx.State or pure dict) with their config and tokenizer."""
-  folder = Path(folder).absolute()
+  folder = run_path(folder)
   pure = nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
-  with atomic_dir(folder) as tmp:
+  with atomic_dir(folder, last=MARKER) as tmp:
     meta = {"format": "xtjax-model", "version": FORMAT_VERSION, "family": family.name,
             "config": registry.config_to_dict(cfg)}
     (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -42,7 +42,7 @@ def save(folder: Path, family: registry.Family, cfg, state, tokenizer=None) -> P
   return folder
 
 
-def _save_tree(path: Path, pure) -> None:
+def _save_tree(path: epath.Path, pure) -> None:
   import orbax.checkpoint as ocp
 
   # Written by the calling process alone (multi-host: process 0): a barrier with the others would hang.
@@ -51,19 +51,19 @@ def _save_tree(path: Path, pure) -> None:
     ckptr.save(path, _stringify_keys(pure))
 
 
-def save_adapters(folder: Path, adapters, lora: dict, base: dict) -> Path:
+def save_adapters(folder: epath.PathLike, adapters, lora: dict, base: dict) -> epath.Path:
   """A LoRA run's adapters (pure dict rooted like the TaskModel), its lora config and the source of the
   base weights they were trained on (what `init_from_lora: adapters` starts from)."""
-  folder = Path(folder).absolute()
-  with atomic_dir(folder) as tmp:
+  folder = run_path(folder)
+  with atomic_dir(folder, last=ADAPTERS_MARKER) as tmp:
     meta = {"format": "xtjax-lora", "version": FORMAT_VERSION, "lora": lora, "base": base}
     (tmp / ADAPTERS_MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     _save_tree(tmp / "params", adapters)
   return folder
 
 
-def read_adapters_meta(folder: Path) -> dict:
-  path = Path(folder) / ADAPTERS_MARKER
+def read_adapters_meta(folder: epath.PathLike) -> dict:
+  path = as_path(folder) / ADAPTERS_MARKER
   try:
     meta = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
@@ -74,11 +74,11 @@ def read_adapters_meta(folder: Path) -> dict:
   return meta
 
 
-def load_adapters(folder: Path) -> dict:
+def load_adapters(folder: epath.PathLike) -> dict:
   """The adapters saved by `save_adapters` as a pure dict of host arrays (string keys)."""
   import orbax.checkpoint as ocp
 
-  folder = Path(folder).absolute()
+  folder = run_path(folder)
   try:
     with ocp.StandardCheckpointer() as ckptr:
       return jax.tree.map(np.asarray, ckptr.restore(folder / "params"))
@@ -99,8 +99,8 @@ def _restore_keys(tree, like):
   return tree
 
 
-def read_meta(folder: Path):
-  path = Path(folder) / MARKER
+def read_meta(folder: epath.PathLike):
+  path = as_path(folder) / MARKER
   try:
     meta = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
@@ -114,11 +114,11 @@ def read_meta(folder: Path):
   return family, cfg
 
 
-def load_params(folder: Path, family: registry.Family, cfg, shardings_state):
+def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_state):
   """Restores the parameters straight into the given shardings (an nnx.State of shardings)."""
   import orbax.checkpoint as ocp
 
-  folder = Path(folder).absolute()
+  folder = run_path(folder)
   sh = nnx.to_pure_dict(shardings_state)
   from xtjax.models.init import abstract
 
@@ -133,6 +133,6 @@ def load_params(folder: Path, family: registry.Family, cfg, shardings_state):
   return _restore_keys(restored, abs_pure)
 
 
-def tokenizer_dir(folder: Path) -> Path | None:
-  p = Path(folder) / "tokenizer"
+def tokenizer_dir(folder: epath.PathLike) -> epath.Path | None:
+  p = as_path(folder) / "tokenizer"
   return p if p.exists() else None

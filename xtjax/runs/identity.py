@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from xtjax.errors import ConfigError
+from xtjax.io_utils import as_path
 from xtjax.runs.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -52,29 +53,29 @@ def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
   return [] if old == new else [prefix or "<root>"]
 
 
-def stored_config(run_dir: Path) -> dict | None:
+def stored_config(run_dir: epath.PathLike) -> dict | None:
   """The resolved config of an existing run directory (None if it has no config.yaml)."""
   from xtjax import config as config_lib
 
-  path = Path(run_dir) / "config.yaml"
+  path = as_path(run_dir) / "config.yaml"
   if not path.exists():
     return None
   return resolved(config_lib.from_dict(TrainConfig, config_lib.read_yaml(path), str(path)))
 
 
-def config_changes(run_dir: Path, cfg: TrainConfig) -> list[str]:
+def config_changes(run_dir: epath.PathLike, cfg: TrainConfig) -> list[str]:
   """Keys in which `cfg` differs from the config already in `run_dir` ([] when new or identical)."""
   old = stored_config(run_dir)
   return [] if old is None else differing_keys(_identity(old), _identity(resolved(cfg)))
 
 
-def changed_config_error(run_dir: Path, keys: list[str]) -> ConfigError:
+def changed_config_error(run_dir: epath.PathLike, keys: list[str]) -> ConfigError:
   shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-  return ConfigError(f"{Path(run_dir) / 'config.yaml'}: the run directory holds a different config "
+  return ConfigError(f"{as_path(run_dir) / 'config.yaml'}: the run directory holds a different config "
                      f"(keys differ: {shown}); pass --overwrite to start it afresh, or choose another --workdir")
 
 
-def claim_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool = False) -> None:
+def claim_run_dir(run_dir: epath.PathLike, cfg: TrainConfig, overwrite: bool = False) -> None:
   """Refuses a run directory made for another config (before writing anything), or with `overwrite`
   deletes it so the run starts afresh."""
   keys = config_changes(run_dir, cfg)
@@ -86,12 +87,12 @@ def claim_run_dir(run_dir: Path, cfg: TrainConfig, overwrite: bool = False) -> N
   discard_run(run_dir)
 
 
-def discard_run(run_dir: Path) -> None:
+def discard_run(run_dir: epath.PathLike) -> None:
   """Deletes a run directory (process 0 deletes, every process waits for it)."""
   import jax
   from jax.experimental import multihost_utils
 
-  if jax.process_index() == 0 and Path(run_dir).exists():
-    shutil.rmtree(run_dir)
+  if jax.process_index() == 0 and as_path(run_dir).exists():
+    as_path(run_dir).rmtree()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"xtjax:discard_run:{run_dir}")

@@ -11,7 +11,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
+from etils import epath
+
 from xtjax.errors import CheckpointError, ConfigError
+from xtjax.io_utils import as_path
 from xtjax.models import hf_io, registry, store
 from xtjax.runs.schema import ModelConfig, TrainConfig
 
@@ -35,9 +38,9 @@ class EncoderSource:
     return {"kind": self.kind, "location": self.location}
 
 
-def resolve_init_from(path: str | Path) -> Path:
+def resolve_init_from(path: epath.PathLike) -> epath.Path:
   """A run directory means its exported `model/` folder; an xtjax model folder is used as is."""
-  p = Path(path)
+  p = as_path(path)
   if store.is_model_dir(p):
     return p
   if store.is_model_dir(p / "model"):
@@ -48,7 +51,7 @@ def resolve_init_from(path: str | Path) -> Path:
 
 def _lora_source(cfg: TrainConfig) -> EncoderSource | None:
   """`init_from` a LoRA run: None for its merged weights (`<run>/model`), else its base plus adapters."""
-  adapters = Path(cfg.init_from) / ADAPTERS_DIR
+  adapters = as_path(cfg.init_from) / ADAPTERS_DIR
   has = (adapters / store.ADAPTERS_MARKER).exists()
   if has and cfg.init_from_lora is None:
     raise ConfigError(f"init_from {cfg.init_from}: a LoRA run ({adapters}); set init_from_lora to 'merged' "
@@ -82,12 +85,12 @@ def configure_encoder(enc_cfg, model: ModelConfig, where: str = "model"):
     raise ConfigError(f"{where}: model.config_overrides: {e}") from e
 
 
-def encoder_config(source: EncoderSource) -> tuple[registry.Family, Any, Path | None]:
+def encoder_config(source: EncoderSource) -> tuple[registry.Family, Any, epath.PathLike | None]:
   """(family, encoder config as stored, tokenizer folder or None) of a source, reading no weights."""
   if source.kind == "preset":
     family, cfg = registry.preset(source.location)
     return family, cfg, None
-  folder = Path(source.location) if source.kind == "init_from" else hf_io.resolve(source.location)
+  folder = as_path(source.location) if source.kind == "init_from" else hf_io.resolve(source.location)
   if store.is_model_dir(folder):
     family, cfg = store.read_meta(folder)
     return family, cfg, store.tokenizer_dir(folder)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from xtjax.errors import ConfigError, DataError
+from xtjax.io_utils import as_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ GROUPS = {
 def _lines(path: Path) -> list[str]:
   if not path.is_file():
     raise DataError(f"{path}: no such file")
-  with open(path, encoding="utf-8") as f:
+  with path.open("r", encoding="utf-8") as f:  # pathlib or etils (predictions in a gs:// run)
     return [line.strip() for line in f]
 
 
@@ -148,7 +149,7 @@ def score_submission(tasks: list[str], predictions: Path, references: Path, benc
   Per task, `id_mismatches` lists the languages whose id-keyed predictions miss or add ids."""
   from xtjax.tasks.xtreme import benchmark_tasks
 
-  predictions, references = Path(predictions), Path(references)
+  predictions, references = as_path(predictions), Path(references)  # predictions may be in a gs:// run
   if tasks == ["all"]:
     tasks = [t for t in FORMATS if (predictions / t).is_dir() and (references / t).is_dir()]
     if not tasks:
@@ -234,7 +235,7 @@ def upstream_reference(task: str, ref_dir: Path, lang: str) -> Path | None:
 
 
 def _has_tab(path: Path) -> bool:
-  with open(path, encoding="utf-8") as f:
+  with path.open("r", encoding="utf-8") as f:
     return any("\t" in line for line, _ in zip(f, range(5)))
 
 

@@ -1,4 +1,7 @@
-"""Run logs: `metrics.jsonl` and TensorBoard event files, written by process 0 only."""
+"""Run logs: `metrics.jsonl` and TensorBoard event files, written by process 0 only.
+
+Both grow by appending, which object stores cannot do: for a remote run directory they are written in
+a local mirror that is copied up whole every 30 s and on close (`io_utils.Mirror`)."""
 
 from __future__ import annotations
 
@@ -8,20 +11,22 @@ from pathlib import Path
 
 import jax
 
-from xtjax.io_utils import naming_errors
+from xtjax.io_utils import Mirror, is_remote, naming_errors
 
 
 class Logbook:
 
   def __init__(self, workdir: Path, tensorboard: bool = True):
     self.active = jax.process_index() == 0
-    self.path = Path(workdir) / "metrics.jsonl"
+    self._mirror = Mirror(workdir, pull=("metrics.jsonl",)) if self.active and is_remote(workdir) else None
+    local = self._mirror.local if self._mirror is not None else Path(workdir)
+    self.path = local / "metrics.jsonl"
     self._tb = None
     if self.active and tensorboard:
       try:
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(str(Path(workdir) / "tb"))
+        self._tb = SummaryWriter(str(local / "tb"))
       except ImportError:  # optional: logs still go to metrics.jsonl
         self._tb = None
 
@@ -40,7 +45,11 @@ class Logbook:
             self._tb.add_scalar(f"{kind}/{k}", float(v), int(step))
           except (TypeError, ValueError):
             pass
+    if self._mirror is not None:
+      self._mirror.sync()
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+    if self._mirror is not None:
+      self._mirror.close()

@@ -7,16 +7,16 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
 from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
 from xtjax.errors import XtjaxError
 from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
-from xtjax.io_utils import write_text_atomic
+from xtjax.io_utils import as_path, run_path, write_text_atomic
 from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
@@ -43,9 +43,9 @@ class TrainingDiverged(XtjaxError):
 class Trainer:
   """Holds the compiled steps and state of one run; `run()` trains and evaluates."""
 
-  def __init__(self, cfg: TrainConfig, workdir: str | Path, overwrite: bool = False):
+  def __init__(self, cfg: TrainConfig, workdir: epath.PathLike, overwrite: bool = False):
     self.cfg = cfg
-    self.workdir = Path(workdir).absolute()
+    self.workdir = run_path(workdir)  # a local path or a gs:// URL
     identity.claim_run_dir(self.workdir, cfg, overwrite)
     self.workdir.mkdir(parents=True, exist_ok=True)
     self.config_dict = identity.resolved(cfg)
@@ -60,7 +60,7 @@ class Trainer:
       if size % n_data:
         raise XtjaxError(f"{what} = {size} is not divisible by the {n_data} data-parallel devices of the mesh "
                          f"{dict(self.mesh.shape)}")
-    self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
+    self.cache_dir = as_path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
     if jax.process_index() == 0:
       import yaml
 
@@ -291,7 +291,7 @@ class _progress:
       self.bar.close()
 
 
-def train(cfg: TrainConfig, workdir: str | Path, stop_after_steps: int | None = None, overwrite: bool = False) -> dict:
+def train(cfg: TrainConfig, workdir: epath.PathLike, stop_after_steps: int | None = None, overwrite: bool = False) -> dict:
   """Runs one phase in `workdir` (resuming if it has checkpoints of the same config). Returns the summary.
 
   A `workdir` holding a different config is an error naming the keys, unless `overwrite` (start afresh)."""
