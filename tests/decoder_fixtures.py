@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixtures import CORPUS
+from fixtures import eager_hf_model, fixed_unigram_tokenizer, save_model_folder, session_model_folder
 
 PROMPTS = ["The quick brown fox.", "Der schnelle braune Fuchs springt über den faulen Hund.", "敏捷的棕色狐狸",
            "Hello world, this is a tiny corpus for a tiny tokenizer and more words.", "lazy dog"]
@@ -28,23 +28,10 @@ KINDS = {
 
 
 def make_decoder_tokenizer():
-  """A Llama-style Unigram tokenizer from a fixed vocabulary: <pad>=0 <s>=1 </s>=2 <unk>=3; prepends <s>,
-  pads on the left (as decoder-only generation needs)."""
-  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-  from transformers import PreTrainedTokenizerFast
-
-  words = sorted({"\u2581" + w for s in CORPUS for w in s.split()})
-  chars = sorted({c for s in CORPUS for c in s if not c.isspace()} | {"\u2581"})
-  vocab = [("<pad>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-  vocab += [(w, -2.0 - 0.001 * i) for i, w in enumerate(words)]
-  vocab += [(c, -8.0 - 0.001 * i) for i, c in enumerate(chars) if c not in words]
-  tok = Tokenizer(models.Unigram(vocab, unk_id=3))
-  tok.normalizer = normalizers.NFKC()
-  tok.pre_tokenizer = pre_tokenizers.Metaspace()
-  tok.decoder = decoders.Metaspace()
-  tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
-  return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                 pad_token="<pad>", padding_side="left")
+  """A Llama-style Unigram tokenizer: <pad>=0 <s>=1 </s>=2 <unk>=3; prepends <s>, pads on the left (as
+  decoder-only generation needs)."""
+  return fixed_unigram_tokenizer(["<pad>", "<s>", "</s>", "<unk>"], "<unk>", "<s> $A", "<s> $A <s> $B",
+                                 bos_token="<s>", eos_token="</s>", pad_token="<pad>", padding_side="left")
 
 
 def make_tiny_decoder(folder: Path, kind: str = "llama", seed: int = 0, with_tokenizer: bool = True) -> Path:
@@ -68,22 +55,13 @@ def make_tiny_decoder(folder: Path, kind: str = "llama", seed: int = 0, with_tok
       if "norm" in name or name.endswith(".bias"):
         p.add_(0.2 * torch.randn_like(p))
     model.lm_head.weight[EOS] *= 3.0
-  model.eval()
-  model.save_pretrained(str(folder))
-  if with_tokenizer:
-    tok.save_pretrained(str(folder))
-  return Path(folder)
+  return save_model_folder(model, tok, folder, with_tokenizer)
 
 
 def tiny_decoder_folder(tmp_path_factory, kind: str) -> Path:
   """A tiny model folder built once per test session."""
-  folder = tmp_path_factory.getbasetemp() / f"tiny-decoder-{kind}"
-  if not (folder / "config.json").exists():
-    make_tiny_decoder(folder, kind)
-  return folder
+  return session_model_folder(tmp_path_factory, f"tiny-decoder-{kind}", lambda folder: make_tiny_decoder(folder, kind))
 
 
 def hf_model(folder: Path, kind: str):
-  import transformers as tf
-
-  return getattr(tf, KINDS[kind][1]).from_pretrained(str(folder), attn_implementation="eager").eval()
+  return eager_hf_model(folder, KINDS[kind][1])

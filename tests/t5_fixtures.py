@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixtures import CORPUS
+from fixtures import eager_hf_model, fixed_unigram_tokenizer, save_model_folder, session_model_folder
 
 PROMPTS = ["The quick brown fox.", "Der schnelle braune Fuchs springt über den faulen Hund.", "敏捷的棕色狐狸",
            "Hello world, this is a tiny corpus for a tiny tokenizer and more words.", "lazy dog"]
@@ -21,26 +21,9 @@ KINDS = {
 
 
 def make_t5_tokenizer():
-  """A sentencepiece-style Unigram tokenizer with T5's special ids: <pad>=0 </s>=1 <unk>=2; appends </s>.
-
-  Built from a fixed vocabulary (whole words, then single characters) rather than trained, because
-  the Unigram trainer breaks ties differently from run to run and the tests need fixed token ids.
-  """
-  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-  from transformers import PreTrainedTokenizerFast
-
-  words = sorted({"\u2581" + w for s in CORPUS for w in s.split()})
-  chars = sorted({c for s in CORPUS for c in s if not c.isspace()} | {"\u2581"})
-  vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-  vocab += [(w, -2.0 - 0.001 * i) for i, w in enumerate(words)]
-  vocab += [(c, -8.0 - 0.001 * i) for i, c in enumerate(chars) if c not in words]
-  tok = Tokenizer(models.Unigram(vocab, unk_id=2))
-  tok.normalizer = normalizers.NFKC()
-  tok.pre_tokenizer = pre_tokenizers.Metaspace()
-  tok.decoder = decoders.Metaspace()
-  tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                     special_tokens=[("</s>", 1)])
-  return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+  """A sentencepiece-style Unigram tokenizer with T5's special ids: <pad>=0 </s>=1 <unk>=2; appends </s>."""
+  return fixed_unigram_tokenizer(["<pad>", "</s>", "<unk>"], "<unk>", "$A </s>", "$A </s> $B </s>",
+                                 eos_token="</s>", pad_token="<pad>")
 
 
 def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer: bool = True) -> Path:
@@ -71,25 +54,16 @@ def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer:
         p.add_(0.2 * torch.randn_like(p))
     head = model.shared.weight if opts["tie"] else model.lm_head.weight
     head[cfg.eos_token_id] *= EOS_SCALE[kind]
-  model.eval()
-  model.save_pretrained(str(folder))
-  if with_tokenizer:
-    tok.save_pretrained(str(folder))
-  return Path(folder)
+  return save_model_folder(model, tok, folder, with_tokenizer)
 
 
 def tiny_t5_folder(tmp_path_factory, kind: str) -> Path:
   """A tiny model folder built once per test session (shared by every T5 test module)."""
-  folder = tmp_path_factory.getbasetemp() / f"tiny-t5-{kind}"
-  if not (folder / "config.json").exists():
-    make_tiny_t5(folder, kind)
-  return folder
+  return session_model_folder(tmp_path_factory, f"tiny-t5-{kind}", lambda folder: make_tiny_t5(folder, kind))
 
 
 def hf_model(folder: Path, kind: str):
-  import transformers as tf
-
-  return getattr(tf, KINDS[kind][1]).from_pretrained(str(folder), attn_implementation="eager").eval()
+  return eager_hf_model(folder, KINDS[kind][1])
 
 
 def hf_generated(sequences_BxT, eos_token_id: int = 1) -> list[list[int]]:

@@ -14,7 +14,7 @@ from flax import nnx
 from xtjax.errors import CheckpointError
 from xtjax.models import decoder_family
 from xtjax.models.decoder import Decoder
-from xtjax.models.loading import export_hf, load_pretrained
+from xtjax.models.loading import load_pretrained
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -92,11 +92,15 @@ def test_cached_decoding_equals_full_pass(tmp_path_factory, kind):
 
 @pytest.mark.parametrize("kind", ["llama", "llama-tied"])
 def test_export_round_trips_bit_identically(tmp_path_factory, tmp_path, kind):
+  """HF -> xtjax model folder (`xtjax convert`) -> HF (`xtjax export`): the same bytes, a config transformers reads."""
   from safetensors.numpy import load_file
 
+  from xtjax.cli.main import main
+
   folder = tiny_decoder_folder(tmp_path_factory, kind)
-  pre = load_pretrained(folder)
-  out = export_hf(pre, tmp_path / "export")
+  assert main(["convert", "--model", str(folder), "--out", str(tmp_path / "xtjax")]) == 0
+  assert main(["export", "--model", str(tmp_path / "xtjax"), "--out", str(tmp_path / "export")]) == 0
+  pre, out = load_pretrained(folder), tmp_path / "export"
   original, exported = load_file(str(folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
   assert sorted(original) == sorted(exported)
   for name, t in original.items():

@@ -65,30 +65,54 @@ def greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int)
   cfg = model.cfg
   B = input_ids_BxL.shape[0]
   enc = model.encode(input_ids_BxL, attention_mask_BxL)
-  cache = model.init_cache(enc, max_new_tokens)
   tokens = jnp.full((B, max_new_tokens + 1), cfg.pad_token_id, jnp.int32).at[:, 0].set(cfg.decoder_start_token_id)
-  zeros_B = jnp.zeros((B,), jnp.int32)
+
+  def decode_step(last_Bx1, cache):
+    out = model.decode(last_Bx1, enc, attention_mask_BxL, cache=cache)
+    return out.logits[:, -1], out.cache
+
+  state = _GreedyState.start(tokens)
+  return _greedy_loop(decode_step, state, model.init_cache(enc, max_new_tokens), cfg.pad_token_id,
+                      (cfg.eos_token_id,), max_new_tokens)
+
+
+class _GreedyState(NamedTuple):
+  step: jax.Array  # int32: column of the last chosen token
+  tokens: jax.Array  # [B, 1 + max_new_tokens] int32
+  done: jax.Array  # [B] bool
+  lengths: jax.Array  # [B] int32
+  scores: jax.Array  # [B] float32
+
+  @classmethod
+  def start(cls, tokens_BxT):
+    B = tokens_BxT.shape[0]
+    return cls(jnp.zeros((), jnp.int32), tokens_BxT, jnp.zeros((B,), bool), jnp.zeros((B,), jnp.int32),
+               jnp.zeros((B,), jnp.float32))
+
+  def choose(self, logits_BxV, pad_id: int, eos_ids) -> _GreedyState:
+    """The argmax token goes after column `step`; finished rows get padding."""
+    nxt = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV.astype(jnp.float32)), nxt[:, None], axis=-1)[:, 0]
+    nxt = jnp.where(self.done, pad_id, nxt)
+    tokens = jax.lax.dynamic_update_slice_in_dim(self.tokens, nxt[:, None], self.step + 1, axis=1)
+    return _GreedyState(self.step + 1, tokens, self.done | jnp.isin(nxt, jnp.asarray(eos_ids, jnp.int32)),
+                        self.lengths + (~self.done).astype(jnp.int32), self.scores + jnp.where(self.done, 0.0, logp))
+
+
+def _greedy_loop(decode_step, state: _GreedyState, cache, pad_id: int, eos_ids, max_new_tokens: int) -> GenerateOutput:
+  """One `while_loop`: feed the token at column `step`, choose the next, until every row is done."""
 
   def cond(carry):
-    step, _, _, done, _, _ = carry
-    return (step < max_new_tokens) & ~jnp.all(done)
+    state, _ = carry
+    return (state.step < max_new_tokens) & ~jnp.all(state.done)
 
   def body(carry):
-    step, tokens, cache, done, lengths, scores = carry
-    last = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
-    out = model.decode(last, enc, attention_mask_BxL, cache=cache)
-    logits_BxV = out.logits[:, -1]
-    nxt = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV), nxt[:, None], axis=-1)[:, 0]
-    nxt = jnp.where(done, cfg.pad_token_id, nxt)
-    tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], step + 1, axis=1)
-    lengths = lengths + (~done).astype(jnp.int32)
-    scores = scores + jnp.where(done, 0.0, logp)
-    return step + 1, tokens, out.cache, done | (nxt == cfg.eos_token_id), lengths, scores
+    state, cache = carry
+    logits_BxV, cache = decode_step(jax.lax.dynamic_slice_in_dim(state.tokens, state.step, 1, axis=1), cache)
+    return state.choose(logits_BxV, pad_id, eos_ids), cache
 
-  init = (jnp.zeros((), jnp.int32), tokens, cache, zeros_B.astype(bool), zeros_B, jnp.zeros((B,), jnp.float32))
-  _, tokens, _, _, lengths, scores = jax.lax.while_loop(cond, body, init)
-  return GenerateOutput(tokens, lengths, scores)
+  state, _ = jax.lax.while_loop(cond, body, (state, cache))
+  return GenerateOutput(state.tokens, state.lengths, state.scores)
 
 
 def decoder_greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_tokens: int) -> GenerateOutput:
@@ -102,42 +126,19 @@ def decoder_greedy_search(model, input_ids_BxL, attention_mask_BxL, max_new_toke
   cfg = model.cfg
   B, L = input_ids_BxL.shape
   pad = cfg.generation_pad_id
-  eos = jnp.asarray(cfg.eos_token_ids, jnp.int32)
   mask = attention_mask_BxL > 0
   last_B = jnp.max(jnp.where(mask, jnp.arange(L, dtype=jnp.int32)[None], 0), axis=1)  # last real token
   out = model(input_ids_BxL, attention_mask_BxL, cache=model.init_cache(B, L + max_new_tokens), with_logits=False)
   hidden_Bx1xD = jnp.take_along_axis(out.last_hidden_state, last_B[:, None, None], axis=1)
-  first_logits = model.logits(hidden_Bx1xD)[:, 0]
   tokens = jnp.full((B, max_new_tokens + 1), pad, jnp.int32)
   tokens = tokens.at[:, 0].set(jnp.take_along_axis(input_ids_BxL, last_B[:, None], axis=1)[:, 0].astype(jnp.int32))
-  zeros_B = jnp.zeros((B,), jnp.int32)
+  state = _GreedyState.start(tokens).choose(model.logits(hidden_Bx1xD)[:, 0], pad, cfg.eos_token_ids)
 
-  def choose(step, logits_BxV, tokens, done, lengths, scores):
-    nxt = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV.astype(jnp.float32)), nxt[:, None], axis=-1)[:, 0]
-    nxt = jnp.where(done, pad, nxt)
-    tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], step + 1, axis=1)
-    lengths = lengths + (~done).astype(jnp.int32)
-    scores = scores + jnp.where(done, 0.0, logp)
-    return tokens, done | jnp.isin(nxt, eos), lengths, scores
+  def decode_step(last_Bx1, cache):
+    o = model(last_Bx1, jnp.ones_like(last_Bx1), cache=cache)
+    return o.logits[:, -1], o.cache
 
-  tokens, done, lengths, scores = choose(0, first_logits, tokens, zeros_B.astype(bool), zeros_B,
-                                         jnp.zeros((B,), jnp.float32))
-
-  def cond(carry):
-    step, _, _, done, _, _ = carry
-    return (step < max_new_tokens) & ~jnp.all(done)
-
-  def body(carry):
-    step, tokens, cache, done, lengths, scores = carry
-    last = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
-    o = model(last, jnp.ones_like(last), cache=cache)
-    tokens, done, lengths, scores = choose(step, o.logits[:, -1], tokens, done, lengths, scores)
-    return step + 1, tokens, o.cache, done, lengths, scores
-
-  init = (jnp.ones((), jnp.int32), tokens, out.cache, done, lengths, scores)
-  _, tokens, _, _, lengths, scores = jax.lax.while_loop(cond, body, init)
-  return GenerateOutput(tokens, lengths, scores)
+  return _greedy_loop(decode_step, state, out.cache, pad, cfg.eos_token_ids, max_new_tokens)
 
 
 def _gather(x_BxNx, idx_BxK):
