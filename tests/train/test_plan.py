@@ -96,8 +96,8 @@ def test_plan_text_names_replicated_parameters(capsys):
   from xtjax.cli.plan_cmd import format_plan
 
   row = {"path": "encoder/x/bias", "shape": [4], "dtype": "float32", "spec": "()", "shards": 1, "bytes_per_device": 16}
-  r = {"model": "encoder", "num_params": 4, "task": "mnli", "head_type": "classification", "batch_size": 8,
-       "max_length": 16, "grad_accum_steps": 1, "dtype": "float32", "param_dtype": "float32", "topology": "v4-8",
+  r = {"model": "encoder", "num_params": 4, "trained_params": 4, "task": "mnli", "head_type": "classification",
+       "batch_size": 8, "max_length": 16, "grad_accum_steps": 1, "dtype": "float32", "param_dtype": "float32", "topology": "v4-8",
        "devices": 4, "num_slices": 1, "mesh": {}, "per_device": {"total": 2 ** 30}, "hbm_bytes": 32 * 2 ** 30,
        "fits": False, "headroom": 0.9, "chip_source": "src", "programs": [],
        "flops_per_device": {"analytic": 1.0, "compiled": 2.0}, "step_seconds_at_mfu": None, "shardings": [row]}
