@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # cells, phase runs, intermediate runs per shipped sweep file
 SHIPPED = {"phang2020_grid.yaml": (99, 109, 10), "rq_intermediate_epochs.yaml": (162, 177, 15),
            "rq_multilingual_vs_monolingual.yaml": (24, 28, 4), "rq_scale_xlmr.yaml": (28, 30, 2),
+           "rq_size_vs_throughput.yaml": (18, 21, 3), "rq_domain_vs_general.yaml": (36, 45, 9),
            "tiny.yaml": (6, 8, 2)}
 
 
@@ -155,6 +156,6 @@ def test_tiny_sweep_end_to_end_then_rerun_trains_nothing(tmp_path, tiny_hf, caps
   assert main(["report", str(work)]) == 0
   out = capsys.readouterr().out
   assert "| none |" in out and "intermediate-mnli epochs=3" in out
-  assert "### Latency and training cost per cell" in out
-  for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png"):
+  assert "### Accuracy, latency and cost per cell" in out
+  for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png", "learning_curves.png"):
     assert (work / "report" / png).read_bytes()[:4] == b"\x89PNG"

@@ -36,6 +36,7 @@ def _sweep_report(sweep_dir, args) -> int:
 
   from xtjax.errors import XtjaxError
   from xtjax.experiments import sweep_report as sr
+  from xtjax.experiments.sweep_plots import plots
   from xtjax.io_utils import atomic_path, write_text_atomic
 
   records = sr.load_results(sweep_dir)
@@ -43,7 +44,7 @@ def _sweep_report(sweep_dir, args) -> int:
     raise XtjaxError(f"{sweep_dir}: no finished target runs yet (xtjax sweep status shows the cells)")
   out = Path(args.out) if args.out else sweep_dir / "report"
   md = sr.to_markdown(records)
-  figs = sr.plots(records)
+  figs = plots(records)
   write_text_atomic(out / "report.md", md + "\n")
   write_text_atomic(out / "results.csv", sr.to_csv(records))
   if args.csv:
