@@ -74,3 +74,23 @@ def test_ray_backend_kills_one_run_and_resumes_it_from_its_checkpoint(tmp_path, 
     assert set(target["zero_shot"]["xnli"]) == {"en", "de", "es", "avg"}
   finally:
     ray.shutdown()
+
+
+def test_ray_options_slice_names_and_bad_input(tmp_path, capsys):
+  from xtjax.cli.main import main
+  from xtjax.experiments.sweep_ray import _slice_topology, parse_resources
+
+  # Ray's names (ray.util.tpu: accelerator version and chip topology) of Cloud TPU slice types.
+  assert _slice_topology("v4-32") == ("v4", "2x2x4")
+  assert _slice_topology("v5e-16") == ("v5litepod", "4x4")
+  assert _slice_topology("v5p-8") == ("v5p", "2x2x1")
+  assert parse_resources('{"TPU": 4}') == {"TPU": 4.0}
+  (tmp_path / "pipeline.yaml").write_text((ROOT / "configs/tiny/pipeline.yaml").read_text())
+  (tmp_path / "s.yaml").write_text("name: t\npipeline: pipeline.yaml\n")
+  for flags, message in ((["--slice", "v4-32"], "need --backend ray"),
+                         (["--backend", "ray", "--cell-resources", "{TPU: 4}"], "--cell-resources: not JSON"),
+                         (["--backend", "ray", "--cell-resources", '{"TPU": -1}'], "resource -> amount"),
+                         (["--backend", "ray", "--slice", "cpu:8"], "a TPU slice type")):
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--workdir", str(tmp_path / "w"), *flags]) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, (flags, err)

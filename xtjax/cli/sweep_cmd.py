@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
                            cell_resources=parse_resources(args.cell_resources), retries=args.retries)
   else:
     if args.slice or args.address or args.cell_resources:
-      raise SystemExit("xtjax sweep: --address, --slice and --cell-resources need --backend ray")
+      from xtjax.errors import ConfigError
+
+      raise ConfigError("xtjax sweep: --address, --slice and --cell-resources need --backend ray")
     from xtjax.parallel.distributed import maybe_initialize
 
     maybe_initialize()

@@ -9,6 +9,8 @@ values, crossed). Every phase run is identified by the hash of its fully resolve
   - the run directories are the ledger: `summary.json` = done, `sweep_error.json` = failed (kept
     and retried on the next invocation), `sweep_running.json` with a live pid = running, checkpoints
     without a summary = interrupted (resumed).
+Backends: `run_sweep` trains the runs in sequence on this machine; `sweep_ray.run_sweep_ray` makes each
+a Ray task holding one slice. Both go through `should_start` and `execute_run`, so the ledger is one.
 """
 
 from __future__ import annotations

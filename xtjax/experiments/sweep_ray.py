@@ -62,6 +62,10 @@ def _slice_run(run: sweep.Run, train_fn, latency_iters: int | None, slice_type: 
                               accelerator_version=version))[0]
 
 
+# Our chip generations (libtpu's topology prefixes) by the name Ray's TPU utilities use.
+RAY_TPU_VERSION = {"v5": "v5p", "v5e": "v5litepod"}
+
+
 def _slice_topology(slice_type: str) -> tuple[str, str]:
   """`v4-32` -> ("v4", "2x2x4"): Ray's accelerator version and topology of a Cloud TPU slice name."""
   from xtjax.parallel import topology
@@ -69,7 +73,7 @@ def _slice_topology(slice_type: str) -> tuple[str, str]:
   s = topology.parse(slice_type)
   if s.chip is None:
     raise ConfigError(f"--slice {slice_type}: a TPU slice type such as v4-32 or v5e-16")
-  version = {"v5": "v5p"}.get(s.chip.generation, s.chip.generation)
+  version = RAY_TPU_VERSION.get(s.chip.generation, s.chip.generation)
   return version, "x".join(map(str, s.grid))
 
 
