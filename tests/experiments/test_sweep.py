@@ -170,3 +170,14 @@ def test_tiny_sweep_end_to_end_then_rerun_trains_nothing(tmp_path, tiny_hf, caps
   assert "### Accuracy, latency and cost per cell" in out
   for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png", "learning_curves.png"):
     assert (work / "report" / png).read_bytes()[:4] == b"\x89PNG"
+  # Every phase's cost: the encoder's parameters as PyTorch counts them, FLOPs of trained phases only.
+  import transformers
+
+  from xtjax.experiments.sweep_report import load_results
+
+  n_torch = sum(p.numel() for p in transformers.AutoModel.from_pretrained(model).parameters())
+  for rec in load_results(work):
+    assert rec["params"] == n_torch and rec["family"] == "xlm-roberta"
+    for (kind, _), cost in zip(rec["run_dirs"], rec["phase_costs"]):
+      trained = kind == "intermediate" or rec["target"] == "target-xnli"
+      assert (cost["train_flops"] > 0) == trained and (cost["device_hours"] > 0 or not trained)

@@ -185,13 +185,19 @@ def cost_table(records: list[dict]) -> str:
 
 
 def to_csv(records: list[dict]) -> str:
+  """One row per cell and target task: score, its phases' cost summed (a shared intermediate run counts in each of
+  its cells), throughput, then each language."""
   buf = io.StringIO()
   w = csv.writer(buf)
-  w.writerow(["intermediate", "target", "axes", "metric", "score"] + ["lang:" + x for x in
-                                                                      sorted({k for r in records for k in r["languages"]})])
   langs = sorted({k for r in records for k in r["languages"]})
+  w.writerow(["intermediate", "target", "axes", "metric", "score", "params", "train_pflops", "device_hours",
+              "examples_per_s"] + ["lang:" + x for x in langs])
   for r in records:
-    w.writerow([r["intermediate"], r["target"], json.dumps(r["axes"], sort_keys=True), r["metric"], f"{r['score']:.4f}"]
+    costs = [c for c in r["phase_costs"] if c]
+    total = (f"{sum(c['train_flops'] for c in costs) / 1e15:.6g}", f"{sum(c['device_hours'] for c in costs):.6g}"
+             ) if costs else ("", "")
+    w.writerow([r["intermediate"], r["target"], json.dumps(r["axes"], sort_keys=True), r["metric"], f"{r['score']:.4f}",
+                r["params"] or "", *total, f"{r['latency']['examples_per_s']:.2f}" if r["latency"] else ""]
                + [f"{r['languages'][x]:.4f}" if x in r["languages"] else "" for x in langs])
   return buf.getvalue()
 
