@@ -50,7 +50,8 @@ def phase_cost(run_dir: Path, summary: dict) -> dict:
     else:
       per_step = flops.train_flops(enc, batch, length, task.head_type, _labels(task))
   seconds = float(summary.get("train_seconds") or 0.0)
-  return {"family": family.name, "params": _num_params(family.name, json.dumps(registry.config_to_dict(enc),
+  # The model family as the report groups it (xlm-roberta, bert, mt5, ...): the Hugging Face model type.
+  return {"family": getattr(enc, "model_type", None) or family.name, "params": _num_params(family.name, json.dumps(registry.config_to_dict(enc),
                                                                                sort_keys=True)),
           "steps": steps, "train_flops": float(per_step * steps),
           "device_hours": seconds * int(summary.get("device_count") or 1) / 3600}
