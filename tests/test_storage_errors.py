@@ -124,7 +124,7 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
     with io_utils.atomic_path(tmp_path / "emb.npy"):
       open(tmp_path / "missing.txt")
   assert e.value.filename == str(tmp_path / "missing.txt")
-  book = Logbook(tmp_path, tensorboard=False)
+  book = Logbook(tmp_path, report_to=())
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr("builtins.open", full)
     with pytest.raises(OSError) as e:

@@ -16,12 +16,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"phang2020_grid.yaml": (99, 109, 10), "rq_intermediate_epochs.yaml": (162, 177, 15),
            "rq_multilingual_vs_monolingual.yaml": (24, 28, 4), "rq_scale_xlmr.yaml": (28, 30, 2),
            "rq_scale_decoders.yaml": (56, 60, 4),
+           "rq_size_vs_throughput.yaml": (18, 21, 3), "rq_domain_vs_general.yaml": (36, 45, 9),
            "tiny.yaml": (6, 8, 2)}
+
+
+# Points at configs/mt5/ (text-to-text pipelines, from the t2t branch): checked once those exist.
+MT5 = {"rq_scale_mt5.yaml": "../mt5/mt5_small_mnli.yaml"}
 
 
 def test_every_shipped_sweep_loads_and_expands(tmp_path):
   files = sorted(p.name for p in (ROOT / "configs/experiments").glob("*.yaml"))
-  assert files == sorted(SHIPPED)
+  assert files == sorted(set(SHIPPED) | set(MT5))
+  for name, pipeline in MT5.items():
+    cfg, path = sweep.load_sweep(ROOT / "configs/experiments" / name)
+    assert cfg.pipeline == pipeline
+    if (ROOT / "configs/mt5").is_dir():  # after the merge: it must expand (5 sizes x {none, MNLI})
+      cells = sweep.expand(cfg, path, tmp_path)
+      print(f"{name}: {len(cells)} cells, {len(sweep.unique_runs(cells))} phase runs")
+      assert len({c.runs[-1].config.model.pretrained for c in cells}) == 5
   for name, (n_cells, n_runs, n_inter) in SHIPPED.items():
     cfg, pipeline = sweep.load_sweep(ROOT / "configs/experiments" / name)
     cells = sweep.expand(cfg, pipeline, tmp_path)
@@ -172,6 +184,17 @@ def test_tiny_sweep_end_to_end_then_rerun_trains_nothing(tmp_path, tiny_hf, caps
   assert main(["report", str(work)]) == 0
   out = capsys.readouterr().out
   assert "| none |" in out and "intermediate-mnli epochs=3" in out
-  assert "### Latency and training cost per cell" in out
-  for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png"):
+  assert "### Accuracy, latency and cost per cell" in out
+  for png in ("score_vs_epochs.png", "score_vs_throughput.png", "delta_heatmap.png", "learning_curves.png"):
     assert (work / "report" / png).read_bytes()[:4] == b"\x89PNG"
+  # Every phase's cost: the encoder's parameters as PyTorch counts them, FLOPs of trained phases only.
+  import transformers
+
+  from xtjax.experiments.sweep_report import load_results
+
+  n_torch = sum(p.numel() for p in transformers.AutoModel.from_pretrained(model).parameters())
+  for rec in load_results(work):
+    assert rec["params"] == n_torch and rec["family"] == "xlm-roberta"
+    for (kind, _), cost in zip(rec["run_dirs"], rec["phase_costs"]):
+      trained = kind == "intermediate" or rec["target"] == "target-xnli"
+      assert (cost["train_flops"] > 0) == trained and (cost["device_hours"] > 0 or not trained)

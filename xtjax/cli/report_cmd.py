@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 def _sweep_report(sweep_dir, args) -> int:
   from xtjax.errors import XtjaxError
   from xtjax.experiments import sweep_report as sr
+  from xtjax.experiments.sweep_plots import plots
   from xtjax.io_utils import as_path, atomic_path, write_text_atomic
 
   records = sr.load_results(sweep_dir)
@@ -39,7 +40,7 @@ def _sweep_report(sweep_dir, args) -> int:
     raise XtjaxError(f"{sweep_dir}: no finished target runs yet (xtjax sweep status shows the cells)")
   out = as_path(args.out) if args.out else sweep_dir / "report"
   md = sr.to_markdown(records)
-  figs = sr.plots(records)
+  figs = plots(records)
   write_text_atomic(out / "report.md", md + "\n")
   write_text_atomic(out / "results.csv", sr.to_csv(records))
   if args.csv:

@@ -7,11 +7,19 @@ import argparse
 
 def register(sub) -> None:
   p = sub.add_parser("sweep", help="run a grid of pipelines with shared intermediate phases (re-running resumes)",
-                     description="xtjax sweep SWEEP.yaml [k=v ...] | xtjax sweep status SWEEP.yaml [--json]")
+                     description="xtjax sweep SWEEP.yaml [k=v ...] [--backend ray [--address A] [--slice v4-32]] | "
+                                 "xtjax sweep status SWEEP.yaml [--json]")
   p.add_argument("args", nargs="+", metavar="[status] SWEEP.yaml [k=v ...]")
   p.add_argument("--workdir", default=None, help="sweep directory (default: runs/sweeps/<name>)")
   p.add_argument("--dry-run", action="store_true", help="list the cells and runs, train nothing")
   p.add_argument("--json", action="store_true", help="status as JSON")
+  p.add_argument("--backend", choices=("local", "ray"), default="local",
+                 help="local: runs in sequence on this machine; ray: each run a Ray task on a cluster")
+  p.add_argument("--address", default=None, help="ray: the cluster (auto, ray://HOST:10001; default: a local Ray)")
+  p.add_argument("--slice", default=None, help="ray: reserve one TPU slice of this type per run (e.g. v4-32)")
+  p.add_argument("--cell-resources", default=None,
+                 help='ray, without --slice: resources of one run\'s task, JSON (default {"CPU": 1}; e.g. {"TPU": 4})')
+  p.add_argument("--retries", type=int, default=2, help="ray: re-runs of a task whose worker or node died")
   p.set_defaults(func=run, overrides=[])
 
 
@@ -39,10 +47,20 @@ def run(args: argparse.Namespace) -> int:
             f" in {workdir}")
       print(sweep.status_table(cells))
     return 0
-  from xtjax.parallel.distributed import maybe_initialize
+  if args.backend == "ray":
+    from xtjax.experiments.sweep_ray import parse_resources, run_sweep_ray
 
-  maybe_initialize()
-  counts = sweep.run_sweep(cfg, pipeline, workdir, where=path)
+    counts = run_sweep_ray(cfg, pipeline, workdir, where=path, address=args.address, slice_type=args.slice,
+                           cell_resources=parse_resources(args.cell_resources), retries=args.retries)
+  else:
+    if args.slice or args.address or args.cell_resources:
+      from xtjax.errors import ConfigError
+
+      raise ConfigError("xtjax sweep: --address, --slice and --cell-resources need --backend ray")
+    from xtjax.parallel.distributed import maybe_initialize
+
+    maybe_initialize()
+    counts = sweep.run_sweep(cfg, pipeline, workdir, where=path)
   print(sweep.status_table(cells))
   print(f"report: xtjax report {workdir}")
   return 1 if counts.get("failed") else 0

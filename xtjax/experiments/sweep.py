@@ -9,6 +9,8 @@ values, crossed). Every phase run is identified by the hash of its fully resolve
   - the run directories are the ledger: `summary.json` = done, `sweep_error.json` = failed (kept
     and retried on the next invocation), `sweep_running.json` with a live pid = running, checkpoints
     without a summary = interrupted (resumed).
+Backends: `run_sweep` trains the runs in sequence on this machine; `sweep_ray.run_sweep_ray` makes each
+a Ray task holding one slice. Both go through `should_start` and `execute_run`, so the ledger is one.
 """
 
 from __future__ import annotations
@@ -215,50 +217,82 @@ def write_sweep_file(cfg: SweepConfig, cells: list[Cell], workdir: Path) -> None
   write_text_atomic(workdir / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where: str = "sweep",
-              train_fn=None) -> dict:
-  """Runs every pending / interrupted / failed run once, in dependency order. Returns status counts."""
-  if train_fn is None:
-    from xtjax.train.loop import train as train_fn
+def prepare(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where: str) -> tuple[list[Cell], list[Run]]:
+  """Expands the sweep into `workdir` (sweep.json written) and lists its runs, dependencies first."""
   workdir = run_path(workdir)
   cells = expand(cfg, pipeline_path, workdir, where)
   write_sweep_file(cfg, cells, workdir)
   runs = unique_runs(cells)
   log.info("sweep %s: %d cells, %d phase runs (%d intermediate)", cfg.name, len(cells), len(runs),
            sum(r.kind == "intermediate" for r in runs))
+  return cells, runs
+
+
+def should_start(run: Run, failed=()) -> bool:
+  """Whether a run is to be trained now: not done, not running elsewhere, its intermediate run done."""
+  status = run_status(run.run_dir)
+  if status == "running":
+    log.info("%s: running elsewhere, skipped", run.run_dir.name)
+  if status in ("done", "running"):
+    return False
+  if run.after is not None and (run.after in failed or run_status(run.after) != "done"):
+    log.warning("%s: skipped, its intermediate run %s did not finish", run.run_dir.name, run.after.name)
+    return False
+  return True
+
+
+def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where: str = "sweep",
+              train_fn=None) -> dict:
+  """Runs every pending / interrupted / failed run once, in sequence on this machine, in dependency order.
+  Returns status counts. (`sweep_ray.run_sweep_ray` is the same over a Ray cluster.)"""
+  if train_fn is None:
+    from xtjax.train.loop import train as train_fn
+  workdir = run_path(workdir)
+  cells, runs = prepare(cfg, pipeline_path, workdir, where)
   failed: set[Path] = set()
   for run in runs:
-    status = run_status(run.run_dir)
-    if status == "done":
+    if not should_start(run, failed):
       continue
-    if status == "running":
-      log.info("%s: running elsewhere, skipped", run.run_dir.name)
-      continue
-    if run.after is not None and (run.after in failed or run_status(run.after) != "done"):
-      log.warning("%s: skipped, its intermediate run %s did not finish", run.run_dir.name, run.after.name)
-      continue
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.run_dir / "sweep_running.json", json.dumps(
-        {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
-    try:
-      summary = train_fn(run.config, run.run_dir)
-    except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
-      errors = (read_json(run.run_dir / "sweep_error.json") or {}).get("errors", [])
-      errors.append({"time": time.time(), "error": f"{type(e).__name__}: {e}",
-                     "traceback": traceback.format_exc()[-4000:]})
-      write_text_atomic(run.run_dir / "sweep_error.json", json.dumps({"errors": errors}, indent=2) + "\n")
-      log.error("%s failed: %s: %s (kept in sweep_error.json; re-run the sweep to retry)", run.run_dir.name,
-                type(e).__name__, e)
+    outcome = execute_run(run, train_fn)
+    if outcome == "failed":
       failed.add(run.run_dir)
-      continue
-    finally:
-      (run.run_dir / "sweep_running.json").unlink(missing_ok=True)
-    if summary.get("status") == "preempted":
+    elif outcome == "interrupted":
       log.warning("sweep preempted in %s; run the same command again to resume", run.run_dir)
       break
   if cfg.latency:
-    _measure_latencies(runs, cfg.latency_iters)
+    for run in runs:
+      if run.kind == "target" and run_status(run.run_dir) == "done":
+        measure_run_latency(run.run_dir, cfg.latency_iters)
   return status_counts(cells)
+
+
+def execute_run(run: Run, train_fn, primary: bool = True) -> str:
+  """Trains one phase run under the ledger's marks: 'done', 'failed' (the error appended to
+  sweep_error.json, retried next time) or 'interrupted' (preempted; its checkpoints resume it).
+  `primary`: this process writes the marks (process 0 of a multi-host run)."""
+  if primary:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run.run_dir / "sweep_running.json", json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
+  try:
+    summary = train_fn(run.config, run.run_dir)
+  except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
+    if primary:
+      record_error(run.run_dir, f"{type(e).__name__}: {e}", traceback.format_exc())
+    log.error("%s failed: %s: %s (kept in sweep_error.json; re-run the sweep to retry)", run.run_dir.name,
+              type(e).__name__, e)
+    return "failed"
+  finally:
+    if primary:
+      (run.run_dir / "sweep_running.json").unlink(missing_ok=True)
+  return "interrupted" if summary.get("status") == "preempted" else "done"
+
+
+def record_error(run_dir: Path, error: str, trace: str = "") -> None:
+  """Appends an error to the run's sweep_error.json (every attempt's error is kept)."""
+  errors = (read_json(run_dir / "sweep_error.json") or {}).get("errors", [])
+  errors.append({"time": time.time(), "error": error, "traceback": trace[-4000:]})
+  write_text_atomic(run_dir / "sweep_error.json", json.dumps({"errors": errors}, indent=2) + "\n")
 
 
 def status_counts(cells: list[Cell]) -> dict[str, int]:
@@ -269,19 +303,19 @@ def status_counts(cells: list[Cell]) -> dict[str, int]:
   return counts
 
 
-def _measure_latencies(runs: list[Run], iters: int) -> None:
-  """Every finished target run without a latency measurement gets one (retried on the next invocation if it fails)."""
+def measure_run_latency(run_dir: Path, iters: int) -> None:
+  """A finished target run without a latency measurement gets one on this machine's device (a failure is
+  logged and retried on the next invocation: the cell's scores stand)."""
   from xtjax.experiments.cell_cost import LATENCY_FILE, measure_latency
 
-  for run in runs:
-    if run.kind != "target" or run_status(run.run_dir) != "done" or (run.run_dir / LATENCY_FILE).exists():
-      continue
-    try:
-      out = measure_latency(run.run_dir, iters=iters)
-      log.info("%s: batch-1 p50 %.2f ms, %.1f examples/s at batch %d", run.run_dir.name, out["batch1_p50_ms"],
-               out["examples_per_s"], out["eval_batch_size"])
-    except Exception as e:  # noqa: BLE001 - the cell's scores stand; the measurement is retried next time
-      log.error("%s: latency not measured (%s: %s); re-run the sweep to retry", run.run_dir.name, type(e).__name__, e)
+  if (run_dir / LATENCY_FILE).exists():
+    return
+  try:
+    out = measure_latency(run_dir, iters=iters)
+    log.info("%s: batch-1 p50 %.2f ms, %.1f examples/s at batch %d", run_dir.name, out["batch1_p50_ms"],
+             out["examples_per_s"], out["eval_batch_size"])
+  except Exception as e:  # noqa: BLE001
+    log.error("%s: latency not measured (%s: %s); re-run the sweep to retry", run_dir.name, type(e).__name__, e)
 
 
 def main_score(run_dir: Path) -> tuple[str, float] | None:

@@ -30,12 +30,15 @@ def load_results(sweep_dir: epath.Path) -> list[dict]:
   if not meta_path.exists():
     raise XtjaxError(f"{meta_path}: missing; is {sweep_dir} a sweep directory written by `xtjax sweep`?")
   meta = json.loads(meta_path.read_text())
-  out = []
+  out, cost_of = [], {}  # an intermediate run is shared by many cells: its cost computed once
   for cell in meta["cells"]:
     summary_path = sweep_dir / cell["runs"][-1] / "summary.json"
     if not summary_path.exists():
       continue
     summary = json.loads(summary_path.read_text())
+    run_dirs = [(kind, sweep_dir / r) for kind, r in zip(("intermediate", "target")[2 - len(cell["runs"]):],
+                                                        cell["runs"])]
+    costs = [_cost(d, cost_of) for _, d in run_dirs]
     for task, per_lang in (summary.get("zero_shot") or {}).items():
       avg = per_lang.get("avg", {})
       metric = main_metric(task, avg)
@@ -44,10 +47,23 @@ def load_results(sweep_dir: epath.Path) -> list[dict]:
       out.append({"intermediate": cell["intermediate"], "target": cell["target"], "task": task,
                   "axes": cell["axes"], "metric": metric, "score": float(avg[metric]), "cell": cell["name"],
                   "latency": read_json(sweep_dir / cell["runs"][-1] / LATENCY_FILE),
-                  "train_seconds": sum(float((read_json(sweep_dir / r / "summary.json") or {}).get("train_seconds") or 0)
-                                       for r in cell["runs"]),
+                  "run_dirs": [(k, str(d)) for k, d in run_dirs], "phase_costs": costs,
+                  "family": costs[-1]["family"] if costs[-1] else None,
+                  "params": costs[-1]["params"] if costs[-1] else None,
                   "languages": {lang: float(v[metric]) for lang, v in per_lang.items() if lang != "avg" and metric in v}})
   return out
+
+
+def _cost(run_dir: Path, cache: dict) -> dict | None:
+  """A finished run's parameters, training FLOPs and device-hours (None while it is not finished)."""
+  from xtjax.experiments.phase_cost import phase_cost
+
+  summary = read_json(run_dir / "summary.json")
+  if not summary or summary.get("status") != "finished" or not (run_dir / "model").is_dir():
+    return None  # not finished, or not written by the trainer (no exported model to count)
+  if run_dir not in cache:
+    cache[run_dir] = phase_cost(run_dir, summary)
+  return cache[run_dir]
 
 
 def _row_key(rec: dict) -> tuple:
@@ -65,8 +81,27 @@ def _mean_std(vals: list[float]) -> tuple[float, float | None]:
   return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
 
 
+# Significance against the no-intermediate baseline: Welch's t-test (two-sided, unequal variances) of the
+# per-seed scores of a row and of its baseline, when both have at least MIN_SEEDS seeds.
+MIN_SEEDS = 3
+MARKS = ((0.01, "**"), (0.05, "*"))
+SIGNIFICANCE_NOTE = (f"Marks: Welch's t-test (two-sided, unequal variances) over seeds against the no-intermediate "
+                     f"baseline, with >= {MIN_SEEDS} seeds on both sides: * p < 0.05, ** p < 0.01.")
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+  """Two-sided p-value of Welch's t-test (scipy), None with fewer than MIN_SEEDS values on a side."""
+  if min(len(a), len(b)) < MIN_SEEDS:
+    return None
+  from scipy import stats
+
+  p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+  return None if math.isnan(p) else p  # identical constant samples: no test
+
+
 def main_table(records: list[dict]) -> tuple[list[str], list[dict]]:
-  """(target columns, rows); a row: {"row": label, target: (mean, std, delta, n)}, plus "avg"."""
+  """(target columns, rows); a row: {"row": label, target: (mean, std, delta, n, p)}, plus "avg" (p: Welch's
+  t-test against the baseline, or None)."""
   targets = sorted({r["target"] for r in records})
   groups: dict[tuple, dict[str, list[float]]] = {}
   base_of: dict[tuple, tuple] = {}
@@ -85,12 +120,14 @@ def main_table(records: list[dict]) -> tuple[list[str], list[dict]]:
     for t in targets:
       if t in per_t:
         m, s = _mean_std(per_t[t])
-        row[t] = (m, s, (m - base[t]) if t in base and key[0] != NONE else None, len(per_t[t]))
+        vs_base = t in base and key[0] != NONE
+        p = welch_p(per_t[t], base_vals[base_of[key]][t]) if vs_base else None
+        row[t] = (m, s, (m - base[t]) if vs_base else None, len(per_t[t]), p)
     means = [row[t][0] for t in targets if t in row]
     bases = [base[t] for t in targets if t in row and t in base]
     avg = statistics.fmean(means) if means else math.nan
     row["avg"] = (avg, None, (avg - statistics.fmean(bases)) if key[0] != NONE and len(bases) == len(means) and bases
-                  else None, 1)
+                  else None, 1, None)
     rows.append(row)
   return targets, rows
 
@@ -98,9 +135,10 @@ def main_table(records: list[dict]) -> tuple[list[str], list[dict]]:
 def _fmt(cell) -> str:
   if cell is None:
     return "-"
-  m, s, d, _ = cell
+  m, s, d, _, p = cell
   text = f"{m:.1f}" + (f" ± {s:.1f}" if s is not None else "")
-  return text + (f" ({d:+.1f})" if d is not None else "")
+  mark = next((m for limit, m in MARKS if p is not None and p < limit), "")
+  return text + (f" ({d:+.1f}{mark})" if d is not None else "")
 
 
 def to_markdown(records: list[dict]) -> str:
@@ -109,7 +147,9 @@ def to_markdown(records: list[dict]) -> str:
   lines = ["| intermediate | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
   for r in rows:
     lines.append(f"| {r['row']} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
-  lines += ["", "### Latency and training cost per cell", "", cost_table(records)]
+  if any(r.get(t) and r[t][3] >= MIN_SEEDS for r in rows for t in targets):
+    lines += ["", SIGNIFICANCE_NOTE]
+  lines += ["", "### Accuracy, latency and cost per cell", "", cost_table(records)]
   for t in targets:
     recs = [r for r in records if r["target"] == t]
     langs = language_order(recs[0]["task"], {lang for r in recs for lang in r["languages"]})  # the benchmark's order
@@ -126,104 +166,40 @@ def to_markdown(records: list[dict]) -> str:
 
 
 def cost_table(records: list[dict]) -> str:
-  """Per cell: latency and throughput of its best checkpoint, and training time (intermediate + target)."""
-  lines = ["| cell | batch-1 p50 ms | p99 ms | examples/s (eval batch) | compile s | train s | device |",
-           "|---|---:|---:|---:|---:|---:|---|"]
+  """Per cell, next to its score: parameters, training FLOPs and device-hours of each phase (intermediate,
+  target), and latency / throughput of its best checkpoint on the inference path."""
+  lines = ["| cell | score | params | inter. PFLOPs | inter. device-h | target PFLOPs | target device-h "
+           "| batch-1 p50 ms | p99 ms | examples/s (eval batch) | compile s | device |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in sorted(records, key=lambda r: r["cell"]):
+    costs = dict(zip([k for k, _ in r["run_dirs"]], r["phase_costs"]))
+    phases = []
+    for kind in ("intermediate", "target"):
+      c = costs.get(kind)
+      phases += [f"{c['train_flops'] / 1e15:.3g}", f"{c['device_hours']:.3g}"] if c else ["-", "-"]
     lat = r.get("latency")
-    cells = ([f"{lat['batch1_p50_ms']:.2f}", f"{lat['batch1_p99_ms']:.2f}", f"{lat['examples_per_s']:.1f}",
-              f"{lat['compile_seconds']:.1f}"] if lat else ["-"] * 4)
-    lines.append(f"| {r['cell']} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} | "
-                 f"{lat['device_kind'] if lat else '-'} |")
+    timing = ([f"{lat['batch1_p50_ms']:.2f}", f"{lat['batch1_p99_ms']:.2f}", f"{lat['examples_per_s']:.1f}",
+               f"{lat['compile_seconds']:.1f}", lat["device_kind"]] if lat else ["-"] * 5)
+    params = f"{r['params'] / 1e6:.3g}M" if r.get("params") else "-"
+    lines.append(f"| {r['cell']} | {r['score']:.1f} | {params} | " + " | ".join(phases + timing) + " |")
   return "\n".join(lines)
 
 
 def to_csv(records: list[dict]) -> str:
+  """One row per cell and target task: score, its phases' cost summed (a shared intermediate run counts in each of
+  its cells), throughput, then each language."""
   buf = io.StringIO()
   w = csv.writer(buf)
-  w.writerow(["intermediate", "target", "axes", "metric", "score"] + ["lang:" + x for x in
-                                                                      sorted({k for r in records for k in r["languages"]})])
   langs = sorted({k for r in records for k in r["languages"]})
+  w.writerow(["intermediate", "target", "axes", "metric", "score", "params", "train_pflops", "device_hours",
+              "examples_per_s"] + ["lang:" + x for x in langs])
   for r in records:
-    w.writerow([r["intermediate"], r["target"], json.dumps(r["axes"], sort_keys=True), r["metric"], f"{r['score']:.4f}"]
+    costs = [c for c in r["phase_costs"] if c]
+    total = (f"{sum(c['train_flops'] for c in costs) / 1e15:.6g}", f"{sum(c['device_hours'] for c in costs):.6g}"
+             ) if costs else ("", "")
+    w.writerow([r["intermediate"], r["target"], json.dumps(r["axes"], sort_keys=True), r["metric"], f"{r['score']:.4f}",
+                r["params"] or "", *total, f"{r['latency']['examples_per_s']:.2f}" if r["latency"] else ""]
                + [f"{r['languages'][x]:.4f}" if x in r["languages"] else "" for x in langs])
-  return buf.getvalue()
-
-
-def plots(records: list[dict]) -> dict[str, bytes]:
-  """PNG figures: score vs intermediate epochs (when an axis sets them), language x intermediate delta heatmap."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  figs: dict[str, bytes] = {}
-  epoch_keys = sorted({k for r in records for k in r["axes"] if k.endswith("epochs")})
-  if epoch_keys:
-    key = epoch_keys[0]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for t in sorted({r["target"] for r in records}):
-      pts: dict[float, list[float]] = {}
-      for r in records:
-        if r["target"] == t and key in r["axes"] and r["intermediate"] != NONE:
-          pts.setdefault(float(r["axes"][key]), []).append(r["score"])
-      if pts:
-        xs = sorted(pts)
-        line, = ax.plot(xs, [statistics.fmean(pts[x]) for x in xs], marker="o", label=t)
-        base = [r["score"] for r in records if r["target"] == t and r["intermediate"] == NONE]
-        if base:  # the no-intermediate baseline of the same target
-          ax.axhline(statistics.fmean(base), color=line.get_color(), linestyle="--", linewidth=1)
-    ax.set_xlabel(key)
-    ax.set_ylabel("zero-shot score (avg over languages)")
-    ax.set_title("dashed: no intermediate task", fontsize=8)
-    ax.legend()
-    figs["score_vs_epochs.png"] = _png(fig)
-  timed = [r for r in records if r.get("latency")]
-  if timed:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for t in sorted({r["target"] for r in timed}):
-      pts = [(r["latency"]["examples_per_s"], r["score"]) for r in timed if r["target"] == t]
-      ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=t)
-    ax.set_xlabel("inference examples/s at the eval batch (one device)")
-    ax.set_ylabel("zero-shot score (avg over languages)")
-    ax.legend()
-    figs["score_vs_throughput.png"] = _png(fig)
-  inters = sorted({r["intermediate"] for r in records if r["intermediate"] != NONE})
-  base = {}
-  for r in records:
-    if r["intermediate"] == NONE:
-      for lang, v in r["languages"].items():
-        base.setdefault((r["target"], lang), []).append(v)
-  cols = sorted(base)
-  if inters and cols:
-    import numpy as np
-
-    grid = np.full((len(inters), len(cols)), np.nan)
-    for i, inter in enumerate(inters):
-      for j, (t, lang) in enumerate(cols):
-        vals = [r["languages"][lang] for r in records if r["intermediate"] == inter and r["target"] == t
-                and lang in r["languages"]]
-        if vals:
-          grid[i, j] = statistics.fmean(vals) - statistics.fmean(base[(t, lang)])
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(cols), 1 + 0.5 * len(inters)))
-    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
-    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(cols)), [f"{t}/{lang}" for t, lang in cols], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(inters)), inters)
-    for (i, j), v in np.ndenumerate(grid):
-      if np.isfinite(v):
-        ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, label="delta vs no intermediate")
-    figs["delta_heatmap.png"] = _png(fig)
-  return figs
-
-
-def _png(fig) -> bytes:
-  import matplotlib.pyplot as plt
-
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-  plt.close(fig)
   return buf.getvalue()
 
 

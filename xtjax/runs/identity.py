@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 # Keys that say where and how a run is computed, not what it computes: a run resumes on another mesh
-# (bit-identical on the same device count) or with another cache folder, checkpoint cadence or log rate.
-PLACEMENT_KEYS = ("mesh", "cache_dir", "checkpoint", "log_every")
+# (bit-identical on the same device count) or with another cache folder, checkpoint cadence, log rate or trackers.
+PLACEMENT_KEYS = ("mesh", "cache_dir", "checkpoint", "log_every", "report_to")
 
 
 def resolved(cfg: TrainConfig) -> dict:

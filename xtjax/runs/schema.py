@@ -98,6 +98,7 @@ class TrainConfig:
   sampling_temperature: float = 2.0
   eval_every: int = 0  # dev evaluation every N steps (0: at the end of every epoch)
   log_every: int = 10
+  report_to: tuple[Literal["tensorboard", "wandb"], ...] = ("tensorboard",)  # trackers besides metrics.jsonl
   seed: int = 0
   # Dropout masks: JAX's "threefry2x32", or "hash" (xtjax.models.prng: ~20% faster steps on CPU,
   # mesh-independent like threefry; opt-in until it has been compared on real tasks).

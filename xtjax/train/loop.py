@@ -160,7 +160,7 @@ class Trainer:
   def run(self, stop_after_steps: int | None = None) -> dict:
     """Trains to the end (or until SIGTERM / `stop_after_steps`, which simulate preemption)."""
     cfg = self.cfg
-    book = Logbook(self.workdir)
+    book = Logbook(self.workdir, cfg.report_to, self.config_dict)
     task_by_name = {t.name: t for t in self.tasks}
     eval_every = cfg.eval_every or self.steps_per_epoch
     status = "finished"
