@@ -34,8 +34,6 @@ def shipped_phases(path: Path, tmp_path: Path) -> list[TrainConfig]:
 def test_shipped_config_parses(path, tmp_path):
   from xtjax.tasks import registry
 
-  if path.name == "rq_scale_mt5.yaml" and not (path.parents[1] / "mt5").is_dir():
-    pytest.skip("its pipeline, configs/mt5/mt5_small_mnli.yaml, comes with the text-to-text branch")
   phases = shipped_phases(path, tmp_path)
   assert phases
   for c in phases:
