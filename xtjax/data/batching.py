@@ -65,7 +65,7 @@ class TaskStream:
     self.example_ids = np.asarray(example_ids, np.int64)
     # Rows of each owned shard in example order, the order every process count agrees on.
     self.shard_rows = [np.flatnonzero(shard_of_row == s) for s in spec.owned]
-    self._cached_orders: tuple[int, list[np.ndarray]] | None = None
+    self._cached_orders: tuple[int, np.ndarray] | None = None
     got = [len(r) for r in self.shard_rows]
     if got != self.shard_sizes[spec.owned.start:spec.owned.stop].tolist():
       raise XtjaxError(f"task {name!r}: shard sizes {self.shard_sizes.tolist()} do not match this process's rows {got}")
@@ -88,26 +88,27 @@ class TaskStream:
   def batches_per_epoch(self) -> int:
     return max(1, int(math.ceil(self.shard_sizes.max() / self.rows_per_shard)))
 
-  def _orders(self, epoch: int) -> list[np.ndarray]:
-    """This process's rows of each owned shard in epoch `epoch`'s order (kept for the current epoch:
-    drawing a permutation per batch would cost more than the batch)."""
+  def _orders(self, epoch: int) -> np.ndarray:
+    """[owned shards, batches_per_epoch * r]: this process's rows of each owned shard in epoch
+    `epoch`'s order, -1 past a shard's end. Kept for the current epoch: drawing the permutations per
+    batch would cost more than the batch."""
     cached = self._cached_orders
     if cached is None or cached[0] != epoch:
       key = _task_key(self.name)
-      cached = (epoch, [rows[_rng(self.seed, key, epoch, s).permutation(len(rows))]
-                        for s, rows in zip(self.spec.owned, self.shard_rows)])
+      table = np.full((len(self.shard_rows), self.batches_per_epoch * self.rows_per_shard), -1, np.int64)
+      for i, (s, rows) in enumerate(zip(self.spec.owned, self.shard_rows)):
+        table[i, :len(rows)] = rows[_rng(self.seed, key, epoch, s).permutation(len(rows))]
+      cached = (epoch, table)
       self._cached_orders = cached  # one tuple assignment: safe with the loader's thread
     return cached[1]
 
   def rows(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(local rows [batch_size / P], valid [batch_size / P]) of this process's slice of global batch `index`."""
+    """(local rows [batch_size / P], valid [batch_size / P]) of this process's slice of global batch `index`;
+    a spent shard's rows are row 0, not valid."""
     r = self.rows_per_shard
-    rows, valid = [], []
-    for order in self._orders(epoch):
-      take = order[index * r:(index + 1) * r]
-      rows.append(np.concatenate([take, np.zeros(r - len(take), np.int64)]))
-      valid.append(np.arange(r) < len(take))
-    return np.concatenate(rows), np.concatenate(valid)
+    take = self._orders(epoch)[:, index * r:(index + 1) * r].reshape(-1)
+    valid = take >= 0
+    return np.where(valid, take, 0), valid
 
   def batch(self, epoch: int, index: int) -> dict[str, np.ndarray]:
     """This process's slice of global batch `index` of `epoch` (padding rows copy row 0, masked)."""
