@@ -19,7 +19,7 @@ import pytest
 WORKER = Path(__file__).with_name("multihost_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 NUM_PROCESSES = 2
-TIMEOUT_S = 300  # per launch; ~70-130 s each on 2 busy CPU cores
+TIMEOUT_S = 600  # per launch; ~70-130 s each on 2 busy CPU cores, 5-6 min at a load average of 20
 STEPS, STOP_AFTER, BATCH = 8, 3, 8
 # FSDP over all 4 devices: every batch and every parameter (and Adam moment) is split across the two
 # processes, so each one writes and restores its own shards. `data=4` (replicated parameters) passes

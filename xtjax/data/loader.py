@@ -4,9 +4,9 @@ on the mesh in a background thread while the previous step runs.
 The pipeline is grain's: `MapDataset.range(start, stop)` over steps -> the host batch of each step
 (`MultiTaskStream.at`, random access) -> the global jax arrays (`put_process_batch`, i.e.
 `jax.make_array_from_process_local_data` on several hosts) -> `ThreadPrefetchIterDataset`, which
-runs both in one thread `prefetch` steps ahead. A background thread suffices: a batch is a gather
-of feature rows tokenised once before training (`xtjax.data.shards`), and numpy's fancy indexing
-and the device transfer release the GIL.
+runs both in one thread `prefetch` steps ahead. A thread suffices (no worker processes): a batch is
+a gather of B/P rows tokenised once before training (`xtjax.data.shards`), about 0.5 ms, while the
+step runs in XLA without the GIL. grain adds about 0.1 ms per batch over a direct call.
 
 Resume: a batch is a pure function of its step, so the iterator's whole state is the step (grain's
 own state for this iterator is the same next index). The checkpoint's `DataPosition` carries it,
