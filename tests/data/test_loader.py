@@ -13,12 +13,13 @@ from xtjax.errors import XtjaxError
 
 
 def _stream():
-  streams = [TaskStream.whole("a", {"x": np.arange(10)}, 4, 0), TaskStream.whole("b", {"x": np.arange(30) + 1000}, 4, 0)]
+  streams = [TaskStream.whole("a", {"x": np.arange(10)}, 4, 0),
+             TaskStream.whole("b", {"x": np.arange(30) + 1000}, 4, 0)]
   return MultiTaskStream(streams, sampling_weights({"a": 10, "b": 30}, "proportional"), seed=3)
 
 
 def test_loader_yields_the_stream_from_any_step_built_ahead_in_another_thread():
-  placed = []  # (step's first value, thread) of every batch put on "the device"
+  placed = []  # the thread that put each batch on "the device"
 
   def put(batch):
     placed.append(threading.current_thread().name)

@@ -176,7 +176,8 @@ def test_two_processes_train_save_and_resume(tmp_path):
   assert len(full[0]["batches"]) == STEPS and len(cut[0]["batches"]) == STOP_AFTER
   assert len(resumed[0]["batches"]) == STEPS - STOP_AFTER
   # Resume replays the stream from the saved data position.
-  assert [b["examples"] for b in cut[0]["batches"] + resumed[0]["batches"]] == [b["examples"] for b in full[0]["batches"]]
+  resumed_stream = [b["examples"] for b in cut[0]["batches"] + resumed[0]["batches"]]
+  assert resumed_stream == [b["examples"] for b in full[0]["batches"]]
   # One process builds the same global batches (its rows are the two processes' slices, in order).
   assert [b["examples"] for b in one[0]["batches"]] == [
       x["examples"] + y["examples"] for x, y in zip(full[0]["batches"], full[1]["batches"])]

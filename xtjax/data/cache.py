@@ -8,8 +8,9 @@ every local file the task reads (`task.source_files(split, language, source)`). 
 sources are keyed by id, config, split names and data dir (the datasets' own caches version the
 content). Entries live in `{cache_dir}/{task}/{split}.{language}.{key}/` (entry.pkl: examples,
 `Features` and task state; key.json: what was hashed) and are written atomically; an unreadable
-entry is rebuilt. A process's part of a training split (`cached_shard`, `xtjax.data.shards`) is its own
-entry, `{split}.{language}.shards{a}-{b}of{S}.{key}/`. The cache never imports the tasks: it stores what `read` and `featurize` return.
+entry is rebuilt. A process's part of a training split (`cached_shard`, `xtjax.data.shards`) is an
+entry of its own, `{split}.{language}.shards{a}-{b}of{S}.{key}/`. The cache never imports the
+tasks: it stores what `read` and `featurize` return.
 
 Tasks whose state is built from data (CCG's label set) return it from `export_state()`; it is
 stored with the entry and handed to `restore_state(state)` on a hit (both hooks of `Task`).
