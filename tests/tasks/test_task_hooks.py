@@ -78,3 +78,35 @@ def test_no_module_probes_a_task_with_hasattr():
           and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "task"):
         probes.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
   assert not probes, f"tasks probed with hasattr/getattr (declare the hook on Task): {probes}"
+
+
+class CountingLineTask(LineTask):
+  def __init__(self):
+    self.calls = []
+
+  def featurize(self, examples, tokenizer, settings):
+    self.calls.append(len(examples))
+    return super().featurize(examples, tokenizer, settings)
+
+
+def test_a_process_featurises_and_caches_only_its_shards(tmp_path):
+  """Round-robin shards of 4 over 2 processes: each featurises its examples once, in its own cache
+  entry, with the whole split's rows and example ids that count examples of the whole split."""
+  from xtjax.data.cache import cached_shard
+  from xtjax.data.shards import ShardSpec
+
+  write(tmp_path, "train.de.txt", "".join(f"{'x' * (i % 5 + 1)}\n" for i in range(10)))
+  task, tok, settings = CountingLineTask(), unigram(), FeatureSettings(max_length=8)
+  source = DataSource(path=str(tmp_path / "{split}.{lang}.txt"))
+  whole = LineTask().featurize(task.read("train", "de", source), tok, settings)
+  shards = [cached_shard(task, "train", "de", source, tok, settings, tmp_path / "cache", ShardSpec(4, p, 2))
+            for p in range(2)]
+  assert task.calls == [6, 4]  # examples 0 1 4 5 8 9 and 2 3 6 7: never the whole split
+  assert shards[0].example_ids.tolist() == [0, 1, 4, 5, 8, 9] and shards[1].example_ids.tolist() == [2, 3, 6, 7]
+  for s in shards:
+    assert s.num_examples == 10
+    np.testing.assert_array_equal(s.features.arrays["input_ids"], whole.arrays["input_ids"][s.example_ids])
+  names = sorted(p.name.split(".")[2] for p in (tmp_path / "cache" / "lines").iterdir())
+  assert names == ["shards0-1of4", "shards2-3of4"]
+  again = cached_shard(task, "train", "de", source, tok, settings, tmp_path / "cache", ShardSpec(4, 1, 2))
+  assert task.calls == [6, 4] and again.example_ids.tolist() == [2, 3, 6, 7]  # a cache hit: nothing featurised

@@ -54,6 +54,12 @@ def test_mlm_task_reads_text_files_and_scores(tmp_path):
   assert features.stats["targets"] == int((labels != -100).sum()) > 0
   again = task.featurize(many, tok, FeatureSettings(max_length=32))
   np.testing.assert_array_equal(again.arrays["input_ids"], features.arrays["input_ids"])
+  # A process's shard of the split gets the rows (masks included) the whole split gives those examples.
+  ids = np.array([3, 10, 11, 42])
+  shard = task.featurize_examples(many, ids, tok, FeatureSettings(max_length=32))
+  assert shard.example_index.tolist() == ids.tolist()
+  for k in ("input_ids", "labels"):
+    np.testing.assert_array_equal(shard.arrays[k], features.arrays[k][ids])
   other_seed = MaskedLMTask("mlm_other", seed=1).featurize(many, tok, FeatureSettings(max_length=32))
   assert (other_seed.arrays["labels"] != labels).any()
   # Perfect predictions (ids) and logits both score 100; a constant guess scores its hit rate.

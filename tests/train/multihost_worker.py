@@ -1,8 +1,8 @@
 """One process of a multi-host training run on CPU, started by tests/train/test_multihost.py.
 
 The environment describes the cluster (XTJAX_COORDINATOR, XTJAX_NUM_PROCESSES, XTJAX_PROCESS_ID);
-each process trains with `Trainer`, records the rows of every batch it built, the losses and a
-checksum of the final parameters, and writes them as JSON to `--out`.
+each process trains with `Trainer`, records the examples it featurised, the examples of every batch
+it built, the losses and a checksum of the final parameters, and writes them as JSON to `--out`.
 
   python tests/train/multihost_worker.py --hf DIR --data DIR --workdir DIR --out FILE.json
       [--steps 8] [--stop-after N] [--mesh data=4]
@@ -28,7 +28,9 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 from xtjax import config as config_lib  # noqa: E402
 from xtjax.data import batching  # noqa: E402
+from xtjax.data.loader import TrainLoader  # noqa: E402
 from xtjax.runs.schema import TrainConfig  # noqa: E402
+from xtjax.tasks.synthetic import ToyClassification  # noqa: E402
 from xtjax.train.loop import Trainer  # noqa: E402
 
 
@@ -49,19 +51,18 @@ def _config(args) -> TrainConfig:
 
 
 def _record_batches(log: list):
-  """Wraps TaskStream.batch to note which feature rows this process built for each global batch."""
+  """Wraps TaskStream.batch to note which examples this process put in each global batch (the loader
+  builds batches ahead of the step that uses them: `main` keeps the records of steps that ran)."""
   orig = batching.TaskStream.batch
 
-  def batch(self, epoch, index, process_index=0, process_count=1):
-    out = orig(self, epoch, index, process_index, process_count)
-    global_rows = self.global_rows(epoch, index)
-    per = self.batch_size // process_count
-    rows = global_rows[process_index * per:(process_index + 1) * per]
-    n = len(rows)  # the last batch of an epoch may be filled with padding rows (example_mask 0)
-    assert np.array_equal(out["input_ids"][:n], self.arrays["input_ids"][rows]), "batch is not these rows"
-    assert out["example_mask"][:n].all() and not out["example_mask"][n:].any()
-    log.append({"epoch": int(epoch), "index": int(index), "process_index": int(process_index),
-                "process_count": int(process_count), "rows": rows.tolist(), "global_rows": global_rows.tolist(),
+  def batch(self, epoch, index):
+    out = orig(self, epoch, index)
+    rows, valid = self.rows(epoch, index)
+    assert np.array_equal(out["input_ids"], self.arrays["input_ids"][rows]), "batch is not these rows"
+    assert np.array_equal(out["example_mask"], valid)  # padding rows (a spent shard) carry example_mask 0
+    log.append({"epoch": int(epoch), "index": int(index), "process_index": jax.process_index(),
+                "process_count": jax.process_count(), "owned_shards": list(self.spec.owned),
+                "num_shards": self.spec.num_shards, "examples": self.example_ids[rows[valid]].tolist(),
                 "batch_rows": int(out["input_ids"].shape[0])})
     return out
 
@@ -69,18 +70,28 @@ def _record_batches(log: list):
 
 
 def _sigterm_self_at(step: int, process: int):
-  """Process `process` sends itself SIGTERM while it builds the batch of `step` (1-based): a
+  """Process `process` sends itself SIGTERM as the loop takes the batch of `step` (1-based): a
   preemption notice that reaches only one worker of the pod."""
-  orig = batching.TaskStream.batch
-  built = [0]
+  orig = TrainLoader.iterate
 
-  def batch(self, *a, **k):
-    built[0] += 1
-    if built[0] == step and jax.process_index() == process:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return orig(self, *a, **k)
+  def iterate(self, start, stop):
+    for taken, element in enumerate(orig(self, start, stop), 1):
+      if taken == step and jax.process_index() == process:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield element
 
-  batching.TaskStream.batch = batch
+  TrainLoader.iterate = iterate
+
+
+def _record_featurized(log: list):
+  """Wraps the toy task's featuriser to note how many examples each call tokenised."""
+  orig = ToyClassification.featurize
+
+  def featurize(self, examples, tokenizer, settings):
+    log.append(len(examples))
+    return orig(self, examples, tokenizer, settings)
+
+  ToyClassification.featurize = featurize
 
 
 def _record_losses(log: list):
@@ -93,14 +104,18 @@ def _record_losses(log: list):
   Trainer._log_train = log_train
 
 
-def _checksum(params) -> dict:
-  """The same on every process: every leaf gathered to the host, hashed in tree order."""
+def _checksum(params, save_to: str | None = None) -> dict:
+  """The same on every process: every leaf gathered to the host, hashed in tree order (and saved)."""
   h = hashlib.sha256()
   total = 0.0
+  leaves = []
   for x in jax.tree.leaves(params):
     a = np.asarray(multihost_utils.process_allgather(x, tiled=True))
     h.update(a.tobytes())
     total += float(np.abs(a.astype(np.float64)).sum())
+    leaves.append(a)
+  if save_to and jax.process_index() == 0:
+    np.savez(save_to, *leaves)
   return {"sha256": h.hexdigest(), "abs_sum": total}
 
 
@@ -115,17 +130,20 @@ def main(argv=None) -> int:
   p.add_argument("--mesh", default="data=4")
   p.add_argument("--sigterm-at", type=int, default=None, help="this step's batch: SIGTERM to one process")
   p.add_argument("--sigterm-process", type=int, default=0)
+  p.add_argument("--save-params", default=None, help="process 0 saves the final parameters here (.npz)")
   args = p.parse_args(argv)
   faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung worker where it is
   logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                       format=f"[p{jax.process_index()}] %(asctime)s %(name)s: %(message)s")
 
-  batches, losses = [], []
+  batches, losses, featurized = [], [], []
   _record_batches(batches)
+  _record_featurized(featurized)
   if args.sigterm_at is not None:
     _sigterm_self_at(args.sigterm_at, args.sigterm_process)
   _record_losses(losses)
   trainer = Trainer(_config(args), args.workdir).setup()
+  first_step = trainer.position.step
   try:
     summary = trainer.run(stop_after_steps=args.stop_after)
     checkpoint_steps = sorted(trainer.ckpt.latest_steps())
@@ -141,9 +159,12 @@ def main(argv=None) -> int:
       "status": summary["status"],
       "step": summary["step"],
       "checkpoint_steps": checkpoint_steps,
-      "batches": batches,
+      # The batches of the steps that ran, in step order (one task: (epoch, index) order).
+      "batches": sorted(batches, key=lambda b: (b["epoch"], b["index"]))[:summary["step"] - first_step],
       "losses": losses,
-      "params": _checksum(trainer.state.params),
+      "featurized": featurized,
+      "train_examples": trainer.train_sets["toy_cls"].example_ids.tolist(),
+      "params": _checksum(trainer.state.params, args.save_params),
       "encoder": _checksum(trainer.state.params["encoder"]),
       # Parameters whose shards live on both processes (FSDP across hosts), not just replicated.
       "split_across_processes": sum(not x.is_fully_addressable and not x.is_fully_replicated

@@ -9,7 +9,6 @@ from flax import nnx
 from xtjax.checkpoint import read_run, restore_best
 from xtjax.errors import ConfigError
 from xtjax.models import lora as lora_lib
-from xtjax.models import store
 from xtjax.models.loading import load_pretrained
 from xtjax.train.loop import Trainer
 

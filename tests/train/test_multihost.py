@@ -1,7 +1,8 @@
 """Two processes joined by `jax.distributed.initialize` on localhost (CPU, 2 devices each) train a
-few steps, each building only its slice of every global batch; SIGTERM to one of them stops both at
-the same step with one checkpoint, and a second invocation resumes from it and ends bit for bit
-where an uninterrupted run ends."""
+few steps, each tokenising only its example shards and building only its slice of every global
+batch; they train like one process with all 4 devices; SIGTERM to one of them stops both at the same
+step with one checkpoint, and a second invocation resumes from it and ends bit for bit where an
+uninterrupted run ends."""
 
 import hashlib
 import json
@@ -12,12 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 WORKER = Path(__file__).with_name("multihost_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 NUM_PROCESSES = 2
-TIMEOUT_S = 300  # per launch; ~70-130 s each on 2 busy CPU cores
+TIMEOUT_S = 600  # per launch; ~70-130 s each on 2 busy CPU cores, 5-6 min at a load average of 20
 STEPS, STOP_AFTER, BATCH = 8, 3, 8
 # FSDP over all 4 devices: every batch and every parameter (and Adam moment) is split across the two
 # processes, so each one writes and restores its own shards. `data=4` (replicated parameters) passes
@@ -38,15 +40,18 @@ def _free_port() -> int:
       return s.getsockname()[1]
 
 
-def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str) -> list[dict]:
-  """Runs the worker as NUM_PROCESSES processes of one cluster; returns their JSON results."""
+def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str,
+            processes: int = NUM_PROCESSES) -> list[dict]:
+  """Runs the worker as `processes` processes of one cluster (4 devices in all); returns their JSON results."""
   port = _free_port()
   procs, logs, outs = [], [], []
-  for pid in range(NUM_PROCESSES):
-    env = dict(os.environ)
-    env.update(XTJAX_COORDINATOR=f"127.0.0.1:{port}", XTJAX_NUM_PROCESSES=str(NUM_PROCESSES),
-               XTJAX_PROCESS_ID=str(pid), JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",  # replaces the test session's 8
+  for pid in range(processes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XTJAX_")}
+    if processes > 1:
+      env.update(XTJAX_COORDINATOR=f"127.0.0.1:{port}", XTJAX_NUM_PROCESSES=str(processes),
+                 XTJAX_PROCESS_ID=str(pid))
+    env.update(JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes}",  # replaces the session's 8
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p]))
     out = env_root / f"{name}.p{pid}.json"
@@ -87,19 +92,44 @@ def _tail(path: Path, n: int = 60) -> str:
   return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
-def _assert_shards_partition_global_batches(results):
-  """Per step, the processes built disjoint slices that together are the whole global batch."""
+def _assert_shards_partition_global_batches(results, num_examples: int):
+  """Per step, the processes built disjoint slices of the same global batch, each from its own example
+  shards only; over an epoch the slices hold every example once."""
   per_process = [r["batches"] for r in results]
   assert len({len(b) for b in per_process}) == 1
+  seen = {}
   for step, recs in enumerate(zip(*per_process)):
     assert [r["process_index"] for r in recs] == list(range(NUM_PROCESSES))
-    assert all(r["process_count"] == NUM_PROCESSES for r in recs)
+    assert all(r["process_count"] == NUM_PROCESSES and r["num_shards"] == BATCH for r in recs)
     assert all(r["batch_rows"] == BATCH // NUM_PROCESSES for r in recs), "each process builds only its slice"
     assert len({(r["epoch"], r["index"]) for r in recs}) == 1, f"step {step}: processes at different positions"
-    assert len({tuple(r["global_rows"]) for r in recs}) == 1
-    shards = [set(r["rows"]) for r in recs]
+    for r in recs:
+      assert all(e % BATCH in r["owned_shards"] for e in r["examples"]), f"step {step}: rows of another process"
+    shards = [set(r["examples"]) for r in recs]
     assert not set.intersection(*shards), f"step {step}: shards overlap {shards}"
-    assert set.union(*shards) == set(recs[0]["global_rows"]), f"step {step}: shards do not cover the batch"
+    seen.setdefault(recs[0]["epoch"], []).extend(e for r in recs for e in r["examples"])
+  for epoch, examples in seen.items():
+    assert len(examples) == len(set(examples)), f"epoch {epoch}: an example twice"
+  if per_process[0][0]["epoch"] == 0 and per_process[0][0]["index"] == 0 and 1 in seen:  # epoch 0 ran whole
+    assert sorted(seen[0]) == list(range(num_examples))
+
+
+def _assert_each_process_featurised_its_half(results, num_examples: int):
+  """The featuriser saw each process's own training examples (round-robin shards) and never the split."""
+  owned = [set(r["train_examples"]) for r in results]
+  assert not set.intersection(*owned) and set.union(*owned) == set(range(num_examples))
+  for r, mine in zip(results, owned):
+    assert mine == {e for e in range(num_examples) if e % BATCH in r["batches"][0]["owned_shards"]}
+    assert len(mine) in r["featurized"] and num_examples not in r["featurized"], r["featurized"]
+
+
+def _assert_params_close(a_npz: Path, b_npz: Path, rel: float = 2e-5):
+  a, b = np.load(a_npz), np.load(b_npz)
+  assert a.files == b.files
+  for k in a.files:
+    x, y = a[k], b[k]
+    err = np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-12)
+    assert err <= rel, f"{k}: relative error {err:.3g}"
 
 
 def _encoder_checksum(model_dir: Path) -> str:
@@ -123,7 +153,9 @@ def test_two_processes_train_save_and_resume(tmp_path):
   make_tiny_hf(tmp_path / "hf", "xlm-roberta")
   write_toy_data(tmp_path / "data", n_train=44, n_eval=16, languages=("en",))  # 6 batches, the last padded
 
-  full = _launch(tmp_path, tmp_path / "full", "full", MESH)
+  full = _launch(tmp_path, tmp_path / "full", "full", MESH, "--save-params", str(tmp_path / "full.npz"))
+  # The same run as one process with all 4 devices: the same global batches, so the same training.
+  one = _launch(tmp_path, tmp_path / "one", "one", MESH, "--save-params", str(tmp_path / "one.npz"), processes=1)
   # SIGTERM reaches only process 1: both must agree to stop at the same step and save it once.
   cut = _launch(tmp_path, tmp_path / "cut", "cut", MESH, "--sigterm-at", str(STOP_AFTER), "--sigterm-process", "1")
   resumed = _launch(tmp_path, tmp_path / "cut", "resumed", MESH)
@@ -134,13 +166,25 @@ def test_two_processes_train_save_and_resume(tmp_path):
     assert r["split_across_processes"] > 0  # not merely replicated
   assert [r["process_index"] for r in full] == list(range(NUM_PROCESSES))
 
+  # Each process tokenised only its example shards (the first launch found no feature cache).
+  _assert_each_process_featurised_its_half(full, 44)
+  assert 44 in one[0]["featurized"] and one[0]["train_examples"] == list(range(44))
+
   # Every process built only its slice of each global batch; together the slices are the batch.
   for run in (full, cut, resumed):
-    _assert_shards_partition_global_batches(run)
+    _assert_shards_partition_global_batches(run, 44)
   assert len(full[0]["batches"]) == STEPS and len(cut[0]["batches"]) == STOP_AFTER
   assert len(resumed[0]["batches"]) == STEPS - STOP_AFTER
   # Resume replays the stream from the saved data position.
-  assert [b["rows"] for b in cut[0]["batches"] + resumed[0]["batches"]] == [b["rows"] for b in full[0]["batches"]]
+  resumed_stream = [b["examples"] for b in cut[0]["batches"] + resumed[0]["batches"]]
+  assert resumed_stream == [b["examples"] for b in full[0]["batches"]]
+  # One process builds the same global batches (its rows are the two processes' slices, in order).
+  assert [b["examples"] for b in one[0]["batches"]] == [
+      x["examples"] + y["examples"] for x, y in zip(full[0]["batches"], full[1]["batches"])]
+  assert one[0]["status"] == "finished" and one[0]["step"] == STEPS
+  np.testing.assert_allclose([x["loss"] for x in one[0]["losses"]], [x["loss"] for x in full[0]["losses"]],
+                             rtol=1e-5)
+  _assert_params_close(tmp_path / "one.npz", tmp_path / "full.npz")
 
   # The processes agree on the state and on every logged loss.
   for run in (full, cut, resumed):

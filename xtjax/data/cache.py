@@ -8,7 +8,9 @@ every local file the task reads (`task.source_files(split, language, source)`). 
 sources are keyed by id, config, split names and data dir (the datasets' own caches version the
 content). Entries live in `{cache_dir}/{task}/{split}.{language}.{key}/` (entry.pkl: examples,
 `Features` and task state; key.json: what was hashed) and are written atomically; an unreadable
-entry is rebuilt. The cache never imports the tasks: it stores what `read` and `featurize` return.
+entry is rebuilt. A process's part of a training split (`cached_shard`, `xtjax.data.shards`) is an
+entry of its own, `{split}.{language}.shards{a}-{b}of{S}.{key}/`. The cache never imports the
+tasks: it stores what `read` and `featurize` return.
 
 Tasks whose state is built from data (CCG's label set) return it from `export_state()`; it is
 stored with the entry and handed to `restore_state(state)` on a hit (both hooks of `Task`).
@@ -27,6 +29,7 @@ from typing import Any
 
 from etils import epath
 
+from xtjax.data.shards import FeatureShard, ShardSpec
 from xtjax.data.sources import DataSource, fill_pattern
 from xtjax.errors import DataError, XtjaxError
 from xtjax.io_utils import as_path, atomic_dir
@@ -83,8 +86,9 @@ def _hub_files(source, split: str, language: str) -> list[Path]:
   return []
 
 
-def feature_key(task, split: str, language: str, source, tokenizer, settings) -> tuple[str, dict]:
-  """(hex digest, the JSON-able description it hashes)."""
+def feature_key(task, split: str, language: str, source, tokenizer, settings, shard: ShardSpec | None = None
+                ) -> tuple[str, dict]:
+  """(hex digest, the JSON-able description it hashes); `shard`: one process's part of a training split."""
   files = list(task.source_files(split, language, source)) + _hub_files(source, split, language)
   description = {
       "format": CACHE_FORMAT,
@@ -98,6 +102,8 @@ def feature_key(task, split: str, language: str, source, tokenizer, settings) ->
       "hub_defaults": _describe_source(task.hub),
       "files": [_stat(p) for p in files],
   }
+  if shard is not None:
+    description["shard"] = {"num_shards": shard.num_shards, "owned": [shard.owned.start, shard.owned.stop]}
   blob = json.dumps(description, sort_keys=True, default=str).encode()
   return hashlib.sha256(blob).hexdigest(), description
 
@@ -122,41 +128,71 @@ def _source_name(task, split: str, language: str, source) -> str:
   return repr(source)
 
 
-def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str) -> epath.Path:
-  return as_path(cache_dir) / task_name / f"{split}.{language}.{key[:24]}"
+def entry_dir(cache_dir, task_name: str, split: str, language: str, key: str, shard: ShardSpec | None = None
+              ) -> epath.Path:
+  """The one place that names cache paths."""
+  part = f".{shard.tag()}" if shard is not None else ""
+  return as_path(cache_dir) / task_name / f"{split}.{language}{part}.{key[:24]}"
 
 
 def cached_features(task, split: str, language: str, source, tokenizer, settings, cache_dir):
   """(examples, Features) of one split and language, from the cache or built and then cached."""
   key, description = feature_key(task, split, language, source, tokenizer, settings)
   folder = entry_dir(cache_dir, task.name, split, language, key)
-  if (folder / "entry.pkl").exists():
-    try:
-      return _load(task, folder)
-    except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError, KeyError) as e:
-      log.warning("feature cache %s unreadable (%s: %s); rebuilding", folder, type(e).__name__, e)
+  entry = _load(task, folder)
+  if entry is not None:
+    return entry["examples"], entry["features"]
   examples = read_examples(task, split, language, source)
   features = task.featurize(examples, tokenizer, settings)
-  state = task.export_state()
-  try:
-    with atomic_dir(folder, last="entry.pkl") as tmp:
-      with open(tmp / "entry.pkl", "wb") as f:
-        pickle.dump({"examples": examples, "features": features, "state": state}, f, protocol=pickle.HIGHEST_PROTOCOL)
-      (tmp / "key.json").write_text(json.dumps(description, indent=1, sort_keys=True, default=str) + "\n")
-  except OSError as e:  # a read-only or full disk must not stop a run: it only loses the cache
-    log.warning("feature cache %s not written (%s)", folder, e)
+  _store(task, folder, description, {"examples": examples, "features": features})
   log.info("task %s %s %s: %d examples -> %d features (cached in %s)", task.name, split, language, len(examples),
            len(features), folder)
   return examples, features
 
 
-def _load(task, folder: epath.Path):
-  with (folder / "entry.pkl").open("rb") as f:
-    entry = pickle.load(f)
+def cached_shard(task, split: str, language: str, source, tokenizer, settings, cache_dir, shard: ShardSpec
+                 ) -> FeatureShard:
+  """This process's part of a training split (`xtjax.data.shards`): every example is read (a cache hit
+  reads none), only those of the owned shards are featurised and cached. `cache_dir` None: no cache."""
+  key, description = feature_key(task, split, language, source, tokenizer, settings, shard)
+  folder = entry_dir(cache_dir, task.name, split, language, key, shard) if cache_dir is not None else None
+  entry = _load(task, folder) if folder is not None else None
+  if entry is None:
+    examples = read_examples(task, split, language, source)
+    shard.check_every_process_has_examples(task.name, len(examples))
+    ids = shard.example_ids(len(examples))
+    entry = {"num_examples": len(examples), "features": task.featurize_examples(examples, ids, tokenizer, settings)}
+    if folder is not None:
+      _store(task, folder, description, entry)
+    log.info("task %s %s %s %s: %d of %d examples -> %d features", task.name, split, language, shard.tag(), len(ids),
+             len(examples), len(entry["features"]))
+  return FeatureShard(task.name, entry["num_examples"], entry["features"], shard)
+
+
+def _store(task, folder: epath.Path, description: dict, entry: dict) -> None:
+  try:
+    with atomic_dir(folder, last="entry.pkl") as tmp:
+      with open(tmp / "entry.pkl", "wb") as f:
+        pickle.dump(dict(entry, state=task.export_state()), f, protocol=pickle.HIGHEST_PROTOCOL)
+      (tmp / "key.json").write_text(json.dumps(description, indent=1, sort_keys=True, default=str) + "\n")
+  except OSError as e:  # a read-only or full disk must not stop a run: it only loses the cache
+    log.warning("feature cache %s not written (%s)", folder, e)
+
+
+def _load(task, folder: epath.Path) -> dict | None:
+  """The entry in `folder` (its task state restored), or None when there is none or it is unreadable."""
+  if not (folder / "entry.pkl").exists():
+    return None
+  try:
+    with (folder / "entry.pkl").open("rb") as f:
+      entry = pickle.load(f)
+  except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError, KeyError) as e:
+    log.warning("feature cache %s unreadable (%s: %s); rebuilding", folder, type(e).__name__, e)
+    return None
   if entry.get("state"):
     try:
       task.restore_state(entry["state"])
     except XtjaxError as e:
       raise XtjaxError(f"{folder}: {e}") from e
   log.info("task %s: features from cache %s", task.name, folder)
-  return entry["examples"], entry["features"]
+  return entry

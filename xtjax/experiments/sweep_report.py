@@ -54,7 +54,7 @@ def load_results(sweep_dir: epath.Path) -> list[dict]:
   return out
 
 
-def _cost(run_dir: Path, cache: dict) -> dict | None:
+def _cost(run_dir: epath.Path, cache: dict) -> dict | None:
   """A finished run's parameters, training FLOPs and device-hours (None while it is not finished)."""
   from xtjax.experiments.phase_cost import phase_cost
 

@@ -95,6 +95,16 @@ class Task(abc.ABC):
 
   # ---- hooks with defaults ------------------------------------------------------------------------
 
+  def featurize_examples(self, examples: Sequence[Any], ids: np.ndarray, tokenizer, settings: FeatureSettings
+                         ) -> Features:
+    """Features of `examples[ids]` alone (one process's shard of a training split), with
+    `example_index` counting examples of the whole split. Default: `featurize` the subset. A task
+    whose features depend on an example's position (MLM's masks) overrides it, so that a shard gets
+    the rows the whole split would."""
+    ids = np.asarray(ids, np.int64)
+    features = self.featurize([examples[i] for i in ids], tokenizer, settings)
+    return dataclasses.replace(features, example_index=ids[np.asarray(features.example_index, np.int64)])
+
   def fingerprint(self) -> dict[str, Any]:
     """What besides the inputs changes this task's features (label vocabulary, options); part of the
     feature-cache key. Default: the task's name and class."""

@@ -91,13 +91,21 @@ class MaskedLMTask(Task):
     return [local_path(source, split, language, self.name)] if source.kind == "local" else []
 
   def featurize(self, examples: Sequence[TextExample], tokenizer, settings: FeatureSettings) -> Features:
+    return self._masked(examples, np.arange(len(examples)), tokenizer, settings)
+
+  def featurize_examples(self, examples: Sequence[TextExample], ids, tokenizer, settings: FeatureSettings) -> Features:
+    # Masks are drawn per example index: a shard masks each example as the whole split would.
+    ids = np.asarray(ids, np.int64)
+    return self._masked([examples[i] for i in ids], ids, tokenizer, settings)
+
+  def _masked(self, examples: Sequence[TextExample], index: np.ndarray, tokenizer, settings: FeatureSettings
+              ) -> Features:
     fz.require_fast(tokenizer, self.name)
     if tokenizer.mask_token_id is None:
       raise DataError(f"task {self.name!r}: the tokenizer has no mask token")
     arrays, truncated, _ = fz.encode(tokenizer, [e.text for e in examples], None, settings.max_length)
     ids = arrays["input_ids"]
     maskable = (arrays["attention_mask"] == 1) & ~np.isin(ids, tokenizer.all_special_ids)
-    index = np.arange(len(examples))
     masked, labels = mask_tokens(ids, maskable, index, seed=self.seed, mask_token_id=tokenizer.mask_token_id,
                                  vocab_size=len(tokenizer), probability=self.probability)
     out = dict(arrays, input_ids=masked, labels=labels)

@@ -13,7 +13,10 @@ import numpy as np
 from etils import epath
 
 from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
-from xtjax.data.batching import DataPosition, MultiTaskStream, TaskStream, sampling_weights
+from xtjax.data.batching import DataPosition, MultiTaskStream, sampling_weights
+from xtjax.data.cache import cached_shard
+from xtjax.data.loader import TrainLoader, task_streams
+from xtjax.data.shards import ShardSpec
 from xtjax.errors import XtjaxError
 from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
 from xtjax.io_utils import as_path, run_path, write_text_atomic
@@ -74,30 +77,34 @@ class Trainer:
     self.start, self.tokenizer = start, start.tokenizer
     settings = cfg.features
     self.train_sets, self.dev_sets, self.truncation = {}, {}, {}
+    # Each process featurises only its example shards of a training split (xtjax.data.shards).
+    spec = ShardSpec(cfg.batch_size, jax.process_index(), jax.process_count())
     for task, tcfg in zip(self.tasks, cfg.tasks):
       if task not in self.train_tasks:
         continue
-      ex, feats = task_features(task, tcfg, tcfg.train_split, "en", self.tokenizer, settings, self.cache_dir)
-      if len(feats) == 0:
+      shard = cached_shard(task, tcfg.train_split, "en", tcfg.data, self.tokenizer, settings, self.cache_dir, spec)
+      if len(shard.features) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
-      self.train_sets[task.name] = (ex, feats)
-      self._report_truncation(task, tcfg.train_split, ex, feats)
+      self.train_sets[task.name] = shard
+      # this process's shard: its own examples' features (every process's are alike in expectation)
+      self._report_truncation(task, tcfg.train_split, len(np.unique(shard.example_ids)), shard.features)
       try:
         self.dev_sets[task.name] = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer,
                                                  settings, self.cache_dir)
-        self._report_truncation(task, tcfg.dev_split, *self.dev_sets[task.name])
+        dev_examples, dev_features = self.dev_sets[task.name]
+        self._report_truncation(task, tcfg.dev_split, len(dev_examples), dev_features)
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
     self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
                                                              self.mesh, self.rules, cfg.lora)
     self.eval_model = EvalModel.build(start.family, start.config, self.graphdef, self.tokenizer, cfg, self.mesh,
                                       self.rules, f"run:{self.workdir}")
-    streams = [TaskStream(t.name, self.train_sets[t.name][1].arrays, cfg.batch_size, cfg.seed)
-               for t in self.train_tasks]
+    streams = task_streams([self.train_sets[t.name] for t in self.train_tasks], cfg.batch_size, cfg.seed)
     sizes = {s.name: s.num_rows for s in streams}
     weights = sampling_weights(sizes, cfg.sampling, cfg.sampling_cap, cfg.sampling_temperature,
                                {t.name: t.weight for t in cfg.tasks if t.name in sizes})
-    self.stream = MultiTaskStream(streams, weights, cfg.seed, jax.process_index(), jax.process_count())
+    self.stream = MultiTaskStream(streams, weights, cfg.seed)
+    self.loader = TrainLoader(self.stream, lambda batch: put_process_batch(batch, self.mesh, self.rules))
     self.steps_per_epoch = max(1, sum(s.batches_per_epoch for s in streams))
     if not streams:  # evaluation-only phase (e.g. Tatoeba / BUCC straight from the encoder)
       self.total_steps = 0
@@ -115,7 +122,7 @@ class Trainer:
     restored = self.ckpt.restore_latest(self.abstract_state)
     if restored is not None:
       self.state, data, step = restored
-      self.position = DataPosition.from_json(data)
+      self.position = self.loader.resume(data)
       self.start_how = f"resumed from {self.workdir / 'checkpoints'} at step {step}"
     else:
       self.start_how = start.source
@@ -124,9 +131,9 @@ class Trainer:
              len(self.tasks), self.total_steps, self.steps_per_epoch, dict(self.mesh.shape), time.time() - t0)
     return self
 
-  def _report_truncation(self, task, split: str, examples, features):
+  def _report_truncation(self, task, split: str, num_examples: int, features):
     """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets."""
-    report = truncation_report(len(examples), features)
+    report = truncation_report(num_examples, features)
     self.truncation.setdefault(task.name, {})[split] = report
     log.info("task %s %s: truncation %s", task.name, split, json.dumps(report))
     if report.get("truncated_targets"):
@@ -169,11 +176,11 @@ class Trainer:
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
     with Preemption() as pre:
-      it = self.stream.iterate(self.position)
+      it = self.loader.iterate(self.position.step, self.total_steps)
       while self.position.step < self.total_steps:
         name, batch, next_pos = next(it)
         task = task_by_name[name]
-        self.state, metrics = self.train_step_for(task)(self.state, put_process_batch(batch, self.mesh, self.rules))
+        self.state, metrics = self.train_step_for(task)(self.state, batch)
         if pending is not None:
           self._log_train(book, progress, *pending)
         pending = (self.position.step + 1, name, metrics)
@@ -191,6 +198,7 @@ class Trainer:
             break
       if pending is not None:
         self._log_train(book, progress, *pending)
+      it.close()  # stops the loader's prefetch thread
     progress.close()
     self._save(self.position.step, force=True)
     self.ckpt.wait()
@@ -252,14 +260,15 @@ class Trainer:
       for lang, scores in per_lang.items():
         book.write(self.position.step, f"zero_shot/{name}/{lang}", scores)
     features_per_s = steps_run * self.cfg.batch_size / max(elapsed, 1e-9)
-    n_ex = sum(len(ex) for ex, _ in self.train_sets.values())
-    n_feat = sum(len(f) for _, f in self.train_sets.values())
+    n_ex = sum(s.num_examples for s in self.train_sets.values())
+    n_feat = sum(s.num_rows for s in self.stream.streams.values())
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
                "config_hash": identity.config_hash(self.config_dict),
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2), "truncation": self.truncation,
                "device_count": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),
+               "input_wait_seconds": round(self.loader.wait_total, 2),  # the loop waiting for batches
                "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}
     export_encoder(self.workdir, self.start.family, self.start.config, params, self.tokenizer, self.cfg.lora,
                    self.start.base)
