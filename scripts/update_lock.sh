@@ -16,8 +16,8 @@ echo "== resolving (Python 3.11 and 3.12 in one universal lock)"
 compile_lock "$UV" dev,tfds,bench,tpu,cluster "$TMP/test.lock" --upgrade
 # The demo's lock inside the test lock: the same version of every package both need.
 compile_lock "$UV" dev "$TMP/demo.lock" -c "$TMP/test.lock"
-# Cloud TPU VMs (tpu/xt-tpu setup): jax[tpu] with libtpu, the rest as in the test lock.
-compile_lock "$UV" tpu "$TMP/tpu.lock" -c "$TMP/test.lock"
+# Cloud TPU VMs (tpu/xt-tpu setup): jax[tpu] with libtpu, gcsfs, Ray and W&B, the rest as in the test lock.
+compile_lock "$UV" tpu,cluster "$TMP/tpu.lock" -c "$TMP/test.lock"
 
 echo "== fast tests against the new test lock"
 install_locked "$VENV/bin/python" "$TMP/test.lock" dev,tfds,bench,tpu,cluster

@@ -123,7 +123,7 @@ def test_dry_run_prints_commands_and_runs_nothing(fake):
     r = fake.run(sub[0], "--dry-run", *sub[1:])
     assert "gcloud compute tpus" in r.stdout, sub
     if sub[0] == "setup":  # its own Python 3.11 whatever the image, then the TPU lock
-      assert "uv python install 3.11" in r.stdout and "scripts/_setup_env.sh tpu" in r.stdout
+      assert "uv python install 3.11" in r.stdout and "scripts/_setup_env.sh tpu,cluster" in r.stdout
   assert len(fake.calls()) == before
 
 
