@@ -1,13 +1,15 @@
 """xtjax's own model folder: the converted weights (Orbax), the model config and the tokenizer.
 
 Layout:  DIR/xtjax_model.json   {"format": "xtjax-model", "version": 1, "family", "config"}
-         DIR/params/            Orbax PyTree checkpoint of the parameters (pure dict)
+         DIR/params/            Orbax PyTree checkpoint of the parameters (pure dict, per-layer layout:
+                                stacked layers are unstacked on save, `models.scan`)
          DIR/tokenizer/         Hugging Face tokenizer files
 Written atomically (temp folder, then rename).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from flax import nnx
 from xtjax.errors import CheckpointError
 from xtjax.io_utils import atomic_dir
 from xtjax.models import registry
+from xtjax.models.scan import to_per_layer
 
 MARKER = "xtjax_model.json"
 FORMAT_VERSION = 1
@@ -31,7 +34,7 @@ def save(folder: Path, family: registry.Family, cfg, state, tokenizer=None) -> P
   import orbax.checkpoint as ocp
 
   folder = Path(folder).absolute()
-  pure = nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
+  pure = to_per_layer(nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state)
   with atomic_dir(folder) as tmp:
     meta = {"format": "xtjax-model", "version": FORMAT_VERSION, "family": family.name,
             "config": registry.config_to_dict(cfg)}
@@ -74,8 +77,14 @@ def read_meta(folder: Path):
   return family, cfg
 
 
+def disk_config(cfg):
+  """The config whose parameter layout a model folder holds: layers stored one by one."""
+  return dataclasses.replace(cfg, scan_layers=False) if hasattr(cfg, "scan_layers") else cfg
+
+
 def load_params(folder: Path, family: registry.Family, cfg, shardings_state):
-  """Restores the parameters straight into the given shardings (an nnx.State of shardings)."""
+  """Restores the parameters straight into the given shardings (an nnx.State of shardings of the model
+  `disk_config(cfg)` builds)."""
   import orbax.checkpoint as ocp
 
   folder = Path(folder).absolute()

@@ -37,6 +37,7 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 #   relpos_buckets           T5 relative position buckets
 #   labels                   classifier outputs
 #   norm                     1-d layer-norm scales and biases
+#   layers                   the leading axis of stacked layer parameters (`models.scan`: one scan step each)
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("length", None),
@@ -50,6 +51,7 @@ DEFAULT_RULES: Rules = (
     ("relpos_buckets", None),
     ("labels", None),
     ("norm", None),
+    ("layers", None),
 )
 
 

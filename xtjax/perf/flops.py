@@ -114,15 +114,18 @@ def generate_flops(cfg, source_len: int, new_tokens: int) -> int:
 
 
 def forward_flops(cfg, batch_size: int, seq_len: int, head_type: str | None = "classification",
-                  num_labels: int = 2, choices: int = 1) -> int:
-  """Model FLOPs of one forward step over a batch (encoder + head)."""
+                  num_labels: int = 2, choices: int = 1, target_len: int = 0) -> int:
+  """Model FLOPs of one forward step over a batch: encoder + head, or for a text-to-text head the
+  encoder and the teacher-forced decoder over `target_len` target positions (LM head included)."""
+  if head_type is not None and head_kind(head_type).seq2seq:
+    return batch_size * (encoder_forward_flops(cfg, seq_len) + t5_decoder_flops(cfg, target_len, seq_len))
   return batch_size * encoder_forward_flops(cfg, seq_len, head_type, num_labels, choices)
 
 
 def train_flops(cfg, batch_size: int, seq_len: int, head_type: str | None = "classification",
-                num_labels: int = 2, choices: int = 1) -> int:
+                num_labels: int = 2, choices: int = 1, target_len: int = 0) -> int:
   """Model FLOPs of one training step: 3x the forward pass (forward + backward)."""
-  return 3 * forward_flops(cfg, batch_size, seq_len, head_type, num_labels, choices)
+  return 3 * forward_flops(cfg, batch_size, seq_len, head_type, num_labels, choices, target_len)
 
 
 def peak_flops(device=None, dtype: str = "bfloat16") -> tuple[float, str]:

@@ -119,6 +119,7 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "mesh": dict(mesh.shape), "task": task.name, "head_type": task.head_type,
       "num_labels": task.num_labels, "choices": choices if task.head_type == "multiple_choice" else 1,
       "batch_size": cfg.batch_size, "grad_accum_steps": cfg.optim.grad_accum_steps, "max_length": length,
+      "max_target_length": cfg.features.max_target_length if head_kind(task.head_type).seq2seq else 0,
       "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": family.name, "encoder_config": enc_cfg,
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
       "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": params_b,

@@ -13,7 +13,7 @@ from flax import nnx
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.models import hf_io, registry
 from xtjax.models.heads import HeadConfig
-from xtjax.models.init import init_task_model
+from xtjax.models.init import init_task_model, relayout
 from xtjax.models.loading import load_pretrained
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
@@ -59,11 +59,14 @@ def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, me
 
   graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed)
   if start.params is not None:
+    got = start.params
+    if jax.tree.structure(params["encoder"]) != jax.tree.structure(got):  # saved in the other layer layout
+      got = relayout(got, params["encoder"], shardings["encoder"], where=start.source)
     enc_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), params["encoder"])
-    got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), start.params)
-    if jax.tree.structure(params["encoder"]) != jax.tree.structure(start.params) or enc_shapes != got_shapes:
+    got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), got)
+    if jax.tree.structure(params["encoder"]) != jax.tree.structure(got) or enc_shapes != got_shapes:
       raise CheckpointError(f"{start.source}: encoder parameters do not fit the configured model")
-    params["encoder"] = start.params
+    params["encoder"] = got
   return graphdef, params, shardings
 
 
