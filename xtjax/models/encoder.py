@@ -184,7 +184,8 @@ class Encoder(nnx.Module):
     last = len(self.layers) - 1
     x, hidden = run_layers(self.layers, x, lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1)),
                            remat=self.cfg.remat, stop=last)
-    # The last layer apart: with `last_layer_queries` its output is shorter than the scan's carry.
+    # The last layer apart: with `last_layer_queries` its output is shorter than the scan's carry. (Stacked,
+    # the scan reads a slice of the first N-1 layers: XLA copies those weights once a step.)
     x, top = run_layers([layer_at(self.layers, last)], x,
                         lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries),
                         remat=self.cfg.remat)
