@@ -56,3 +56,48 @@ def test_decay_mask_freezing_and_layerwise_decay():
   assert not np.asarray(upd["encoder/layers/0/attention_norm/scale"]).any()
   assert not np.asarray(upd["heads/t/out/bias"]).any()
   np.testing.assert_allclose(upd["heads/t/out/kernel"], -0.1 * 0.5 * np.asarray(flat["heads/t/out/kernel"]), rtol=1e-6)
+
+
+def _layouts():
+  """The same TaskModel parameters per layer and stacked (`models.scan`), 3 layers."""
+  out = []
+  for scan_layers in (False, True):
+    cfg = EncoderConfig(vocab_size=20, hidden_size=8, num_layers=3, num_heads=2, intermediate_size=8,
+                        scan_layers=scan_layers)
+    model = TaskModel(get("encoder"), cfg, {"t": HeadConfig("classification", 3)}, rngs=nnx.Rngs(0))
+    out.append(nnx.split(model)[1])
+  return out
+
+
+@pytest.mark.parametrize("cfg", [
+    OptimConfig(learning_rate=0.1, weight_decay=0.1, freeze=(r"encoder/layers/0/.*",), layerwise_lr_decay=0.5,
+                warmup_steps=0, schedule="constant", max_grad_norm=1.0),
+    OptimConfig(optimizer="adafactor", learning_rate=1e-3, weight_decay=0.0, warmup_steps=0, schedule="constant",
+                freeze=(r"encoder/layers/2/attention/.*",), max_grad_norm=None),
+], ids=["adamw-freeze-decay", "adafactor"])
+def test_stacked_parameters_are_updated_as_per_layer_ones(cfg):
+  """Regexes see per-layer paths; Adafactor's whole-tensor statistics stay per layer on stacked tensors."""
+  from xtjax.models.scan import to_per_layer
+
+  plain, stacked = _layouts()
+  updates = []
+  for params in (plain, stacked):
+    tx, _ = optim.build(cfg, params, 10, 3)
+    grads = jax.tree.map(lambda p: jnp.cos(p * 3.0) * 0.01, params)
+    state = tx.init(params)
+    for _ in range(2):
+      upd, state = tx.update(grads, state, params)
+    updates.append(to_per_layer(nnx.to_pure_dict(upd)))
+  assert jax.tree.structure(updates[0]) == jax.tree.structure(updates[1])
+  for a, b in zip(jax.tree.leaves(updates[0]), jax.tree.leaves(updates[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+  frozen = updates[1]["encoder"]["layers"][0 if cfg.optimizer == "adamw" else 2]["attention"]["query"]
+  assert not np.asarray(frozen).any()
+
+
+def test_no_decay_pattern_splitting_a_stacked_parameter_is_an_error():
+  from xtjax.errors import ConfigError
+
+  _, stacked = _layouts()
+  with pytest.raises(ConfigError, match=r"optim.no_decay: .*encoder/layers/stacked/attention/query"):
+    optim.build(OptimConfig(no_decay=(r"encoder/layers/1/attention/query",)), stacked, 10, 3)

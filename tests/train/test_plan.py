@@ -1,5 +1,7 @@
 """`xtjax plan`: slice names, the whole command on 8 fake CPU devices, golden shardings, libtpu AOT."""
 
+import ast
+import dataclasses
 import importlib.util
 import json
 
@@ -142,6 +144,23 @@ def test_plan_reads_a_pipeline_phase():
     load_plan_config(path, [], "xlmr-large", "nope")
 
 
+def test_plan_reports_stacked_layers_sharded_like_per_layer_ones():
+  """With `scan_layers` the report lists one [N, ...] tensor per layer parameter, its leading `layers` axis
+  unsharded and the rest split over as many devices as the per-layer tensor (GOLDEN)."""
+  from xtjax.cli.plan_cmd import load_plan_config
+  from xtjax.train.plan import plan
+
+  tiny = [TINY[0].replace("num_layers: 2,", "num_layers: 2, scan_layers: true,")] + TINY[1:]
+  r = plan(load_plan_config(None, tiny + ["mesh.fsdp=4", "mesh.tensor=2"], "xlmr-bench-small"),
+           topology.parse("cpu:8"), compile_train=False)
+  specs = {row["path"]: (row["spec"], row["shards"], row["shape"][0]) for row in r["shardings"]}
+  for path, (spec, shards) in GOLDEN.items():
+    if "/layers/" in path:
+      stacked = path.replace("/layers/0/", "/layers/stacked/").replace("/layers/1/", "/layers/stacked/")
+      per_layer = ast.literal_eval(spec)
+      assert specs[stacked] == (str((None,) + per_layer) if per_layer else "()", shards, 2), stacked
+
+
 def test_memory_only_plan_compiles_nothing():
   from xtjax.cli.plan_cmd import add_estimates, load_plan_config
   from xtjax.train.plan import plan
@@ -181,3 +200,50 @@ def test_plan_of_the_mt5_xxl_text_to_text_phase_memory_only(monkeypatch):
   assert small["per_device"]["total"] > 24 * 2 ** 30 and small["per_device"]["optimizer_state"] < 0.1 * 2 ** 30
   np.testing.assert_allclose(large["per_device"]["total"], small["per_device"]["total"] / 4, rtol=0.01)
   assert "-> 8 target tokens" in format_plan(small)
+
+
+@pytest.mark.slow
+def test_search_picks_a_fitting_mesh_per_remat_policy_and_the_largest_batch():
+  """On 8 fake CPU devices with an HBM budget between the tiny model's peaks at batch 16 and 32."""
+  from xtjax.cli.plan_cmd import format_search, load_plan_config
+  from xtjax.train import plan_search
+  from xtjax.train.plan import plan
+
+  cfg = load_plan_config(None, TINY + ["optim.grad_accum_steps=1"], "xlmr-bench-small")
+  cpu = topology.parse("cpu:8")
+  peaks = {b: plan(dataclasses.replace(cfg, batch_size=b), cpu, compile_eval=False)["per_device"]["total"]
+           for b in (16, 32)}
+  assert peaks[32] > peaks[16]
+  hbm = (peaks[16] + peaks[32]) / 2 / 0.9  # per-device batch 2 fits on fsdp=8, 4 does not
+  found = plan_search.search(cfg, cpu, remats=("none", "full"), meshes=[(1, 8, 1), (2, 4, 1)], hbm_bytes=hbm,
+                             bandwidth=1e11, peak=1e12)
+  rows = {row["remat"]: row for row in found["policies"]}
+  for row in rows.values():  # (XLA:CPU's peaks for so tiny a model barely depend on the policy)
+    fitting = [c for c in row["candidates"] if c["fits"]]
+    assert row["best"]["examples_per_second"] == max(c["examples_per_second"] for c in fitting)
+  assert rows["full"]["best"]["step_seconds"] > rows["none"]["best"]["step_seconds"]  # recomputation costs time
+  best = found["best"]
+  assert best["fits"] and best["peak_bytes"] <= 0.9 * hbm
+  assert best["examples_per_second"] == max(r["best"]["examples_per_second"] for r in rows.values() if r["best"]["fits"])
+  lb = found["largest_batch"]
+  n_data = best["mesh"]["data"] * best["mesh"]["fsdp"]
+  assert lb["per_device"] >= 2 and lb["global"] == lb["per_device"] * n_data and lb["peak_bytes"] <= 0.9 * hbm
+  m = best["mesh"]
+  over = plan_search._with(cfg, (m["data"], m["fsdp"], m["tensor"]), best["remat"], (lb["per_device"] + 1) * n_data)
+  assert plan(over, cpu, compile_eval=False)["per_device"]["total"] > 0.9 * hbm
+  assert "largest per-device batch that fits" in format_search(found)
+
+
+def test_mesh_shapes_and_communication_estimate():
+  from xtjax.train import plan_search
+
+  assert sorted(plan_search.mesh_shapes(4)) == [(1, 1, 4), (1, 2, 2), (1, 4, 1), (2, 1, 2), (2, 2, 1), (4, 1, 1)]
+  from xtjax.models.registry import preset
+
+  enc = preset("xlmr-large")[1]
+  # FSDP alone over 8 devices: two bf16 gathers and one f32 reduce-scatter of 7/8 of the weights.
+  assert plan_search.comm_seconds(enc, 1000, (1, 8, 1), 32, 128, 1.0, 24) == pytest.approx((2 * 2000 + 4000) * 7 / 8)
+  assert plan_search.comm_seconds(enc, 1000, (1, 1, 1), 32, 128, 1.0, 24) == 0.0
+  # Tensor parallelism: two bf16 all-reduces of [B, L, D] a layer forward and two backward (ring: 2 (t-1)/t).
+  assert plan_search.comm_seconds(enc, 1000, (1, 1, 2), 32, 128, 1.0, 24) == pytest.approx(
+      4 * 24 * 2 * (2 * 32 * 128 * 1024) / 2 + 0)

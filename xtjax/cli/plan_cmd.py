@@ -24,6 +24,9 @@ def register(sub) -> None:
   p.add_argument("--no-eval", action="store_true", help="compile the train step only")
   p.add_argument("--memory-only", action="store_true",
                  help="compile nothing: parameters, optimizer state and gradients per device (a lower bound)")
+  p.add_argument("--search", action="store_true",
+                 help="for each remat policy the mesh (data x fsdp x tensor) with the highest estimated throughput "
+                      "that fits, then the largest per-device batch that fits (compiles the train step many times)")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -88,7 +91,7 @@ def add_estimates(result: dict) -> dict:
   per_device = analytic / result["devices"]
   result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"] if result["programs"] else None}
   # XLA's cost analysis counts a loop body once, whatever its trip count.
-  result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "scan_layers", False))
+  result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "stacked_layers", False))
   peak = result["peak_bf16"]
   result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": step_seconds(per_device, peak, m) for m in MFUS}
                                    if peak is not None else None)
@@ -103,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
   from xtjax.train.plan import plan
 
   cfg = load_plan_config(args.config, args.overrides, args.preset, args.phase)
+  if args.search:
+    from xtjax.train.plan_search import search
+
+    found = search(cfg, topology.parse(args.topology, args.slices), args.choices)
+    print(json.dumps(found, indent=2, default=str) if args.json else format_search(found))
+    return 0
   result = add_estimates(plan(cfg, topology.parse(args.topology, args.slices), args.choices, not args.no_eval,
                                  not args.memory_only))
   result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
@@ -147,4 +156,30 @@ def format_plan(r: dict) -> str:
   for row in r["shardings"]:
     flag = "  REPLICATED" if row["shards"] == 1 and r["devices"] > 1 else ""
     lines.append(f"  {row['path']:<58}{str(row['shape']):<20}{row['spec']:<32}{row['shards']:>5}{flag}")
+  return "\n".join(lines)
+
+
+def format_search(r: dict) -> str:
+  lines = [f"search on {r['topology']} ({r['devices']} devices, HBM {r['hbm_bytes'] / GiB:.0f} GiB, limit "
+           f"{int(r['headroom'] * 100)}%, {int(r['mfu'] * 100)}% MFU, ICI {r['ici_bytes_per_second'] / 1e9:.0f} GB/s), "
+           f"batch {r['batch_size']}:",
+           f"  {'remat':<34}{'mesh d x f x t':<16}{'peak/device':>14}{'step ms':>10}{'comm ms':>10}{'examples/s':>12}"]
+  for row in r["policies"]:
+    b = row["best"]
+    if b is None:
+      lines.append(f"  {row['remat']:<34}(no mesh compiled)")
+      continue
+    m = b["mesh"]
+    lines.append(f"  {row['remat']:<34}{m['data']}x{m['fsdp']}x{m['tensor']:<11}{_gib(b['peak_bytes']):>14}"
+                 f"{b['step_seconds'] * 1e3:>10.1f}{b['comm_seconds'] * 1e3:>10.1f}{b['examples_per_second']:>12.1f}"
+                 + ("" if b["fits"] else "  does NOT fit"))
+  best, lb = r["best"], r["largest_batch"]
+  if best is None:
+    lines.append("nothing fits: try a larger slice")
+    return "\n".join(lines)
+  m = best["mesh"]
+  lines.append(f"best: remat {best['remat']}, mesh data={m['data']} fsdp={m['fsdp']} tensor={m['tensor']}")
+  if lb is not None:
+    lines.append(f"largest per-device batch that fits: {lb['per_device']} (global {lb['global']})"
+                 + (f", peak {_gib(lb['peak_bytes'])}" if lb["peak_bytes"] is not None else ""))
   return "\n".join(lines)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
-from xtjax.models.scan import check_remat, run_layers
+from xtjax.models.scan import check_remat, layer_at, make_layers, run_layers, use_scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,8 @@ class EncoderConfig:
   model_type: str = "bert"  # Hugging Face model_type used on export: bert | roberta | xlm-roberta
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
-  scan_layers: bool = False  # one lax.scan over the layers (compiles once; xtjax.models.scan)
+  # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
+  scan_layers: bool | None = None
   remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
 
   def __post_init__(self):
@@ -51,6 +52,10 @@ class EncoderConfig:
     L.activation(self.hidden_act)
     L.to_dtype(self.dtype)
     L.to_dtype(self.param_dtype)
+
+  @property
+  def stacked_layers(self) -> bool:
+    return use_scan(self.scan_layers, self.num_layers)
 
   @property
   def head_dim(self) -> int:
@@ -164,7 +169,7 @@ class Encoder(nnx.Module):
     self.cfg = cfg
     rngs = L.KeySequence(rngs)
     self.embeddings = Embeddings(cfg, rngs)
-    self.layers = nnx.List([Layer(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.layers = make_layers([Layer(cfg, rngs) for _ in range(cfg.num_layers)], cfg.stacked_layers)
     self.pooler = (L.Dense(cfg.hidden_size, cfg.hidden_size, ("embed", None), stddev=cfg.initializer_range,
                            **_kw(cfg, rngs)) if cfg.pooler else None)
 
@@ -179,12 +184,13 @@ class Encoder(nnx.Module):
     bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
     x = embedded = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
     last = len(self.layers) - 1
-    x, hidden = run_layers([self.layers[i] for i in range(last)], x,
-                           lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1)),
-                           self.cfg.scan_layers, self.cfg.remat)
-    x, top = run_layers([self.layers[last]], x,
+    x, hidden = run_layers(self.layers, x, lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1)),
+                           remat=self.cfg.remat, stop=last)
+    # The last layer apart: with `last_layer_queries` its output is shorter than the scan's carry. (Stacked,
+    # the scan reads a slice of the first N-1 layers: XLA copies those weights once a step.)
+    x, top = run_layers([layer_at(self.layers, last)], x,
                         lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries),
-                        False, self.cfg.remat)
+                        remat=self.cfg.remat)
     hidden = [embedded] + hidden + top
     pooled = jnp.tanh(self.pooler(x[:, 0], L.fold(dropout_key, last + 2))) if self.pooler is not None else None
     return EncoderOutput(x, tuple(hidden), pooled)

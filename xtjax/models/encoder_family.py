@@ -10,6 +10,7 @@ from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
 from xtjax.models.family import Family
 from xtjax.models.encoder import Encoder, EncoderConfig
+from xtjax.models.scan import to_per_layer
 
 _ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
 _PREFIXES = ("bert.", "roberta.", "xlm_roberta.", "model.", "encoder_model.")
@@ -107,13 +108,14 @@ def _rename_legacy(tensors):
 
 
 def params_from_hf(cfg: EncoderConfig, tensors, where: str = "checkpoint"):
+  """Our parameters in the per-layer layout (`models.init.place` stacks them when the config scans)."""
   tensors = M.strip_prefix(_rename_legacy(tensors), "embeddings.word_embeddings.weight", _PREFIXES, where)
   ignore = list(_IGNORE) + ([] if cfg.pooler else [r"pooler\..*"])
   return M.import_tensors(_rules(cfg), tensors, ignore, where)
 
 
 def params_to_hf(cfg: EncoderConfig, params) -> dict:
-  return M.export_tensors(_rules(cfg), params)
+  return M.export_tensors(_rules(cfg), to_per_layer(params))
 
 
 def hf_architecture(cfg: EncoderConfig) -> str:

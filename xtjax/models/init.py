@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 
 from xtjax.errors import CheckpointError
 from xtjax.models import registry
+from xtjax.models.scan import to_layout
 from xtjax.models.heads import HeadConfig
 from xtjax.models.task_model import TaskModel
 from xtjax.parallel.mesh import single_device_mesh
@@ -75,13 +76,15 @@ def place(family: registry.Family, cfg, pure_params: Mapping, mesh: Mesh | None 
   """(graphdef, state): host arrays put onto the mesh shard by shard, cast to cfg.param_dtype.
 
   Each device receives only its slice (`make_array_from_callback`), which is also what a
-  multi-host run needs. Structure and shapes must match the model exactly.
+  multi-host run needs. Structure and shapes must match the model exactly, in either layer layout
+  (per layer or stacked, `models.scan`): the model's is made here.
   """
   mesh = mesh or single_device_mesh()
   graphdef, abs_state = abstract(family, cfg)
   shardings = state_shardings(abs_state, mesh, rules)
-  want = flat(nnx.to_pure_dict(abs_state))
-  have = flat(pure_params)
+  abs_pure = nnx.to_pure_dict(abs_state)
+  want = flat(abs_pure)
+  have = flat(to_layout(pure_params, abs_pure))
   missing = sorted(set(want) - set(have), key=str)
   extra = sorted(set(have) - set(want), key=str)
   if missing or extra:
@@ -117,6 +120,21 @@ def nest(flat_tree: Mapping[tuple, object]) -> dict:
       d = d.setdefault(p, {})
     d[k[-1]] = v
   return nested
+
+
+def relayout(state: nnx.State, like: nnx.State, shardings: nnx.State, where: str = "checkpoint") -> nnx.State:
+  """Parameters on the mesh in either layer layout (`models.scan`) converted on device to the layout of
+  `like` (an abstract or real state of the model to run), each array placed by `shardings`."""
+  like_pure = nnx.to_pure_dict(like)
+  try:
+    out = jax.jit(lambda p: to_layout(p, like_pure), out_shardings=nnx.to_pure_dict(shardings))(
+        nnx.to_pure_dict(state))
+  except (ValueError, TypeError, KeyError) as e:
+    raise CheckpointError(f"{where}: parameters do not fit the configured model, in either layer layout "
+                          f"({type(e).__name__}: {str(e)[:200]})") from e
+  result = jax.tree.map(lambda x: x, like)
+  nnx.replace_by_pure_dict(result, out)
+  return result
 
 
 def with_dtypes(cfg, dtype: str | None = None, param_dtype: str | None = None):

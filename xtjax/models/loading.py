@@ -60,9 +60,12 @@ def load_xtjax(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RU
   family, cfg = store.read_meta(folder)
   cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
   mesh = mesh or single_device_mesh()
-  graphdef, abs_state = model_init.abstract(family, cfg)
-  pure = store.load_params(folder, family, cfg, state_shardings(abs_state, mesh, rules))
+  graphdef, abs_state = model_init.abstract(family, store.disk_config(cfg))
+  pure = store.load_params(folder, family, store.disk_config(cfg), state_shardings(abs_state, mesh, rules))
   nnx.replace_by_pure_dict(abs_state, pure)
+  if store.disk_config(cfg) != cfg:  # stacked layers (`models.scan`): stacked on the mesh
+    graphdef, like = model_init.abstract(family, cfg)
+    abs_state = model_init.relayout(abs_state, like, state_shardings(like, mesh, rules), where=str(folder))
   tok_dir = store.tokenizer_dir(folder)
   tok = hf_io.load_tokenizer(tok_dir) if with_tokenizer and tok_dir is not None else None
   return Pretrained(family, cfg, graphdef, abs_state, tok, f"xtjax:{folder}")

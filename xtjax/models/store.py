@@ -1,13 +1,15 @@
 """xtjax's own model folder: the converted weights (Orbax), the model config and the tokenizer.
 
 Layout:  DIR/xtjax_model.json   {"format": "xtjax-model", "version": 1, "family", "config"}
-         DIR/params/            Orbax PyTree checkpoint of the parameters (pure dict)
+         DIR/params/            Orbax PyTree checkpoint of the parameters (pure dict, per-layer layout:
+                                stacked layers are unstacked on save, `models.scan`)
          DIR/tokenizer/         Hugging Face tokenizer files
 Written atomically (temp folder, then rename; on an object store the marker is written last).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -18,6 +20,7 @@ from flax import nnx
 from xtjax.errors import CheckpointError
 from xtjax.io_utils import as_path, atomic_dir, run_path
 from xtjax.models import registry
+from xtjax.models.scan import to_per_layer
 
 MARKER = "xtjax_model.json"
 FORMAT_VERSION = 1
@@ -31,7 +34,7 @@ def is_model_dir(path: epath.PathLike) -> bool:
 def save(folder: epath.PathLike, family: registry.Family, cfg, state, tokenizer=None) -> epath.Path:
   """Saves parameters (an nnx.State or pure dict) with their config and tokenizer."""
   folder = run_path(folder)
-  pure = nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
+  pure = to_per_layer(nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state)
   with atomic_dir(folder, last=MARKER) as tmp:
     meta = {"format": "xtjax-model", "version": FORMAT_VERSION, "family": family.name,
             "config": registry.config_to_dict(cfg)}
@@ -114,8 +117,14 @@ def read_meta(folder: epath.PathLike):
   return family, cfg
 
 
+def disk_config(cfg):
+  """The config whose parameter layout a model folder holds: layers stored one by one."""
+  return dataclasses.replace(cfg, scan_layers=False) if hasattr(cfg, "scan_layers") else cfg
+
+
 def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_state):
-  """Restores the parameters straight into the given shardings (an nnx.State of shardings)."""
+  """Restores the parameters straight into the given shardings (an nnx.State of shardings of the model
+  `disk_config(cfg)` builds)."""
   import orbax.checkpoint as ocp
 
   folder = run_path(folder)

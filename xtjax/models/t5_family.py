@@ -22,6 +22,7 @@ import numpy as np
 from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
 from xtjax.models.family import Family
+from xtjax.models.scan import to_per_layer
 from xtjax.models.t5 import T5, T5Config
 
 _ARCH = {"t5": "T5", "mt5": "MT5", "umt5": "UMT5"}
@@ -147,6 +148,7 @@ def _check_copies(cfg: T5Config, tensors: Mapping[str, np.ndarray], where: str) 
 
 
 def params_from_hf(cfg: T5Config, tensors, where: str = "checkpoint"):
+  """Our parameters in the per-layer layout (`models.init.place` stacks them when the config scans)."""
   tensors = M.strip_prefix(tensors, "shared.weight", ("transformer.", "model."), where)
   ignore = list(_IGNORE)
   if cfg.tie_word_embeddings:
@@ -158,7 +160,7 @@ def params_from_hf(cfg: T5Config, tensors, where: str = "checkpoint"):
 
 
 def params_to_hf(cfg: T5Config, params) -> dict:
-  return M.export_tensors(_rules(cfg), params)
+  return M.export_tensors(_rules(cfg), to_per_layer(params))
 
 
 def hf_architecture(cfg: T5Config) -> str:

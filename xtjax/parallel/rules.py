@@ -39,6 +39,7 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 #   labels                   classifier outputs
 #   norm                     1-d layer-norm scales and biases
 #   lora_rank                LoRA adapters' rank (A [in..., rank], B [rank, out...]; tiny, replicated)
+#   layers                   the leading axis of stacked layer parameters (`models.scan`: one scan step each)
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("length", None),
@@ -54,6 +55,7 @@ DEFAULT_RULES: Rules = (
     ("labels", None),
     ("norm", None),
     ("lora_rank", None),
+    ("layers", None),
 )
 
 

@@ -27,14 +27,19 @@ class Chip:
   dims: int  # torus dimensions of a slice's chip grid
   cores_per_chip: int  # what the public slice name counts (v4-8 = 4 chips of 2 cores)
   source: str
+  ici_bytes_per_second: float = 0.0  # "Interchip Interconnect BW" per chip (same pages), for `plan --search`
 
 
 GiB = 1024 ** 3
 CHIPS = {
-    "v4": Chip("v4", 32 * GiB, 275e12, 3, 2, "cloud.google.com/tpu/docs/v4: 32 GiB HBM2, 275 TFLOP/s bf16 per chip"),
-    "v5p": Chip("v5", 95 * GiB, 459e12, 3, 2, "cloud.google.com/tpu/docs/v5p: 95 GiB HBM2e, 459 TFLOP/s bf16 per chip"),
-    "v5e": Chip("v5e", 16 * GiB, 197e12, 2, 1, "cloud.google.com/tpu/docs/v5e: 16 GiB HBM2, 197 TFLOP/s bf16 per chip"),
-    "v6e": Chip("v6e", 32 * GiB, 918e12, 2, 1, "cloud.google.com/tpu/docs/v6e: 32 GiB HBM, 918 TFLOP/s bf16 per chip"),
+    "v4": Chip("v4", 32 * GiB, 275e12, 3, 2,
+                 "cloud.google.com/tpu/docs/v4: 32 GiB HBM2, 275 TFLOP/s bf16, ICI 2,400 Gbps per chip", 300e9),
+    "v5p": Chip("v5", 95 * GiB, 459e12, 3, 2,
+                 "cloud.google.com/tpu/docs/v5p: 95 GiB HBM2e, 459 TFLOP/s bf16, ICI 4,800 Gbps per chip", 600e9),
+    "v5e": Chip("v5e", 16 * GiB, 197e12, 2, 1,
+                 "cloud.google.com/tpu/docs/v5e: 16 GiB HBM2, 197 TFLOP/s bf16, ICI 1,600 Gbps per chip", 200e9),
+    "v6e": Chip("v6e", 32 * GiB, 918e12, 2, 1,
+                 "cloud.google.com/tpu/docs/v6e: 32 GiB HBM, 918 TFLOP/s bf16, ICI 3,584 Gbps per chip", 448e9),
 }
 
 

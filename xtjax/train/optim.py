@@ -1,6 +1,10 @@
 """optax AdamW (or Adafactor, as mT5 was fine-tuned) with a weight-decay mask, warm-up + linear decay
 (or constant), clipping, layer-wise learning-rate decay and freezing, all chosen by regexes over
-parameter paths."""
+parameter paths.
+
+The regexes always see per-layer paths (`encoder/layers/3/attention/query`): a stacked parameter
+(`encoder/layers/stacked/attention/query`, [N, ...], `models.scan`) gets one value per layer.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from flax import nnx
 
 from xtjax.errors import ConfigError
+from xtjax.models.scan import to_layout, to_per_layer
 from xtjax.runs.schema import OptimConfig
 
 
@@ -23,7 +30,7 @@ def path_str(path) -> str:
       name = getattr(k, "name", None)
     if name is None:
       name = getattr(k, "idx", None)
-    if name == "value" and k is path[-1]:
+    if isinstance(k, jax.tree_util.GetAttrKey) and name == "value" and k is path[-1]:  # a Variable's value
       continue
     parts.append(str(name))
   return "/".join(parts)
@@ -31,6 +38,27 @@ def path_str(path) -> str:
 
 def tree_paths(params):
   return jax.tree_util.tree_map_with_path(lambda p, _: path_str(p), params)
+
+
+def per_layer_values(params, fn):
+  """`fn(path)` of every parameter's per-layer path(s): a pytree like `params` whose stacked leaves hold
+  an [N] numpy array (one value per layer) and the others `fn`'s value."""
+  pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), pure)
+  per_layer = jax.tree_util.tree_map_with_path(lambda p, _: fn(path_str(p)), to_per_layer(shapes))
+  lookup = dict(zip(jax.tree.leaves(tree_paths(shapes)), jax.tree.leaves(to_layout(per_layer, shapes))))
+  return jax.tree_util.tree_map_with_path(lambda p, _: lookup[path_str(p)], params)
+
+
+def _one_value(values, param, what: str, path: str):
+  """A stacked parameter's per-layer values as one value when they agree, else broadcastable [N, 1, ...]."""
+  v = np.asarray(values)
+  if v.ndim == 0 or (v == v.flat[0]).all():
+    return v.flat[0].item()
+  if what == "weight decay":
+    raise ConfigError(f"optim.no_decay: matches some layers of the stacked parameter {path} but not others; "
+                      "use per-layer storage (model.config_overrides.scan_layers: false) or a pattern for every layer")
+  return v.reshape((-1,) + (1,) * (len(param.shape) - 1))
 
 
 def _matches(patterns, path: str) -> bool:
@@ -52,7 +80,8 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 
 
 def lr_scales(cfg: OptimConfig, params, num_layers: int):
-  """Per-parameter multipliers: 0 for frozen parameters, decay**depth with layer-wise decay."""
+  """Per-parameter multipliers: 0 for frozen parameters, decay**depth with layer-wise decay (per layer
+  of a stacked parameter: a broadcastable [N, 1, ...] array where its layers differ)."""
   layer_re = re.compile(r"(?:^|/)layers/(\d+)/")
 
   def one(path: str) -> float:
@@ -64,7 +93,8 @@ def lr_scales(cfg: OptimConfig, params, num_layers: int):
     layer_id = int(m.group(1)) + 1 if m else (0 if "embed" in path else num_layers + 1)
     return float(cfg.layerwise_lr_decay ** (num_layers + 1 - layer_id))
 
-  return jax.tree.map(one, tree_paths(params))
+  values = per_layer_values(params, one)
+  return jax.tree.map(lambda v, p, path: _one_value(v, p, "learning rate", path), values, params, tree_paths(params))
 
 
 def _scale_by_tree(scales) -> optax.GradientTransformation:
@@ -128,16 +158,38 @@ def _adafactor(cfg: OptimConfig, sched: optax.Schedule, decay_mask) -> list[opta
 OPTIMIZERS = {"adamw": _adamw, "adafactor": _adafactor}
 
 
+# Optimizers whose update of a tensor depends on the whole tensor (Adafactor's RMS scaling, clipping and
+# factored moments): on stacked parameters they run once per layer (vmapped), as on per-layer storage.
+PER_TENSOR = frozenset({"adafactor"})
+
+
+def _vmapped(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
+
+
+def _per_layer(links, params) -> list[optax.GradientTransformation]:
+  """`links` applied to each layer of stacked parameters separately, to the others as they are."""
+  tx = optax.chain(*links)
+  per_layer = per_layer_values(params, lambda _: 0)  # an [N] array on stacked parameters
+  labels = jax.tree.map(lambda v: f"stacked{np.size(v)}" if np.ndim(v) else "plain", per_layer)
+  groups = set(jax.tree.leaves(labels))
+  if groups == {"plain"}:
+    return list(links)
+  return [optax.multi_transform({g: tx if g == "plain" else _vmapped(tx) for g in groups}, labels)]
+
+
 def build(cfg: OptimConfig, params, total_steps: int, num_layers: int):
   """(optax transformation, learning-rate schedule) for `params` (an nnx.State or pytree)."""
-  paths = tree_paths(params)
-  decay_mask = jax.tree.map(lambda p: not _matches(cfg.no_decay, p), paths)
+  decay = per_layer_values(params, lambda p: not _matches(cfg.no_decay, p))
+  decay_mask = jax.tree.map(lambda v, p, path: bool(_one_value(v, p, "weight decay", path)), decay, params,
+                            tree_paths(params))
   sched = schedule(cfg, total_steps)
   parts = []
   if cfg.max_grad_norm:
     parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
-  parts += OPTIMIZERS[cfg.optimizer](cfg, sched, decay_mask)
+  links = OPTIMIZERS[cfg.optimizer](cfg, sched, decay_mask)
+  parts += _per_layer(links, params) if cfg.optimizer in PER_TENSOR else links
   scales = lr_scales(cfg, params, num_layers)
-  if any(s != 1.0 for s in jax.tree.leaves(scales)):
+  if any(np.any(np.asarray(s) != 1.0) for s in jax.tree.leaves(scales)):
     parts.append(_scale_by_tree(scales))
   return optax.chain(*parts), sched

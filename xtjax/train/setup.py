@@ -14,7 +14,7 @@ from xtjax.errors import CheckpointError, ConfigError
 from xtjax.models import hf_io, registry, store
 from xtjax.models import lora as lora_lib
 from xtjax.models.heads import HeadConfig
-from xtjax.models.init import init_task_model
+from xtjax.models.init import init_task_model, relayout
 from xtjax.models.loading import load_pretrained
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
@@ -65,11 +65,15 @@ def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, me
   graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed, lora)
   if start.params is not None:
     base, adapters = params["encoder"].split(lambda path, _: lora_lib.is_adapter_path(_path(path)), ...)[::-1]
+    got = start.params
+    if jax.tree.structure(base) != jax.tree.structure(got):  # saved in the other layer layout
+      base_sh = shardings["encoder"].split(lambda path, _: lora_lib.is_adapter_path(_path(path)), ...)[1]
+      got = relayout(got, base, base_sh, where=start.source)
     enc_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), base)
-    got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), start.params)
-    if jax.tree.structure(base) != jax.tree.structure(start.params) or enc_shapes != got_shapes:
+    got_shapes = jax.tree.map(lambda x: (x.shape, x.dtype), got)
+    if jax.tree.structure(base) != jax.tree.structure(got) or enc_shapes != got_shapes:
       raise CheckpointError(f"{start.source}: encoder parameters do not fit the configured model")
-    params["encoder"] = nnx.merge_state(start.params, adapters)
+    params["encoder"] = nnx.merge_state(got, adapters)
   if start.adapters is not None:
     _continue_adapters(params, shardings, start, lora)
   return graphdef, params, shardings

@@ -1,0 +1,229 @@
+"""Writes docs/scale.md: for every model of the study, the smallest v4 / v5e / v5p slice that fits a full
+fine-tuning step at the papers' batch and length, its mesh and remat, per-device memory, the step time at
+50% MFU and the time of one epoch of MNLI and of SQuAD.
+
+    PYTHONPATH=. python scripts/scale_table.py            # rewrites docs/scale.md
+
+Memory-only mode (no compiles, seconds for the whole table): parameters, gradients and optimizer state
+per device are exact (the trainer's model, optimizer and sharding rules, FSDP over the whole slice);
+activations are an analytic estimate (see `activation_bytes`). `xtjax plan` compiles a row to confirm it.
+Adding a row is one line in ROWS.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from xtjax.cli.plan_cmd import load_plan_config
+from xtjax.models.task_model import TaskModel
+from xtjax.parallel.rules import logical_axes_of, logical_to_spec, rules_from_config
+from xtjax.parallel.topology import CHIPS
+from xtjax.perf import flops
+from xtjax.tasks import registry as task_registry
+from xtjax.train import optim, setup
+from xtjax.train.plan import model_config
+from xtjax.train.plan_search import MFU, RECOMPUTE
+
+GiB = 1024 ** 3
+HEADROOM = 0.9
+# (label, preset, form): `encoder` = a task head on the encoder (mT5: its encoder alone), `text_to_text` = the
+# whole encoder-decoder trained on target text.
+ROWS = [
+    ("XLM-R base", "xlmr-base", "encoder"),
+    ("XLM-R large", "xlmr-large", "encoder"),
+    ("mBERT", "mbert-base", "encoder"),
+    *[(f"mT5-{s}", f"mt5-{s}", "encoder") for s in ("small", "base", "large", "xl", "xxl")],
+    *[(f"mT5-{s}", f"mt5-{s}", "text_to_text") for s in ("small", "base", "large", "xl", "xxl")],
+]
+# form -> task -> (task name, global batch, input length, target length, source of the setting)
+SETTINGS = {
+    "encoder": {"MNLI": ("mnli", 32, 128, 0), "SQuAD": ("squad_v1", 32, 384, 0)},  # XLM-R (Conneau et al. 2020)
+    # google-research/multilingual-t5 finetune_mt5_tasks.sh + gin/sequence_lengths: XNLI 2^20 tokens of 1024-token
+    # inputs and 128-token targets; XQuAD 2^17 tokens, targets 512.
+    "text_to_text": {"MNLI": ("mnli_t2t", 1024, 1024, 128), "SQuAD": ("squad_v1_t2t", 128, 1024, 512)},
+}
+TRAIN_EXAMPLES = {"MNLI": 392_702, "SQuAD": 87_599}  # xtjax/tasks/published_counts.tsv (SQuAD: questions)
+# Public slice names by generation, smallest first (v4 / v5p count TensorCores, two per chip; v5e chips).
+SLICES = {"v4": [8 * 2 ** i for i in range(10)], "v5e": [1, 4, 8, 16, 32, 64, 128, 256],
+          "v5p": [8 * 2 ** i for i in range(11)]}
+REMATS = ("none", "full")
+
+
+def _config(preset: str, form: str, task: str):
+  name, batch, length, target = SETTINGS[form][task]
+  overrides = [f"tasks=[{{name: {name}}}]", f"batch_size={batch}", f"features.max_length={length}",
+               "mesh.data=1", "mesh.fsdp=-1"]
+  if target:
+    overrides.append(f"features.max_target_length={target}")
+  if preset.startswith("mt5"):  # mT5 was fine-tuned with Adafactor at a constant 1e-3, no weight decay
+    overrides += ["optim.optimizer=adafactor", "optim.weight_decay=0.0", "optim.learning_rate=0.001"]
+    if form == "encoder":
+      overrides.append("model.config_overrides={encoder_only: true}")
+  return load_plan_config(None, overrides, preset)
+
+
+def _model(cfg):
+  """(encoder config, [(shape, dtype, logical axes)] of params, of optimizer state) from shapes alone."""
+  family, enc = model_config(cfg)
+  task = task_registry.get(cfg.tasks[0].name)
+  heads = setup.head_configs([task])
+  _, params = nnx.split(nnx.eval_shape(lambda: TaskModel(family, enc, heads, rngs=nnx.Rngs(0))))
+  tx, _ = optim.build(cfg.optim, params, 1000, enc.num_layers)
+  opt = jax.eval_shape(tx.init, params)
+  axes = jax.tree.leaves(logical_axes_of(params), is_leaf=lambda x: isinstance(x, tuple) or x is None)
+  leaves = jax.tree.leaves(params)
+  p = [(tuple(x.shape), x.dtype, a) for x, a in zip(leaves, axes)]
+  # Optimizer leaves shaped like a parameter are sharded like it (train.state.state_sharding); the rest
+  # (Adafactor's factored statistics, counters) are replicated.
+  by_shape = {tuple(x.shape): a for x, a in zip(leaves, axes)}
+  o = [(tuple(x.shape), x.dtype, by_shape.get(tuple(x.shape))) for x in jax.tree.leaves(opt)]
+  return enc, task, p, o
+
+
+def _per_device(arrays, devices: int, rules) -> int:
+  mesh = types.SimpleNamespace(shape={"data": 1, "fsdp": devices, "tensor": 1})
+  total = 0
+  for shape, dtype, names in arrays:
+    spec = logical_to_spec(names, rules, mesh, shape) if names else ()
+    split = [devices if (i < len(spec) and spec[i]) else 1 for i in range(len(shape))]
+    total += math.prod(s // k for s, k in zip(shape, split)) * np.dtype(dtype).itemsize
+  return total
+
+
+def activation_bytes(enc, form: str, batch: int, length: int, target: int, remat: str) -> float:
+  """Live activations of one train step on one device for `batch` sequences, bf16 (Korthikanti et al. 2022,
+  "Reducing Activation Recomputation", eq. 1: s*b*h*(34 + 5*a*s/h) bytes a layer with a 4h MLP; the MLP's
+  19h generalised to 3h + 4f, gated 3h + 6f). `full` keeps each layer's input (2 bytes a value) plus one
+  layer's activations while it is recomputed; text-to-text adds the f32 logits and their gradient."""
+  D = getattr(enc, "hidden_size", None) or enc.d_model
+  F = getattr(enc, "intermediate_size", None) or enc.d_ff
+  H = enc.num_heads
+  mlp = 3 * D + (6 if getattr(enc, "is_gated", False) else 4) * F
+
+  def enc_layer(s):  # bytes per sequence
+    return s * (11 * D + 5 * H * s + mlp + 4 * D)
+
+  def dec_layer(t, s):
+    return t * (11 * D + 5 * H * t + 11 * D + 5 * H * s + mlp + 6 * D)
+
+  layers = [enc_layer(length)] * enc.num_layers
+  inputs = [2 * length * D] * enc.num_layers
+  logits = 0
+  if form == "text_to_text":
+    layers += [dec_layer(target, length)] * enc.num_decoder_layers
+    inputs += [2 * target * D] * enc.num_decoder_layers
+    logits = 2 * 4 * target * enc.vocab_size
+  kept = sum(layers) if remat == "none" else sum(inputs) + max(layers)
+  return batch * (kept + logits)
+
+
+def smallest_slice(gen: str, enc, form, arrays, opt, rules, batch, length, target):
+  chip = CHIPS[gen]
+  for cores in SLICES[gen]:
+    devices = cores // chip.cores_per_chip
+    if batch % devices:
+      continue
+    state = 2 * _per_device(arrays, devices, rules) + _per_device(opt, devices, rules)
+    for remat in REMATS:
+      accum = 1
+      while batch % (devices * accum) == 0:
+        act = activation_bytes(enc, form, batch // (devices * accum), length, target, remat)
+        if state + act <= HEADROOM * chip.hbm_bytes:
+          return {"slice": f"{gen}-{cores}", "devices": devices, "remat": remat, "accum": accum,
+                  "state": state, "total": state + act}
+        accum *= 2
+  return None
+
+
+def row(label, preset, form):
+  out = {"label": label, "form": form, "tasks": {}}
+  for task_label in ("MNLI", "SQuAD"):
+    cfg = _config(preset, form, task_label)
+    enc, task, arrays, opt = _model(cfg)
+    _, batch, length, target = SETTINGS[form][task_label]
+    rules = rules_from_config(cfg.rules)
+    train_flops = flops.train_flops(enc, batch, length, task.head_type, task.num_labels, 1, target)
+    cells = {}
+    for gen in SLICES:
+      fit = smallest_slice(gen, enc, form, arrays, opt, rules, batch, length, target)
+      if fit is not None:
+        step = train_flops * (1 + RECOMPUTE[fit["remat"]]) / (fit["devices"] * CHIPS[gen].peak_bf16 * MFU)
+        fit["step"] = step
+        fit["epoch"] = math.ceil(TRAIN_EXAMPLES[task_label] / batch) * step
+      cells[gen] = fit
+    out["tasks"][task_label] = {"batch": batch, "length": length, "target": target, "cells": cells,
+                                "params": sum(math.prod(s) for s, _, _ in arrays)}
+  return out
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 120:
+    return f"{seconds:.0f} s"
+  if seconds < 7200:
+    return f"{seconds / 60:.0f} min"
+  return f"{seconds / 3600:.1f} h"
+
+
+def markdown(rows) -> str:
+  lines = [
+      "# Does it fit? Smallest TPU slices for full fine-tuning",
+      "",
+      "Generated by `PYTHONPATH=. python scripts/scale_table.py` (do not edit by hand). **Memory-only mode**:",
+      "no program is compiled, because XLA compiles of 0.3-13B-parameter train steps take minutes to hours on",
+      "the 2-core machine this was generated on. Per device, parameters (f32), gradients and optimizer state",
+      "(AdamW for XLM-R / mBERT; Adafactor, as mT5 was fine-tuned, for mT5) are exact, from the trainer's own",
+      "model, optimizer and sharding rules with FSDP over the whole slice (`mesh.data=1 mesh.fsdp=-1`, bf16",
+      "compute). Activations are an analytic estimate (Korthikanti et al. 2022, eq. 1, generalised to T5's",
+      "gated MLP; `remat: full` keeps each layer's input and one layer at a time). A slice fits when their sum",
+      f"stays under {int(HEADROOM * 100)}% of one chip's HBM; the remat policy is `none` if that fits, else `full`;",
+      "gradient accumulation (accum) is raised in powers of two when the batch does not fit at once.",
+      "Confirm a row with a real compile: `xtjax plan --preset PRESET --topology SLICE`.",
+      "",
+      f"Step time: the analytic training FLOPs (`xtjax.perf.flops`; x4/3 with `remat: full`) at {int(MFU * 100)}%",
+      "MFU of the slice's peak bf16 FLOP/s; an epoch is ceil(train examples / batch) steps (MNLI 392,702",
+      "pairs, SQuAD v1.1 87,599 questions; SQuAD's 384-token windows add a few percent more features).",
+      "Settings: encoder heads at XLM-R's fine-tuning batch and length (Conneau et al. 2020: 32 x 128 for",
+      "classification, 32 x 384 for QA); mT5 text-to-text at the mT5 repository's fine-tuning settings",
+      "(`finetune_mt5_tasks.sh`: XNLI 1,048,576 tokens a batch = 1024 x 1024 inputs, 128-token targets; XQuAD",
+      "131,072 tokens = 128 x 1024, 512-token targets).",
+      "",
+  ]
+  for task_label in ("MNLI", "SQuAD"):
+    lines += [f"## {task_label}", "",
+              "| model | head | params | batch x len (target) | " + " | ".join(
+                  f"smallest {g} (remat, accum) | {g} mem/dev | {g} step | {g} epoch" for g in SLICES) + " |",
+              "|---|---|---:|---|" + "---|---:|---:|---:|" * len(SLICES)]
+    for r in rows:
+      t = r["tasks"][task_label]
+      shape = f"{t['batch']} x {t['length']}" + (f" ({t['target']})" if t["target"] else "")
+      cells = []
+      for g in SLICES:
+        c = t["cells"][g]
+        if c is None:
+          cells += ["does not fit the largest slice listed", "", "", ""]
+          continue
+        cells += [f"{c['slice']} ({c['remat']}, {c['accum']})", f"{c['total'] / GiB:.1f} GiB",
+                  f"{c['step'] * 1e3:.0f} ms", _duration(c["epoch"])]
+      head = "text-to-text" if r["form"] == "text_to_text" else "encoder + task head"
+      lines.append(f"| {r['label']} | {head} | {t['params'] / 1e6:,.0f}M | {shape} | " + " | ".join(cells) + " |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(out: str = "docs/scale.md") -> int:
+  rows = [row(*r) for r in ROWS]
+  Path(out).parent.mkdir(parents=True, exist_ok=True)
+  Path(out).write_text(markdown(rows) + "\n")
+  print(f"wrote {out} ({len(rows)} rows)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,64 @@
+"""The T5 / mT5 / umT5 hyper-parameters (`xtjax.models.t5`, `xtjax.models.t5_blocks`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from xtjax.models import layers as L
+from xtjax.models.scan import check_remat, use_scan
+
+MODEL_TYPES = ("t5", "mt5", "umt5")
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  vocab_size: int = 250112
+  d_model: int = 512
+  d_kv: int = 64
+  d_ff: int = 1024
+  num_layers: int = 8
+  num_decoder_layers: int = 8
+  num_heads: int = 6
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  layer_norm_epsilon: float = 1e-6
+  feed_forward_proj: str = "gated-gelu"  # "gated-gelu" (mT5, T5 v1.1), "relu" (T5 v1.0), "gated-silu", ...
+  tie_word_embeddings: bool = False  # True: LM head = embedding, decoder output scaled by d_model**-0.5
+  dropout_rate: float = 0.1
+  pad_token_id: int = 0
+  eos_token_id: int = 1
+  decoder_start_token_id: int = 0
+  per_layer_position_bias: bool = False  # umT5: a relative position bias in every layer, not only the first
+  encoder_only: bool = False  # build only the embedding and the encoder (task heads on `encode`)
+  initializer_factor: float = 1.0
+  model_type: str = "mt5"  # Hugging Face model_type used on export: t5 | mt5 | umt5
+  dtype: str = "float32"  # compute dtype
+  param_dtype: str = "float32"
+  # Layers stored stacked and run as one lax.scan per stack (xtjax.models.scan); None: on from 12 layers.
+  scan_layers: bool | None = None
+  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+
+  def __post_init__(self):
+    check_remat(self.remat)
+    if self.model_type not in MODEL_TYPES:
+      raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
+    parts = self.feed_forward_proj.split("-")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+      raise ValueError(f"feed_forward_proj must be 'ACT' or 'gated-ACT' (e.g. 'gated-gelu', 'relu'), "
+                       f"got {self.feed_forward_proj!r}")
+    L.activation(self.activation)
+    L.to_dtype(self.dtype)
+    L.to_dtype(self.param_dtype)
+
+  @property
+  def stacked_layers(self) -> bool:
+    return use_scan(self.scan_layers, self.num_layers)
+
+  @property
+  def is_gated(self) -> bool:
+    return self.feed_forward_proj.startswith("gated-")
+
+  @property
+  def activation(self) -> str:
+    # As transformers: "gated-gelu" means the tanh approximation (gelu_new); plain "gelu" is exact.
+    return "gelu_new" if self.feed_forward_proj == "gated-gelu" else self.feed_forward_proj.split("-")[-1]
