@@ -20,6 +20,7 @@ from xtjax.errors import CheckpointError, ConfigError
 from xtjax.io_utils import WRITE_ERRNOS, as_path, naming_errors, run_path
 from xtjax.models import hf_io, store
 from xtjax.models import lora as lora_lib
+from xtjax.models.scan import to_per_layer
 from xtjax.models.heads import HEAD_TYPES, HeadConfig
 from xtjax.runs import start
 from xtjax.runs.schema import TaskConfig, TrainConfig
@@ -127,7 +128,7 @@ def export_encoder(run_dir: epath.PathLike, family, encoder_config, params, toke
     enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
   if jax.process_index() == 0:
     if lora is not None:
-      pure = nnx.to_pure_dict(enc)
+      pure = to_per_layer(nnx.to_pure_dict(enc))  # adapters saved and merged per layer, as the model folder
       store.save_adapters(as_path(run_dir) / start.ADAPTERS_DIR, {"encoder": lora_lib.adapters_only(pure)},
                           config_lib.to_dict(lora), base)
       enc = lora_lib.merged(pure, lora.alpha)

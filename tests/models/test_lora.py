@@ -117,16 +117,19 @@ def test_lora_gradient_is_full_gradient_projected_onto_adapters(case):
   g_full = _flat(jax.jit(jax.grad(loss_full))(merged))
   p = _flat(pure)
   adapted = sorted(k[:-len(L.LORA_SUFFIX + "/a")] for k in p if k.endswith(L.LORA_SUFFIX + "/a"))
-  expected = {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 12, "decoder-scan": 2 * 7 + 1}
+  # encoder-scan: the 2 layers' 6 projections are stacked, so 6 stacked adapters stand for 12
+  expected = {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 6, "decoder-scan": 2 * 7 + 1}
   assert len(adapted) == expected[case]
   s = cfg.alpha / cfg.rank
   for w in adapted:
     a, b = p[f"{w}_lora/a"], p[f"{w}_lora/b"]
     rank = a.shape[-1]
-    a2, b2 = a.reshape(-1, rank), b.reshape(rank, -1)
-    g = g_full[w].reshape(a2.shape[0], b2.shape[1])  # dL/dW' of the merged (full) model
-    _close(g_lora[f"{w}_lora/b"].reshape(b2.shape), s * a2.T @ g)
-    _close(g_lora[f"{w}_lora/a"].reshape(a2.shape), s * g @ b2.T)
+    lead = p[w].shape[:a.ndim + b.ndim - 2 - p[w].ndim]  # (layers,) for a stacked weight
+    a2, b2 = a.reshape(*lead, -1, rank), b.reshape(*lead, rank, -1)
+    g = g_full[w].reshape(*lead, a2.shape[-2], b2.shape[-1])  # dL/dW' of the merged (full) model
+    t = lambda x: jnp.swapaxes(x, -1, -2)
+    _close(g_lora[f"{w}_lora/b"].reshape(b2.shape), s * t(a2) @ g)
+    _close(g_lora[f"{w}_lora/a"].reshape(a2.shape), s * g @ t(b2))
     _close(g_lora[w], g_full[w])  # the frozen base sees dL/dW' too
   # Merged weights give the adapter model's outputs.
   outputs = jax.jit(lambda full, p: (_apply(full_graphdef, full_state, full, forward),

@@ -21,12 +21,14 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from xtjax.config import BadValue, check_min
 from xtjax.errors import ConfigError
 from xtjax.models import layers as L
+from xtjax.models.scan import LAYERS_AXIS, LayerStack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,18 +92,52 @@ def _check_stacks(adapted: list[str], all_paths: list[str]) -> None:
                         f"(layers {missing} do not match)")
 
 
+def _layer_paths(path: tuple, stacks: dict[tuple, LayerStack]) -> tuple[list[str], bool]:
+  """(the per-layer paths a parameter stands for, whether it is stacked): `.../layers/stacked/REST` of a
+  `LayerStack` is `.../layers/<i>/REST` for each stacked layer i (targets are written per layer)."""
+  for stack_path, stack in stacks.items():
+    n = len(stack_path)
+    if path[:n] == stack_path and len(path) > n and path[n] == "stacked":
+      first = len(stack.first)
+      return [_path(stack_path + (i,) + path[n + 1:]) for i in range(first, first + stack.num_stacked)], True
+  return [_path(path)], False
+
+
+def _stacked_adapter(weight: nnx.Param, num_layers: int, cfg: LoraConfig, rngs) -> L.LoraAdapter:
+  """An adapter for a stacked weight [layers, in..., out...]: one adapter per layer, built from that
+  layer's slice, stacked along the same leading `layers` axis (so the layer scan slices it too)."""
+  meta, value = weight.get_metadata(), weight.get_value()
+  axes = meta.get("logical_axes")
+  per_meta = {k: v for k, v in meta.items() if k != "logical_axes"}
+  if axes is not None:
+    per_meta["logical_axes"] = tuple(axes[1:])
+  adapters = [L.LoraAdapter(nnx.Param(value[j], **per_meta), cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs)
+              for j in range(num_layers)]
+  flats = [dict(nnx.to_flat_state(nnx.state(a))) for a in adapters]
+  for path, var in flats[0].items():
+    var.set_value(jnp.stack([f[path].get_value() for f in flats]))
+    var.set_metadata("logical_axes", (LAYERS_AXIS,) + tuple(var.get_metadata().get("logical_axes") or ()))
+  return adapters[0]
+
+
 def attach(model: nnx.Module, cfg: LoraConfig, rngs) -> list[str]:
   """Gives every projection weight of `model` whose path matches `cfg.targets` a LoRA adapter;
-  returns the adapted paths. A target matching nothing, or a weight that is no projection, is an error."""
+  returns the adapted paths (per layer). A target matching nothing, or a weight that is no projection,
+  is an error. Stacked layers (`models.scan.LayerStack`) are matched by their per-layer paths."""
+  stacks = {tuple(path): node for path, node in nnx.iter_graph(model) if isinstance(node, LayerStack)}
   hits, used, all_paths = [], set(), []
   for path, node in nnx.iter_graph(model):
     if not isinstance(node, nnx.Param) or not path:
       continue
-    p = _path(path)
-    all_paths.append(p)
-    matched = [t for t in cfg.targets if re.fullmatch(t, p)]
+    per_layer, stacked = _layer_paths(tuple(path), stacks)
+    all_paths.extend(per_layer)
+    matched = sorted({t for t in cfg.targets for p in per_layer if re.fullmatch(t, p)})
     if not matched:
       continue
+    p = per_layer[0]
+    if stacked and not all(any(re.fullmatch(t, q) for t in cfg.targets) for q in per_layer):
+      raise ConfigError(f"lora.targets: {matched[0]!r} matches only some of the stacked layers "
+                        f"{per_layer[0]} .. {per_layer[-1]}; adapt every layer of the stack or none")
     used.update(matched)
     if "fan_in_dims" not in node.get_metadata():
       raise ConfigError(f"lora.targets {matched[0]!r} matches {p}, which is not a projection weight "
@@ -111,15 +147,17 @@ def attach(model: nnx.Module, cfg: LoraConfig, rngs) -> list[str]:
   if unused:
     raise ConfigError(f"lora.targets {unused[0]!r} matches no parameter path (e.g. "
                       "'encoder/layers/\\d+/attention/(query|value)')")
-  paths = [_path(p) for p, _ in hits]
+  paths = [q for p, _ in hits for q in _layer_paths(tuple(p), stacks)[0]]
   _check_stacks(paths, all_paths)
   rngs = L.KeySequence(rngs)
   for path, weight in hits:
     owner = model
     for part in path[:-1]:
       owner = owner[part] if isinstance(part, int) else getattr(owner, part)
-    setattr(owner, path[-1] + L.LORA_SUFFIX,
-            L.LoraAdapter(weight, cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs))
+    per_layer, stacked = _layer_paths(tuple(path), stacks)
+    adapter = (_stacked_adapter(weight, len(per_layer), cfg, rngs) if stacked
+               else L.LoraAdapter(weight, cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs))
+    setattr(owner, path[-1] + L.LORA_SUFFIX, adapter)
   return paths
 
 
@@ -144,8 +182,6 @@ def adapters_only(pure: Mapping) -> dict:
 def merged(pure: Mapping, alpha: float) -> dict:
   """A pure params dict with every adapter folded in: W + (alpha / rank) A B, computed in float32
   and cast to W's dtype; the `*_lora` entries are gone. Works on numpy or jax arrays."""
-  import jax.numpy as jnp
-
   out = {}
   for k, v in pure.items():
     if str(k).endswith(L.LORA_SUFFIX):
@@ -160,7 +196,9 @@ def merged(pure: Mapping, alpha: float) -> dict:
     a, b = adapter["a"], adapter["b"]
     rank = a.shape[-1]
     xp = np if isinstance(v, np.ndarray) else jnp
-    delta = xp.reshape(xp.asarray(a, np.float32).reshape(-1, rank) @ xp.asarray(b, np.float32).reshape(rank, -1),
-                       v.shape)
+    lead = v.shape[:a.ndim + b.ndim - 2 - v.ndim]  # (layers,) for a stacked weight, else ()
+    a2 = xp.asarray(a, np.float32).reshape(*lead, -1, rank)
+    b2 = xp.asarray(b, np.float32).reshape(*lead, rank, -1)
+    delta = xp.reshape(a2 @ b2, v.shape)
     out[k] = (xp.asarray(v, np.float32) + (alpha / rank) * delta).astype(v.dtype)
   return out

@@ -15,6 +15,7 @@ from xtjax.models import hf_io, registry, store
 from xtjax.models import lora as lora_lib
 from xtjax.models.heads import HeadConfig
 from xtjax.models.init import init_task_model, relayout
+from xtjax.models.scan import to_layout
 from xtjax.models.loading import load_pretrained
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
@@ -88,8 +89,9 @@ def _continue_adapters(params, shardings, start: EncoderStart, lora) -> None:
   if lora is None:
     raise ConfigError(f"init_from_lora: adapters ({start.source}): this run has no `lora` config to train them")
   pure = nnx.to_pure_dict(params)
-  want = _flat(lora_lib.adapters_only(pure))
-  have = _flat(start.adapters)
+  fresh = lora_lib.adapters_only(pure)
+  want = _flat(fresh)
+  have = _flat(to_layout(start.adapters, fresh))  # saved per layer; this run's layers may be stacked
   if want.keys() != have.keys():
     only = lambda a, b: sorted(a.keys() - b.keys())[:3]
     raise ConfigError(f"{start.source}: the saved adapters do not match this run's lora.targets: saved only "
