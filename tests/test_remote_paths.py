@@ -12,7 +12,7 @@ ALLOWED = {
   ("config.py", "read_with_bases"): "config YAML files named on the command line (local, with `base:` includes)",
   ("io_utils.py", "run_path"): "the one place a local run directory is made absolute (URLs are returned as given)",
   ("data/cache.py", "_stat"): "the task's local data files, stat'ed for the cache key",
-  ("data/cache.py", "cached_features"): "writes into atomic_dir's staging folder, which is always local",
+  ("data/cache.py", "_store"): "writes into atomic_dir's staging folder, which is always local",
   ("data/formats/common.py", "_open_binary"): "upstream data files (local, or fetched by `xtjax data download`)",
   ("tasks/download.py", "_urlretrieve"): "downloads into the local data folder",
   ("tasks/synthetic.py", "ToyClassification.read"): "the toy task's data files, local",

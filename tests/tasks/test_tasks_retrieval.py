@@ -225,6 +225,10 @@ def test_real_tatoeba_with_a_tiny_model():
   deu, _ = embed_sentences(pre, [p.source for p in pairs], 1, "mean", 16, 16)
   eng /= np.linalg.norm(eng, axis=1, keepdims=True)
   deu /= np.linalg.norm(deu, axis=1, keepdims=True)
-  nearest = (eng @ deu.T).argmax(1)
-  assert out["predictions"] == nearest.tolist()
-  assert out["scores"]["accuracy"] == pytest.approx(100.0 * np.mean(nearest == np.arange(48)))
+  sim = eng @ deu.T
+  pred = np.asarray(out["predictions"])
+  # Each prediction is a nearest German sentence (the tiny random model gives some sentences equal
+  # embeddings, so ties may break either way; anything but a tie is a mismatch).
+  np.testing.assert_allclose(sim[np.arange(48), pred], sim.max(1), rtol=0, atol=1e-6)
+  assert np.mean(pred == sim.argmax(1)) > 0.9
+  assert out["scores"]["accuracy"] == pytest.approx(100.0 * np.mean(pred == np.arange(48)))

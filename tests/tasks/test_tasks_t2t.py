@@ -76,8 +76,9 @@ def test_truncation_report_counts_inputs_and_targets_per_task():
   long = "The quick brown fox jumps over the lazy dog."
   examples = [ClassificationExample("a", long, long, "entailment"), ClassificationExample("b", "dog", "fox", "neutral"),
               ClassificationExample("c", "fox", "dog", "contradiction")]
-  feats = task.featurize(examples, make_t5_tokenizer(), FeatureSettings(max_length=40, max_target_length=1))
-  # Every target ("0" then EOS) is 2 tokens long, so a 1-token target length cuts all three.
+  feats = task.featurize(examples, make_t5_tokenizer(), FeatureSettings(max_length=40, max_target_length=2))
+  # Every target is 3 tokens long ("0" is 2 tokens of the tiny tokenizer, then EOS), so a 2-token
+  # target length (the least there is: a token and EOS) cuts all three.
   assert truncation_report(len(examples), feats) == {
       "examples": 3, "features": 3, "truncated": 1, "truncation_rate": 1 / 3, "truncated_targets": 3,
       "target_truncation_rate": 1.0}

@@ -85,6 +85,8 @@ class FeatureShard:
 def gather_shard_sizes(shards: Sequence[FeatureShard]) -> list[np.ndarray]:
   """[S] feature rows of every shard of each task, from all processes (one all-gather in all), after
   checking that every process read the same number of examples."""
+  if not shards:  # an evaluation-only phase trains on nothing (every process alike: no collective)
+    return []
   local = np.stack([np.concatenate([[s.num_examples], s.local_shard_sizes()]) for s in shards]).astype(np.int64)
   if shards and shards[0].spec.process_count > 1:
     from jax.experimental import multihost_utils

@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 
 from xtjax.errors import XtjaxError
-from xtjax.io_utils import Mirror, is_remote, naming_errors
+from xtjax.io_utils import Mirror, is_remote, naming_errors, run_path
 
 
 def _scalars(values: dict) -> dict[str, float]:
@@ -83,7 +83,7 @@ class Logbook:
     self._mirror = Mirror(workdir, pull=("metrics.jsonl",)) if self.active and is_remote(workdir) else None
     local = self._mirror.local if self._mirror is not None else Path(workdir)
     self.path = local / "metrics.jsonl"
-    where = str(workdir) if is_remote(workdir) else str(Path(workdir).absolute())
+    where = str(run_path(workdir))  # the run directory the trackers stand for (maybe gs://)
     self._sinks = [SINKS[name](local, where, config or {}) for name in report_to] if self.active else []
 
   def write(self, step: int, kind: str, values: dict) -> None:
