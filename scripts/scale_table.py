@@ -30,6 +30,7 @@ from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
 from xtjax.train.plan import model_config
 from xtjax.train.plan_search import MFU, RECOMPUTE
+from xtjax.train.state import trained_part
 
 GiB = 1024 ** 3
 HEADROOM = 0.9
@@ -41,6 +42,7 @@ ROWS = [
     ("mBERT", "mbert-base", "encoder"),
     *[(f"mT5-{s}", f"mt5-{s}", "encoder") for s in ("small", "base", "large", "xl", "xxl")],
     *[(f"mT5-{s}", f"mt5-{s}", "text_to_text") for s in ("small", "base", "large", "xl", "xxl")],
+    *[(f"Llama-3.1-{s.upper()}", f"llama-3.1-{s}", form) for s in ("8b", "70b") for form in ("decoder", "decoder_lora")],
 ]
 # form -> task -> (task name, global batch, input length, target length, source of the setting)
 SETTINGS = {
@@ -48,7 +50,13 @@ SETTINGS = {
     # google-research/multilingual-t5 finetune_mt5_tasks.sh + gin/sequence_lengths: XNLI 2^20 tokens of 1024-token
     # inputs and 128-token targets; XQuAD 2^17 tokens, targets 512.
     "text_to_text": {"MNLI": ("mnli_t2t", 1024, 1024, 128), "SQuAD": ("squad_v1_t2t", 128, 1024, 512)},
+    # configs/llm/llama31_*: the decoder heads (last-token classifier, span extraction) at the same 32 x 128 / 384
+    "decoder": {"MNLI": ("mnli", 32, 128, 0), "SQuAD": ("squad_v1", 32, 384, 0)},
 }
+SETTINGS["decoder_lora"] = SETTINGS["decoder"]
+# LoRA as in configs/lora: rank 16 on every attention and MLP projection of the decoder (heads trained in full)
+LORA = ("lora={targets: ['encoder/layers/\\d+/(attention/(q|k|v|o)|mlp/(gate|up|down))/kernel'], rank: 16, "
+        "alpha: 32}")
 TRAIN_EXAMPLES = {"MNLI": 392_702, "SQuAD": 87_599}  # xtjax/tasks/published_counts.tsv (SQuAD: questions)
 # Public slice names by generation, smallest first (v4 / v5p count TensorCores, two per chip; v5e chips).
 SLICES = {"v4": [8 * 2 ** i for i in range(10)], "v5e": [1, 4, 8, 16, 32, 64, 128, 256],
@@ -66,6 +74,8 @@ def _config(preset: str, form: str, task: str):
     overrides += ["optim.optimizer=adafactor", "optim.weight_decay=0.0", "optim.learning_rate=0.001"]
     if form == "encoder":
       overrides.append("model.config_overrides={encoder_only: true}")
+  if form == "decoder_lora":
+    overrides.append(LORA)
   return load_plan_config(None, overrides, preset)
 
 
@@ -74,17 +84,21 @@ def _model(cfg):
   family, enc = model_config(cfg)
   task = task_registry.get(cfg.tasks[0].name)
   heads = setup.head_configs([task])
-  _, params = nnx.split(nnx.eval_shape(lambda: TaskModel(family, enc, heads, rngs=nnx.Rngs(0))))
-  tx, _ = optim.build(cfg.optim, params, 1000, enc.num_layers)
-  opt = jax.eval_shape(tx.init, params)
-  axes = jax.tree.leaves(logical_axes_of(params), is_leaf=lambda x: isinstance(x, tuple) or x is None)
-  leaves = jax.tree.leaves(params)
-  p = [(tuple(x.shape), x.dtype, a) for x, a in zip(leaves, axes)]
+  _, params = nnx.split(nnx.eval_shape(lambda: TaskModel(family, enc, heads, rngs=nnx.Rngs(0), lora=cfg.lora)))
+  trained = trained_part(params, cfg.lora)[0]  # everything, or LoRA's adapters and heads
+  tx, _ = optim.build(cfg.optim, trained, 1000, enc.num_layers)
+  opt = jax.eval_shape(tx.init, trained)
+
+  def arrays(tree):
+    axes = jax.tree.leaves(logical_axes_of(tree), is_leaf=lambda x: isinstance(x, tuple) or x is None)
+    return [(tuple(x.shape), x.dtype, a) for x, a in zip(jax.tree.leaves(tree), axes)]
+
+  p, g = arrays(params), arrays(trained)
   # Optimizer leaves shaped like a parameter are sharded like it (train.state.state_sharding); the rest
   # (Adafactor's factored statistics, counters) are replicated.
-  by_shape = {tuple(x.shape): a for x, a in zip(leaves, axes)}
+  by_shape = {shape: a for shape, _, a in p}
   o = [(tuple(x.shape), x.dtype, by_shape.get(tuple(x.shape))) for x in jax.tree.leaves(opt)]
-  return enc, task, p, o
+  return enc, task, p, g, o
 
 
 def _per_device(arrays, devices: int, rules) -> int:
@@ -105,7 +119,8 @@ def activation_bytes(enc, form: str, batch: int, length: int, target: int, remat
   D = getattr(enc, "hidden_size", None) or enc.d_model
   F = getattr(enc, "intermediate_size", None) or enc.d_ff
   H = enc.num_heads
-  mlp = 3 * D + (6 if getattr(enc, "is_gated", False) else 4) * F
+  gated = getattr(enc, "is_gated", False) or form.startswith("decoder")  # Llama's SwiGLU
+  mlp = 3 * D + (6 if gated else 4) * F
 
   def enc_layer(s):  # bytes per sequence
     return s * (11 * D + 5 * H * s + mlp + 4 * D)
@@ -124,13 +139,13 @@ def activation_bytes(enc, form: str, batch: int, length: int, target: int, remat
   return batch * (kept + logits)
 
 
-def smallest_slice(gen: str, enc, form, arrays, opt, rules, batch, length, target):
+def smallest_slice(gen: str, enc, form, arrays, grads, opt, rules, batch, length, target):
   chip = CHIPS[gen]
   for cores in SLICES[gen]:
     devices = cores // chip.cores_per_chip
     if batch % devices:
       continue
-    state = 2 * _per_device(arrays, devices, rules) + _per_device(opt, devices, rules)
+    state = sum(_per_device(x, devices, rules) for x in (arrays, grads, opt))
     for remat in REMATS:
       accum = 1
       while batch % (devices * accum) == 0:
@@ -146,20 +161,21 @@ def row(label, preset, form):
   out = {"label": label, "form": form, "tasks": {}}
   for task_label in ("MNLI", "SQuAD"):
     cfg = _config(preset, form, task_label)
-    enc, task, arrays, opt = _model(cfg)
+    enc, task, arrays, grads, opt = _model(cfg)
     _, batch, length, target = SETTINGS[form][task_label]
     rules = rules_from_config(cfg.rules)
     train_flops = flops.train_flops(enc, batch, length, task.head_type, task.num_labels, 1, target)
     cells = {}
     for gen in SLICES:
-      fit = smallest_slice(gen, enc, form, arrays, opt, rules, batch, length, target)
+      fit = smallest_slice(gen, enc, form, arrays, grads, opt, rules, batch, length, target)
       if fit is not None:
         step = train_flops * (1 + RECOMPUTE[fit["remat"]]) / (fit["devices"] * CHIPS[gen].peak_bf16 * MFU)
         fit["step"] = step
         fit["epoch"] = math.ceil(TRAIN_EXAMPLES[task_label] / batch) * step
       cells[gen] = fit
     out["tasks"][task_label] = {"batch": batch, "length": length, "target": target, "cells": cells,
-                                "params": sum(math.prod(s) for s, _, _ in arrays)}
+                                "params": sum(math.prod(s) for s, _, _ in arrays),
+                                "trained": sum(math.prod(s) for s, _, _ in grads)}
   return out
 
 
@@ -171,6 +187,10 @@ def _duration(seconds: float) -> str:
   return f"{seconds / 3600:.1f} h"
 
 
+HEADS = {"encoder": "encoder + task head", "text_to_text": "text-to-text", "decoder": "decoder + task head",
+         "decoder_lora": "decoder + task head, LoRA r16"}
+
+
 def markdown(rows) -> str:
   lines = [
       "# Does it fit? Smallest TPU slices for full fine-tuning",
@@ -178,7 +198,8 @@ def markdown(rows) -> str:
       "Generated by `PYTHONPATH=. python scripts/scale_table.py` (do not edit by hand). **Memory-only mode**:",
       "no program is compiled, because XLA compiles of 0.3-13B-parameter train steps take minutes to hours on",
       "the 2-core machine this was generated on. Per device, parameters (f32), gradients and optimizer state",
-      "(AdamW for XLM-R / mBERT; Adafactor, as mT5 was fine-tuned, for mT5) are exact, from the trainer's own",
+      "(AdamW for XLM-R / mBERT and the Llama decoders, with LoRA only for its adapters and the heads;",
+      "Adafactor, as mT5 was fine-tuned, for mT5) are exact, from the trainer's own",
       "model, optimizer and sharding rules with FSDP over the whole slice (`mesh.data=1 mesh.fsdp=-1`, bf16",
       "compute). Activations are an analytic estimate (Korthikanti et al. 2022, eq. 1, generalised to T5's",
       "gated MLP; `remat: full` keeps each layer's input and one layer at a time). A slice fits when their sum",
@@ -192,7 +213,9 @@ def markdown(rows) -> str:
       "Settings: encoder heads at XLM-R's fine-tuning batch and length (Conneau et al. 2020: 32 x 128 for",
       "classification, 32 x 384 for QA); mT5 text-to-text at the mT5 repository's fine-tuning settings",
       "(`finetune_mt5_tasks.sh`: XNLI 1,048,576 tokens a batch = 1024 x 1024 inputs, 128-token targets; XQuAD",
-      "131,072 tokens = 128 x 1024, 512-token targets).",
+      "131,072 tokens = 128 x 1024, 512-token targets); Llama 3.1 decoders with the task heads of",
+      "`configs/llm/` at 32 x 128 / 32 x 384, fully fine-tuned or with LoRA rank 16 on every attention and MLP",
+      "projection (the step time counts LoRA's backward as a full one, so it is an upper bound).",
       "",
   ]
   for task_label in ("MNLI", "SQuAD"):
@@ -207,12 +230,14 @@ def markdown(rows) -> str:
       for g in SLICES:
         c = t["cells"][g]
         if c is None:
-          cells += ["does not fit the largest slice listed", "", "", ""]
+          cells += [f"does not fit on <= {t['batch']} chips (FSDP puts >= 1 example on each)", "", "", ""]
           continue
         cells += [f"{c['slice']} ({c['remat']}, {c['accum']})", f"{c['total'] / GiB:.1f} GiB",
                   f"{c['step'] * 1e3:.0f} ms", _duration(c["epoch"])]
-      head = "text-to-text" if r["form"] == "text_to_text" else "encoder + task head"
-      lines.append(f"| {r['label']} | {head} | {t['params'] / 1e6:,.0f}M | {shape} | " + " | ".join(cells) + " |")
+      head = HEADS[r["form"]]
+      trained = f" ({t['trained'] / 1e6:,.1f}M trained)" if t["trained"] != t["params"] else ""
+      lines.append(f"| {r['label']} | {head} | {t['params'] / 1e6:,.0f}M{trained} | {shape} | " + " | ".join(cells)
+                   + " |")
     lines.append("")
   return "\n".join(lines)
 
