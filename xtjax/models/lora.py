@@ -28,7 +28,7 @@ from flax import nnx
 from xtjax.config import BadValue, check_min
 from xtjax.errors import ConfigError
 from xtjax.models import layers as L
-from xtjax.models.scan import LAYERS_AXIS, LayerStack
+from xtjax.models.scan import LayerStack, stack_modules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,13 +111,8 @@ def _stacked_adapter(weight: nnx.Param, num_layers: int, cfg: LoraConfig, rngs) 
   per_meta = {k: v for k, v in meta.items() if k != "logical_axes"}
   if axes is not None:
     per_meta["logical_axes"] = tuple(axes[1:])
-  adapters = [L.LoraAdapter(nnx.Param(value[j], **per_meta), cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs)
-              for j in range(num_layers)]
-  flats = [dict(nnx.to_flat_state(nnx.state(a))) for a in adapters]
-  for path, var in flats[0].items():
-    var.set_value(jnp.stack([f[path].get_value() for f in flats]))
-    var.set_metadata("logical_axes", (LAYERS_AXIS,) + tuple(var.get_metadata().get("logical_axes") or ()))
-  return adapters[0]
+  return stack_modules([L.LoraAdapter(nnx.Param(value[j], **per_meta), cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs)
+                        for j in range(num_layers)])
 
 
 def attach(model: nnx.Module, cfg: LoraConfig, rngs) -> list[str]:
@@ -142,19 +137,18 @@ def attach(model: nnx.Module, cfg: LoraConfig, rngs) -> list[str]:
     if "fan_in_dims" not in node.get_metadata():
       raise ConfigError(f"lora.targets {matched[0]!r} matches {p}, which is not a projection weight "
                         "(LoRA adapts weights created with fan_in_dims, e.g. attention and MLP kernels)")
-    hits.append((path, node))
+    hits.append((path, node, per_layer, stacked))
   unused = [t for t in cfg.targets if t not in used]
   if unused:
     raise ConfigError(f"lora.targets {unused[0]!r} matches no parameter path (e.g. "
                       "'encoder/layers/\\d+/attention/(query|value)')")
-  paths = [q for p, _ in hits for q in _layer_paths(tuple(p), stacks)[0]]
+  paths = [q for _, _, per_layer, _ in hits for q in per_layer]
   _check_stacks(paths, all_paths)
   rngs = L.KeySequence(rngs)
-  for path, weight in hits:
+  for path, weight, per_layer, stacked in hits:
     owner = model
     for part in path[:-1]:
       owner = owner[part] if isinstance(part, int) else getattr(owner, part)
-    per_layer, stacked = _layer_paths(tuple(path), stacks)
     adapter = (_stacked_adapter(weight, len(per_layer), cfg, rngs) if stacked
                else L.LoraAdapter(weight, cfg.rank, cfg.alpha, cfg.dropout, rngs=rngs))
     setattr(owner, path[-1] + L.LORA_SUFFIX, adapter)

@@ -57,6 +57,18 @@ def _rematted(fn: Callable, remat: str, in_scan: bool) -> Callable:
   return jax.checkpoint(fn, policy=REMAT_POLICIES[check_remat(remat)], prevent_cse=not in_scan)
 
 
+def stack_modules(modules: Sequence[nnx.Module]) -> nnx.Module:
+  """The first of identically built modules, its variables replaced by all of theirs stacked along a
+  leading `layers` axis (logical axes prefixed), for `lax.scan` to slice one module per step."""
+  flats = [dict(nnx.to_flat_state(nnx.state(m))) for m in modules]
+  for path, var in flats[0].items():
+    var.set_value(jnp.stack([f[path].get_value() for f in flats]))
+    axes = var.get_metadata().get("logical_axes")
+    if axes is not None:
+      var.set_metadata("logical_axes", (LAYERS_AXIS,) + tuple(axes))
+  return modules[0]
+
+
 class LayerStack(nnx.Module):
   """Layers `first..n-1` stacked along a leading `layers` axis; layers `0..first-1` kept per layer."""
 
@@ -65,13 +77,7 @@ class LayerStack(nnx.Module):
       raise ValueError(f"LayerStack: {len(layers)} layers, {first} of them kept apart: nothing to stack")
     self.first = nnx.List(list(layers[:first]))
     rest = list(layers[first:])
-    flats = [dict(nnx.to_flat_state(nnx.state(m))) for m in rest]
-    for path, var in flats[0].items():
-      var.set_value(jnp.stack([f[path].get_value() for f in flats]))
-      axes = var.get_metadata().get("logical_axes")
-      if axes is not None:
-        var.set_metadata("logical_axes", (LAYERS_AXIS,) + tuple(axes))
-    self.stacked = rest[0]
+    self.stacked = stack_modules(rest)
     self.num_stacked = len(rest)
 
   def __len__(self) -> int:
