@@ -14,7 +14,6 @@ and reads back the outputs of its own rows from its addressable shards.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from xtjax.errors import XtjaxError
 from xtjax.evaluation.buckets import Buckets, chunks, effective_length, pad_batch
 from xtjax.models.heads import head_kind
-from xtjax.parallel.batching import batch_sharding, process_row_range, process_rows, put_global_batch, put_process_batch
+from xtjax.parallel.batching import (
+  batch_sharding,
+  process_row_range,
+  process_rows,
+  put_global_batch,
+  put_process_batch,
+)
 from xtjax.parallel.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -134,14 +139,16 @@ class BucketedPrograms:
     pc, pi = jax.process_count(), jax.process_index()
     if pc == 1:
       return self.bucketed(arrays, length, key, fn, params)
-    from jax.experimental import multihost_utils
-
     every = np.asarray(multihost_utils.process_allgather(np.array([len(next(iter(arrays.values()))), length])))
     counts, Lb = every[:, 0], self.buckets.length(int(every[:, 1].max()))
     per = self.buckets.batch_sizes[-1] // pc
     if per * pc != self.buckets.batch_sizes[-1]:
       raise XtjaxError(f"eval batch size {self.buckets.batch_sizes[-1]} is not divisible by {pc} processes")
     outs, pending = [], None
+
+    def fetch(out, rows, start):  # this process's rows of the global outputs, from its own shards
+      outs.append(jax.tree.map(lambda x: process_rows(x, start, start + rows), out))
+
     for i in range(int(-(-counts.max() // per))):
       rows = np.clip(counts - i * per, 0, per)
       size = self.buckets.batch(pc * int(rows.max()))
@@ -154,12 +161,12 @@ class BucketedPrograms:
       self.stats.calls += 1
       out = exe(params, put_process_batch(local, self.mesh, self.rules))
       if pending is not None:
-        outs.append(pending())
-      start = process_row_range(batch_sharding(self.mesh, self.rules, shapes["input_ids"].shape),
-                                shapes["input_ids"].shape)[0]
-      pending = functools.partial(jax.tree.map, lambda x, n=int(rows[pi]), a=start: process_rows(x, a, a + n), out)
+        fetch(*pending)
+      global_shape = shapes["input_ids"].shape
+      pending = (out, int(rows[pi]), process_row_range(batch_sharding(self.mesh, self.rules, global_shape),
+                                                       global_shape)[0])
     if pending is not None:
-      outs.append(pending())
+      fetch(*pending)
     return outs
 
   def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray],
