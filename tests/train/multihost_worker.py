@@ -20,6 +20,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 from xtjax.parallel import distributed
@@ -45,7 +46,7 @@ def _config(args) -> TrainConfig:
   d = {
       "model": {"pretrained": args.hf, "config_overrides": {"dropout_rate": 0.1}},  # dropout keys must resume too
       "tasks": [{"name": "toy_cls", "data": {"path": str(Path(args.data) / "{split}.{lang}.jsonl")}}],
-      "batch_size": 8, "eval_batch_size": 8, "steps": args.steps, "eval_every": 100, "log_every": 1,
+      "batch_size": 8, "eval_batch_size": args.eval_batch_size, "steps": args.steps, "eval_every": 100, "log_every": 1,
       "optim": {"learning_rate": 3e-3, "warmup_steps": 2},
       "features": {"max_length": 16},
       "checkpoint": {"every_steps": 100, "keep": 2},
@@ -113,11 +114,13 @@ def _record_eval_shares(log: dict):
   def eval_share(task, split, language, *args, **kwargs):
     where = current["where"] = f"{task.name}/{split}/{language}"
     log[where] = {"featurized": []}
+    t0 = time.perf_counter()
     try:
       share = orig_share(task, split, language, *args, **kwargs)
     finally:
       current.pop("where")
-    log[where].update(num_examples=len(share.examples), examples=share.example_ids.tolist())
+    log[where].update(num_examples=len(share.examples), examples=share.example_ids.tolist(),
+                      seconds=time.perf_counter() - t0)  # read, featurise and cache this share
     return share
 
   zero_shot_module.eval_share = eval_share
@@ -134,9 +137,13 @@ def _evaluate(trainer: Trainer, shares: dict) -> dict:
   """Dev and zero-shot evaluation of the initial parameters (the same on any number of processes);
   process 0 writes the prediction files into the run."""
   params = trainer.state.params
-  return {"process_index": jax.process_index(), "process_count": jax.process_count(),
-          "dev": trainer.evaluate_dev(params), "zero_shot": trainer.zero_shot(params), "shares": shares,
-          "compilations": trainer.eval_model.programs.stats.compilations,
+  rss_mb = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  before, t0 = rss_mb(), time.perf_counter()
+  dev = trainer.evaluate_dev(params)
+  zero_shot = trainer.zero_shot(params)
+  return {"process_index": jax.process_index(), "process_count": jax.process_count(), "dev": dev,
+          "zero_shot": zero_shot, "shares": shares, "compilations": trainer.eval_model.programs.stats.compilations,
+          "eval_seconds": time.perf_counter() - t0, "rss_before_eval_mb": before, "rss_after_eval_mb": rss_mb(),
           "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -178,6 +185,7 @@ def main(argv=None) -> int:
   p.add_argument("--sigterm-process", type=int, default=0)
   p.add_argument("--save-params", default=None, help="process 0 saves the final parameters here (.npz)")
   p.add_argument("--evaluate", action="store_true", help="only evaluate (dev and zero-shot) the initial parameters")
+  p.add_argument("--eval-batch-size", type=int, default=8)
   args = p.parse_args(argv)
   faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung worker where it is
   logging.basicConfig(level=logging.INFO, stream=sys.stderr,
