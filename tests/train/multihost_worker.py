@@ -114,13 +114,17 @@ def _record_eval_shares(log: dict):
   def eval_share(task, split, language, *args, **kwargs):
     where = current["where"] = f"{task.name}/{split}/{language}"
     log[where] = {"featurized": []}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
       share = orig_share(task, split, language, *args, **kwargs)
     finally:
       current.pop("where")
+    extra = share.features.extra if isinstance(share.features.extra, dict) else {}
+    held = [*share.features.arrays.values(), *(v for v in extra.values() if isinstance(v, np.ndarray))]
     log[where].update(num_examples=len(share.examples), examples=share.example_ids.tolist(),
-                      seconds=time.perf_counter() - t0)  # read, featurise and cache this share
+                      # reading, featurising and caching this share; the feature arrays it holds
+                      seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0,
+                      feature_mb=sum(a.nbytes for a in held) / 2**20)
     return share
 
   zero_shot_module.eval_share = eval_share
