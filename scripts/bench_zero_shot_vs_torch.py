@@ -72,9 +72,10 @@ def main(argv=None) -> int:
   rows = []
   for rep in range(2):  # the first pass compiles; the second is timed
     for lang in langs:
-      ex, feats = data[lang]
+      share = data[lang]
+      feats = share.features
       t0 = time.perf_counter()
-      model.evaluate(task, ex, feats, params, lang)
+      model.evaluate(task, share, params, lang)
       t_all = time.perf_counter() - t0
       t0 = time.perf_counter()
       model.programs.head_outputs(model.graphdef, params, task.name, task.head_type, feats.arrays)

@@ -5,7 +5,10 @@ each process trains with `Trainer`, records the examples it featurised, the exam
 it built, the losses and a checksum of the final parameters, and writes them as JSON to `--out`.
 
   python tests/train/multihost_worker.py --hf DIR --data DIR --workdir DIR --out FILE.json
-      [--steps 8] [--stop-after N] [--mesh data=4]
+      [--steps 8] [--stop-after N] [--mesh data=4] [--evaluate]
+
+`--evaluate` only evaluates the initial parameters on dev and zero-shot (toy_cls and XQuAD-format QA),
+recording each process's share of every split and what it featurised.
 """
 
 import argparse
@@ -14,8 +17,10 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 from xtjax.parallel import distributed
@@ -29,7 +34,9 @@ from jax.experimental import multihost_utils  # noqa: E402
 from xtjax import config as config_lib  # noqa: E402
 from xtjax.data import batching  # noqa: E402
 from xtjax.data.loader import TrainLoader  # noqa: E402
+from xtjax.evaluation import zero_shot as zero_shot_module  # noqa: E402
 from xtjax.runs.schema import TrainConfig  # noqa: E402
+from xtjax.tasks.qa import ExtractiveQATask  # noqa: E402
 from xtjax.tasks.synthetic import ToyClassification  # noqa: E402
 from xtjax.train.loop import Trainer  # noqa: E402
 
@@ -39,7 +46,7 @@ def _config(args) -> TrainConfig:
   d = {
       "model": {"pretrained": args.hf, "config_overrides": {"dropout_rate": 0.1}},  # dropout keys must resume too
       "tasks": [{"name": "toy_cls", "data": {"path": str(Path(args.data) / "{split}.{lang}.jsonl")}}],
-      "batch_size": 8, "eval_batch_size": 8, "steps": args.steps, "eval_every": 100, "log_every": 1,
+      "batch_size": 8, "eval_batch_size": args.eval_batch_size, "steps": args.steps, "eval_every": 100, "log_every": 1,
       "optim": {"learning_rate": 3e-3, "warmup_steps": 2},
       "features": {"max_length": 16},
       "checkpoint": {"every_steps": 100, "keep": 2},
@@ -47,6 +54,11 @@ def _config(args) -> TrainConfig:
       "zero_shot": False,
       "cache_dir": str(Path(args.workdir).parent / "feature_cache"),
   }
+  if args.evaluate:  # a classification and a QA task, dev and zero-shot in two languages
+    d["tasks"] = [dict(d["tasks"][0], eval_languages=["en", "de"]),
+                  {"name": "xquad", "data": {"path": str(Path(args.data) / "qa" / "{split}.{lang}.json")},
+                   "eval_languages": ["en", "de"]}]
+    d.update(zero_shot=True, features={"max_length": 32, "doc_stride": 8, "max_query_length": 8})
   return config_lib.from_dict(TrainConfig, d, "multihost_worker")
 
 
@@ -94,6 +106,51 @@ def _record_featurized(log: list):
   ToyClassification.featurize = featurize
 
 
+def _record_eval_shares(log: dict):
+  """Wraps the evaluation's share of each split and the two tasks' featurisers: per split and language,
+  the examples this process owns and how many examples each featuriser call tokenised."""
+  orig_share, current = zero_shot_module.eval_share, {}
+
+  def eval_share(task, split, language, *args, **kwargs):
+    where = current["where"] = f"{task.name}/{split}/{language}"
+    log[where] = {"featurized": []}
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+      share = orig_share(task, split, language, *args, **kwargs)
+    finally:
+      current.pop("where")
+    extra = share.features.extra if isinstance(share.features.extra, dict) else {}
+    held = [*share.features.arrays.values(), *(v for v in extra.values() if isinstance(v, np.ndarray))]
+    log[where].update(num_examples=len(share.examples), examples=share.example_ids.tolist(),
+                      # reading, featurising and caching this share; the feature arrays it holds
+                      seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0,
+                      feature_mb=sum(a.nbytes for a in held) / 2**20)
+    return share
+
+  zero_shot_module.eval_share = eval_share
+  for cls in (ToyClassification, ExtractiveQATask):
+    def featurize(self, examples, tokenizer, settings, orig=cls.featurize):
+      if "where" in current:
+        log[current["where"]]["featurized"].append(len(examples))
+      return orig(self, examples, tokenizer, settings)
+
+    cls.featurize = featurize
+
+
+def _evaluate(trainer: Trainer, shares: dict) -> dict:
+  """Dev and zero-shot evaluation of the initial parameters (the same on any number of processes);
+  process 0 writes the prediction files into the run."""
+  params = trainer.state.params
+  rss_mb = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  before, t0 = rss_mb(), time.perf_counter()
+  dev = trainer.evaluate_dev(params)
+  zero_shot = trainer.zero_shot(params)
+  return {"process_index": jax.process_index(), "process_count": jax.process_count(), "dev": dev,
+          "zero_shot": zero_shot, "shares": shares, "compilations": trainer.eval_model.programs.stats.compilations,
+          "eval_seconds": time.perf_counter() - t0, "rss_before_eval_mb": before, "rss_after_eval_mb": rss_mb(),
+          "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def _record_losses(log: list):
   orig = Trainer._log_train
 
@@ -131,11 +188,22 @@ def main(argv=None) -> int:
   p.add_argument("--sigterm-at", type=int, default=None, help="this step's batch: SIGTERM to one process")
   p.add_argument("--sigterm-process", type=int, default=0)
   p.add_argument("--save-params", default=None, help="process 0 saves the final parameters here (.npz)")
+  p.add_argument("--evaluate", action="store_true", help="only evaluate (dev and zero-shot) the initial parameters")
+  p.add_argument("--eval-batch-size", type=int, default=8)
   args = p.parse_args(argv)
   faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung worker where it is
   logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                       format=f"[p{jax.process_index()}] %(asctime)s %(name)s: %(message)s")
 
+  if args.evaluate:
+    shares = {}
+    _record_eval_shares(shares)
+    trainer = Trainer(_config(args), args.workdir).setup()
+    try:
+      Path(args.out).write_text(json.dumps(_evaluate(trainer, shares), indent=1) + "\n")
+    finally:
+      trainer.ckpt.close()
+    return 0
   batches, losses, featurized = [], [], []
   _record_batches(batches)
   _record_featurized(featurized)

@@ -2,7 +2,8 @@
 few steps, each tokenising only its example shards and building only its slice of every global
 batch; they train like one process with all 4 devices; SIGTERM to one of them stops both at the same
 step with one checkpoint, and a second invocation resumes from it and ends bit for bit where an
-uninterrupted run ends."""
+uninterrupted run ends. Evaluated by two processes, dev and zero-shot scores and prediction files equal
+one process's, each process having featurised only its share of every split."""
 
 import hashlib
 import json
@@ -206,3 +207,59 @@ def test_two_processes_train_save_and_resume(tmp_path):
   # A finished run exports its (best = last) encoder, gathered from both processes.
   for workdir, run in ((tmp_path / "full", full), (tmp_path / "cut", resumed)):
     assert _encoder_checksum(workdir / "model") == run[0]["encoder"]["sha256"]
+
+
+def _write_toy_squad(folder: Path, sizes: dict, seed: int = 0) -> None:
+  """XQuAD-format files {split}.{lang}.json: one-word answers in contexts long enough for several windows."""
+  rng = np.random.default_rng(seed)
+  words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "near", "red", "barn", "today"]
+  folder.mkdir(parents=True, exist_ok=True)
+  for (split, lang), n in sizes.items():
+    paragraphs = []
+    for i in range(n):
+      context = " ".join(rng.choice(words, size=int(rng.integers(8, 20))))
+      start = context.index(" ") + 1
+      answer = context[start:].split(" ")[0]
+      paragraphs.append({"context": context, "qas": [{"id": f"{split}-{lang}-{i}", "question": f"where {answer} ?",
+                                                       "answers": [{"text": answer, "answer_start": start}]}]})
+    (folder / f"{split}.{lang}.json").write_text(json.dumps({"version": "1.1", "data": [
+        {"title": "toy", "paragraphs": paragraphs}]}))
+
+
+def _files(folder: Path) -> dict:
+  return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_their_shares_like_one(tmp_path):
+  from xtjax.tasks.synthetic import write_toy_data
+  from xtjax.tiny import make_tiny_hf
+
+  make_tiny_hf(tmp_path / "hf", "xlm-roberta")
+  write_toy_data(tmp_path / "data", n_train=20, n_eval=13, languages=("en", "de"))
+  _write_toy_squad(tmp_path / "data" / "qa", {("train", "en"): 8, ("dev", "en"): 9, ("test", "en"): 11,
+                                              ("test", "de"): 10})
+  two = _launch(tmp_path, tmp_path / "two", "eval2", MESH, "--evaluate")
+  one = _launch(tmp_path, tmp_path / "one", "eval1", MESH, "--evaluate", processes=1)
+
+  # The same scores on both processes and as one process; the same prediction files (process 0 writes).
+  assert two[0]["dev"] == two[1]["dev"] == one[0]["dev"]
+  assert set(one[0]["dev"]) == {"toy_cls", "xquad"} and one[0]["dev"]["xquad"]["f1"] >= 0.0
+  assert two[0]["zero_shot"] == two[1]["zero_shot"] == one[0]["zero_shot"]
+  files = _files(tmp_path / "one" / "predictions")
+  assert sorted(files) == ["toy_cls/test-de.jsonl", "toy_cls/test-en.jsonl", "xquad/test-de.json",
+                           "xquad/test-en.json"]
+  assert _files(tmp_path / "two" / "predictions") == files
+  # Programs compiled once per bucket, as many as one process compiles.
+  assert two[0]["compilations"] == two[1]["compilations"] == one[0]["compilations"]
+
+  # Each process featurised exactly its round-robin share of every dev and test split, once.
+  splits = {"toy_cls/dev/en": 13, "toy_cls/test/en": 13, "toy_cls/test/de": 13, "xquad/dev/en": 9,
+            "xquad/test/en": 11, "xquad/test/de": 10}
+  for where, n in splits.items():
+    shares = [r["shares"][where] for r in two]
+    assert [s["num_examples"] for s in shares] == [n, n]
+    for p, s in enumerate(shares):
+      assert s["examples"] == list(range(p, n, NUM_PROCESSES)), where
+      assert s["featurized"] == [len(s["examples"])], (where, s["featurized"])
+    assert one[0]["shares"][where]["featurized"] == [n] and one[0]["shares"][where]["examples"] == list(range(n))

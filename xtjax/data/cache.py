@@ -8,8 +8,10 @@ every local file the task reads (`task.source_files(split, language, source)`). 
 sources are keyed by id, config, split names and data dir (the datasets' own caches version the
 content). Entries live in `{cache_dir}/{task}/{split}.{language}.{key}/` (entry.pkl: examples,
 `Features` and task state; key.json: what was hashed) and are written atomically; an unreadable
-entry is rebuilt. A process's part of a training split (`cached_shard`, `xtjax.data.shards`) is an
-entry of its own, `{split}.{language}.shards{a}-{b}of{S}.{key}/`. The cache never imports the
+entry is rebuilt. A process's part of a split (`cached_shard`: a training split in `xtjax.data.shards`'
+batch shards, an evaluation split in `xtjax.evaluation.shares`' per-process shares) is an entry of its
+own, `{split}.{language}.shards{a}-{b}of{S}.{key}/`, keyed by the shard layout too: one cache directory
+serves every process count, each from its own entries. The cache never imports the
 tasks: it stores what `read` and `featurize` return.
 
 Tasks whose state is built from data (CCG's label set) return it from `export_state()`; it is
@@ -150,15 +152,16 @@ def cached_features(task, split: str, language: str, source, tokenizer, settings
   return examples, features
 
 
-def cached_shard(task, split: str, language: str, source, tokenizer, settings, cache_dir, shard: ShardSpec
-                 ) -> FeatureShard:
-  """This process's part of a training split (`xtjax.data.shards`): every example is read (a cache hit
-  reads none), only those of the owned shards are featurised and cached. `cache_dir` None: no cache."""
+def cached_shard(task, split: str, language: str, source, tokenizer, settings, cache_dir, shard: ShardSpec,
+                 examples=None) -> FeatureShard:
+  """This process's part of a split (`xtjax.data.shards`; evaluation: `xtjax.evaluation.shares`): every
+  example is read (a cache hit reads none; `examples`: already read), only those of the owned shards are
+  featurised and cached. `cache_dir` None: no cache."""
   key, description = feature_key(task, split, language, source, tokenizer, settings, shard)
   folder = entry_dir(cache_dir, task.name, split, language, key, shard) if cache_dir is not None else None
   entry = _load(task, folder) if folder is not None else None
   if entry is None:
-    examples = read_examples(task, split, language, source)
+    examples = examples if examples is not None else read_examples(task, split, language, source)
     shard.check_every_process_has_examples(task.name, len(examples))
     ids = shard.example_ids(len(examples))
     entry = {"num_examples": len(examples), "features": task.featurize_examples(examples, ids, tokenizer, settings)}

@@ -55,9 +55,9 @@ class ShardSpec:
     so all processes raise together instead of leaving the others waiting at a collective."""
     last_first_shard = self.num_shards - self.num_shards // self.process_count
     if num_examples <= last_first_shard:
-      raise DataError(f"task {task!r}: {num_examples} training examples in {self.num_shards} shards leave process "
-                      f"{self.process_count - 1} of {self.process_count} without examples; use more examples "
-                      f"or a smaller batch_size")
+      raise DataError(f"task {task!r}: {num_examples} examples in {self.num_shards} shards leave process "
+                      f"{self.process_count - 1} of {self.process_count} without examples; use more examples or "
+                      f"fewer shards (training: a smaller batch_size; evaluation: fewer processes)")
 
   def tag(self) -> str:
     """'shards0-3of8': names this process's part in cache entries and logs."""

@@ -4,6 +4,11 @@ training (dev and zero-shot evaluation) and the inference engine both call.
 Inputs are padded up to a (batch size, length) bucket (`buckets.py`), so ragged last batches and
 languages of different lengths reuse a compiled program; each program is compiled ahead of time
 with explicit shardings and counted in `stats`.
+
+`head_outputs` takes every row on every process; `process_head_outputs` takes only this process's
+rows (evaluation split over processes, `shares.py`): the processes agree on the batches through one
+all-gather of their row counts, each places its rows with `jax.make_array_from_process_local_data`
+and reads back the outputs of its own rows from its addressable shards.
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from xtjax.evaluation.buckets import Buckets, chunks, effective_length
+from xtjax.errors import XtjaxError
+from xtjax.evaluation.buckets import Buckets, chunks, effective_length, pad_batch
 from xtjax.models.heads import head_kind
-from xtjax.parallel.batching import batch_sharding, put_global_batch
+from xtjax.parallel.batching import (
+  batch_sharding,
+  process_row_range,
+  process_rows,
+  put_global_batch,
+  put_process_batch,
+)
 from xtjax.parallel.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -74,8 +86,13 @@ class BucketedPrograms:
     batch_sh = {k: batch_sharding(self.mesh, self.rules, v.shape) for k, v in example.items()}
     abstract = {k: jax.ShapeDtypeStruct(v.shape, jnp.int32, sharding=batch_sh[k]) for k, v in example.items()}
     param_sh = jax.tree.map(lambda x: x.sharding, params)
+    out_sh = None
+    if jax.process_count() > 1:  # outputs split by rows like the inputs: each process reads its own
+      rows = next(iter(example.values())).shape[0]
+      out_sh = jax.tree.map(lambda o: batch_sharding(self.mesh, self.rules, o.shape) if o.ndim and o.shape[0] == rows
+                            else NamedSharding(self.mesh, PartitionSpec()), jax.eval_shape(fn, params, abstract))
     t0, hits = time.perf_counter(), self.cache_hits()
-    exe = jax.jit(fn, in_shardings=(param_sh, batch_sh)).lower(params, abstract).compile()
+    exe = jax.jit(fn, in_shardings=(param_sh, batch_sh), out_shardings=out_sh).lower(params, abstract).compile()
     seconds = time.perf_counter() - t0
     self.stats.compile_seconds += seconds
     self.stats.compilations += 1
@@ -114,16 +131,57 @@ class BucketedPrograms:
       fetch(*pending)
     return outs
 
-  def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray]):
+  def process_bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple],
+                       fn: Callable, params) -> list:
+    """`bucketed` over this process's rows only. Every process runs the same batches of the same
+    shapes: batch i takes rows [i*b, (i+1)*b) of each process (b = the largest batch bucket / processes),
+    padded to the bucket of the fullest process's rows; the length bucket fits every process's rows."""
+    pc, pi = jax.process_count(), jax.process_index()
+    if pc == 1:
+      return self.bucketed(arrays, length, key, fn, params)
+    every = np.asarray(multihost_utils.process_allgather(np.array([len(next(iter(arrays.values()))), length])))
+    counts, Lb = every[:, 0], self.buckets.length(int(every[:, 1].max()))
+    per = self.buckets.batch_sizes[-1] // pc
+    if per * pc != self.buckets.batch_sizes[-1]:
+      raise XtjaxError(f"eval batch size {self.buckets.batch_sizes[-1]} is not divisible by {pc} processes")
+    outs, pending = [], None
+
+    def fetch(out, rows, start):  # this process's rows of the global outputs, from its own shards
+      outs.append(jax.tree.map(lambda x: process_rows(x, start, start + rows), out))
+
+    for i in range(int(-(-counts.max() // per))):
+      rows = np.clip(counts - i * per, 0, per)
+      size = self.buckets.batch(pc * int(rows.max()))
+      if size % pc:
+        raise XtjaxError(f"batch bucket {size} is not divisible by {pc} processes")
+      local = pad_batch({k: v[i * per:i * per + rows[pi]] for k, v in arrays.items()}, size // pc, Lb, self.pad_id)
+      shapes = {k: jax.ShapeDtypeStruct((size,) + v.shape[1:], v.dtype) for k, v in local.items()}
+      self.stats.padded_rows += size - int(rows.sum())
+      exe = self.executable(key(shapes), fn, params, shapes)
+      self.stats.calls += 1
+      out = exe(params, put_process_batch(local, self.mesh, self.rules))
+      if pending is not None:
+        fetch(*pending)
+      global_shape = shapes["input_ids"].shape
+      pending = (out, int(rows[pi]), process_row_range(batch_sharding(self.mesh, self.rules, global_shape),
+                                                       global_shape)[0])
+    if pending is not None:
+      fetch(*pending)
+    return outs
+
+  def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray],
+                   per_process: bool = False):
     """`task`'s head outputs in f32 numpy, one row per input row (a tuple of arrays for span heads).
 
     Heads that read the first token only run on the longest attended length (bucketed); span and
-    tagging outputs keep the given width.
+    tagging outputs keep the given width. `per_process`: `inputs` are this process's rows only (every
+    process calls with its own), and so are the outputs.
     """
     arrays = {k: np.asarray(inputs[k]) for k in INPUT_KEYS if k in inputs}
     width = arrays["input_ids"].shape[-1]
     length = effective_length(arrays["attention_mask"]) if head_kind(head_type).first_token_only else width
-    outs = self.bucketed(arrays, length, lambda b: head_key(task, b), head_fn(graphdef, task), params)
+    run = self.process_bucketed if per_process else self.bucketed
+    outs = run(arrays, length, lambda b: head_key(task, b), head_fn(graphdef, task), params)
     out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
     if not head_kind(head_type).first_token_only:  # the length bucket may be wider than the request
       out = jax.tree.map(lambda x: x[:, :width], out)

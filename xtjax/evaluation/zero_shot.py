@@ -2,8 +2,9 @@
 
 `zero_shot_eval(run_dir, task, languages)` evaluates a run directory's best checkpoint and never
 writes into the run; the trainer calls `zero_shot` on its best parameters at the end of a phase.
-Head outputs come from the bucketed compile-once programs (`programs.py`) that inference uses;
-retrieval tasks (no head) embed sentences with the encoder.
+Head outputs come from the bucketed compile-once programs (`programs.py`) that inference uses, each
+process featurising and post-processing only its share of every language (`shares.py`); retrieval
+tasks (no head) embed sentences with the encoder.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from xtjax.data.cache import cached_features, read_examples
 from xtjax.evaluation.generation import evaluate_by_generation
 from xtjax.models.heads import head_kind
 from xtjax.errors import ConfigError
 from xtjax.evaluation.buckets import Buckets
 from xtjax.evaluation.programs import BucketedPrograms, length_buckets
+from xtjax.evaluation.shares import EvalShare, eval_share, gather_predictions
 from xtjax.io_utils import as_path, run_path, write_text_atomic
 from xtjax.runs.schema import TaskConfig, TrainConfig
 from xtjax.tasks import registry as task_registry
@@ -32,13 +33,9 @@ log = logging.getLogger(__name__)
 
 
 def task_features(task, tcfg: TaskConfig, split: str, language: str, tokenizer, settings, cache_dir: epath.PathLike | None,
-                  source=None):
-  """(examples, Features) of one split and language, through the feature cache when there is one."""
-  source = source or tcfg.data
-  if cache_dir is not None:
-    return cached_features(task, split, language, source, tokenizer, settings, cache_dir)
-  examples = read_examples(task, split, language, source)
-  return examples, task.featurize(examples, tokenizer, settings)
+                  source=None) -> EvalShare:
+  """This process's share (`shares.py`) of one split and language, through the feature cache when there is one."""
+  return eval_share(task, split, language, source or tcfg.data, tokenizer, settings, cache_dir)
 
 
 def eval_languages(cfg: TrainConfig, tcfg: TaskConfig) -> tuple[str, ...]:
@@ -75,16 +72,21 @@ class EvalModel:
     return cls(family, encoder_config, graphdef, tokenizer, BucketedPrograms(mesh, rules, buckets, pad_id),
                cfg.features, source)
 
-  def evaluate(self, task, examples, features, params, language: str) -> tuple[dict[str, float], Any]:
-    """(scores, predictions) of one task on one language's examples. Text-to-text tasks are scored on
-    what the encoder-decoder generates (greedy, `evaluation.generation`), the others on head outputs."""
+  def evaluate(self, task, share: EvalShare, params, language: str) -> tuple[dict[str, float], Any]:
+    """(scores, predictions of the whole split) of one task on one language. Head outputs and `predict`
+    run on this process's share only (`shares.py`); every process joins the call. Text-to-text tasks are
+    scored on what the encoder-decoder generates (greedy, `evaluation.generation`), on every example by
+    every process: `generate_texts` places whole batches, so that path is not split."""
     if head_kind(task.head_type).seq2seq:
       result = evaluate_by_generation(nnx.merge(self.encoder_graphdef, params["encoder"]), self.tokenizer, task,
-                                      examples, language, self.settings, batch_size=self.programs.buckets.batch_sizes[-1])
+                                      share.examples, language, self.settings,
+                                      batch_size=self.programs.buckets.batch_sizes[-1])
       return numbers(result.scores), result.predictions
-    outputs = self.programs.head_outputs(self.graphdef, params, task.name, task.head_type, features.arrays)
-    predictions = task.predict(outputs, features, examples, self.settings)
-    return numbers(task.score(predictions, examples, language)), predictions
+    examples, features = share.local()
+    outputs = self.programs.head_outputs(self.graphdef, params, task.name, task.head_type, features.arrays,
+                                         per_process=True)
+    predictions = gather_predictions(task, share, task.predict(outputs, features, examples, self.settings))
+    return numbers(task.score(predictions, share.examples, language)), predictions
 
   @functools.cached_property
   def encoder_graphdef(self):
@@ -102,6 +104,9 @@ class EvalModel:
 
 
 def _retrieval(model: EvalModel, task, tcfg: TaskConfig, cfg: TrainConfig, params, lang: str) -> dict:
+  """Retrieval stays whole on every process: the nearest-neighbour search needs every sentence's
+  embedding, and the encoder already splits each batch's rows over the mesh (`put_global_batch`); only
+  tokenising the sentences, which is cheap, is repeated per process."""
   from xtjax.tasks.retrieval import evaluate_retrieval
 
   out = evaluate_retrieval(task, model.encoder_view(params), tcfg.eval_data or tcfg.data, lang, split=tcfg.eval_split,
@@ -128,11 +133,11 @@ def zero_shot(model: EvalModel, cfg: TrainConfig, params, cache_dir: epath.PathL
       if task.head_type == "retrieval":
         per_lang[lang] = _retrieval(model, task, tcfg, cfg, params, lang)
         continue
-      ex, feats = task_features(task, tcfg, tcfg.eval_split, lang, model.tokenizer, cfg.features, cache_dir,
-                                source=tcfg.eval_data or tcfg.data)
-      per_lang[lang], predictions = model.evaluate(task, ex, feats, params, lang)
+      share = task_features(task, tcfg, tcfg.eval_split, lang, model.tokenizer, cfg.features, cache_dir,
+                            source=tcfg.eval_data or tcfg.data)
+      per_lang[lang], predictions = model.evaluate(task, share, params, lang)
       if predictions_dir is not None:
-        fmt, text = task.submission_text(predictions, ex)
+        fmt, text = task.submission_text(predictions, share.examples)
         write_text_atomic(predictions_dir / task.name / f"{tcfg.eval_split}-{lang}.{fmt}", text)
     metrics = sorted({k for v in per_lang.values() for k in v})
     per_lang["avg"] = {k: float(np.mean([v[k] for v in per_lang.values() if k in v])) for k in metrics}

@@ -6,6 +6,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +23,16 @@ def maybe_initialize() -> None:
     return
   log.info("distributed: process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
            jax.local_device_count(), jax.device_count())
+
+
+def allgather_bytes(blob: bytes) -> list[bytes]:
+  """Every process's `blob`, in process order (two all-gathers: the lengths, then the padded bytes)."""
+  if jax.process_count() == 1:
+    return [blob]
+  from jax.experimental import multihost_utils
+
+  sizes = np.asarray(multihost_utils.process_allgather(np.array([len(blob)], np.int64))).reshape(-1)
+  buf = np.zeros(max(int(sizes.max()), 1), np.uint8)
+  buf[:len(blob)] = np.frombuffer(blob, np.uint8)
+  every = np.asarray(multihost_utils.process_allgather(buf))
+  return [every[p, :int(n)].tobytes() for p, n in enumerate(sizes)]

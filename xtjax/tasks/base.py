@@ -105,6 +105,26 @@ class Task(abc.ABC):
     features = self.featurize([examples[i] for i in ids], tokenizer, settings)
     return dataclasses.replace(features, example_index=ids[np.asarray(features.example_index, np.int64)])
 
+  def join_predictions(self, parts: Sequence[Any], example_ids: Sequence[np.ndarray], examples: Sequence[Any]) -> Any:
+    """The predictions of the whole split from `predict`'s outputs on parts of it (part k predicts the
+    examples `example_ids[k]`, in that order; evaluation split over processes). Default: one
+    prediction per example, put in example order; a part of the wrong length, or an example no part
+    predicts, is an error. Parts that are numpy arrays join into one array."""
+    arrays = bool(parts) and all(isinstance(p, np.ndarray) for p in parts)
+    out = np.zeros((len(examples),) + parts[0].shape[1:], parts[0].dtype) if arrays else [None] * len(examples)
+    seen = np.zeros(len(examples), bool)
+    for k, (part, ids) in enumerate(zip(parts, example_ids)):
+      if len(part) != len(ids):
+        raise XtjaxError(f"task {self.name!r}: part {k} has {len(part)} predictions for {len(ids)} examples")
+      for i, p in zip(ids, part):
+        out[int(i)] = p
+      seen[np.asarray(ids, np.int64)] = True
+    missing = np.flatnonzero(~seen)
+    if missing.size:
+      raise XtjaxError(f"task {self.name!r}: no prediction for {missing.size} of {len(examples)} examples "
+                       f"(the first: {missing[:5].tolist()})")
+    return out
+
   def fingerprint(self) -> dict[str, Any]:
     """What besides the inputs changes this task's features (label vocabulary, options); part of the
     feature-cache key. Default: the task's name and class."""

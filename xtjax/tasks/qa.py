@@ -23,7 +23,7 @@ from xtjax.metrics.mlqa import mlqa
 from xtjax.metrics.squad import squad_v1, squad_v2
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.qa_features import QA_FEATURES_VERSION, featurize_qa, recoverability
-from xtjax.tasks.qa_postprocess import SpanPredictions, postprocess
+from xtjax.tasks.qa_postprocess import SpanPredictions, join_span_predictions, postprocess
 from xtjax.tasks.registry import register
 from xtjax.tasks.source_table import hub_defaults
 
@@ -83,6 +83,11 @@ class ExtractiveQATask(Task):
     threshold = self.null_threshold if null_threshold is None else null_threshold
     return postprocess(start, end, features, examples, settings, with_negative=self.with_negative,
                        null_threshold=threshold)
+
+  def join_predictions(self, parts: Sequence[SpanPredictions], example_ids, examples: Sequence[QAExample]
+                       ) -> SpanPredictions:
+    """One SpanPredictions of the whole split, in example order; a question no part answers is an error."""
+    return join_span_predictions(self.name, parts, example_ids, examples)
 
   def score(self, predictions: SpanPredictions | Mapping[str, str], examples: Sequence[QAExample],
             language: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xtjax.data.formats.records import QAExample
+from xtjax.errors import XtjaxError
 from xtjax.tasks.base import Features, FeatureSettings
 
 
@@ -91,3 +92,23 @@ def postprocess(start_logits_NxL: np.ndarray, end_logits_NxL: np.ndarray, featur
     nbest[ex.guid] = best
     answers[ex.guid] = best[0]["text"] if best and not (with_negative and odds > null_threshold) else ""
   return SpanPredictions(answers, null_odds, nbest, null_threshold, with_negative)
+
+
+def join_span_predictions(task: str, parts: Sequence[SpanPredictions], example_ids: Sequence[np.ndarray],
+                          examples: Sequence[QAExample]) -> SpanPredictions:
+  """`postprocess`'s results on parts of a split (part k: examples `example_ids[k]`) as one, in example
+  order, as `postprocess` on the whole split gives them; a question its part does not answer is an error."""
+  answers, null_odds, nbest = {}, {}, {}
+  for k, (part, ids) in enumerate(zip(parts, example_ids)):
+    for i in np.asarray(ids, np.int64):
+      guid = examples[int(i)].guid
+      if guid not in part.answers:
+        raise XtjaxError(f"task {task!r}: part {k} has no answer for question {guid!r}")
+      answers[guid], null_odds[guid], nbest[guid] = part.answers[guid], part.null_odds[guid], part.nbest[guid]
+  missing = [ex.guid for ex in examples if ex.guid not in answers]
+  if missing:
+    raise XtjaxError(f"task {task!r}: no answer for {len(missing)} of {len(examples)} questions (the first: {missing[:5]})")
+  order = [ex.guid for ex in examples]
+  first = parts[0]
+  return SpanPredictions({g: answers[g] for g in order}, {g: null_odds[g] for g in order},
+                         {g: nbest[g] for g in order}, first.null_threshold, first.with_negative)

@@ -89,10 +89,10 @@ class Trainer:
       # this process's shard: its own examples' features (every process's are alike in expectation)
       self._report_truncation(task, tcfg.train_split, len(np.unique(shard.example_ids)), shard.features)
       try:
-        self.dev_sets[task.name] = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer,
-                                                 settings, self.cache_dir)
-        dev_examples, dev_features = self.dev_sets[task.name]
-        self._report_truncation(task, tcfg.dev_split, len(dev_examples), dev_features)
+        # this process's share of the dev examples (xtjax.evaluation.shares)
+        share = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer, settings, self.cache_dir)
+        self.dev_sets[task.name] = share
+        self._report_truncation(task, tcfg.dev_split, len(share.example_ids), share.features)
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
     self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
@@ -155,8 +155,7 @@ class Trainer:
     for task in self.train_tasks:
       if task.name not in self.dev_sets:
         continue
-      ex, feats = self.dev_sets[task.name]
-      out[task.name], _ = self.eval_model.evaluate(task, ex, feats, params, "en")
+      out[task.name], _ = self.eval_model.evaluate(task, self.dev_sets[task.name], params, "en")
     return out
 
   def dev_score(self, dev: dict) -> float:
