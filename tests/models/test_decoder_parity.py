@@ -191,3 +191,25 @@ def test_scan_and_remat_equal_the_unrolled_stack():
     assert jax.tree.structure(grads) == jax.tree.structure(ref_grads)
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
       np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_layers_trace_one_layer_body_for_training_prefill_and_decoding():
+  """Stacked, the forward pass and the cached prefill/decode step hold one layer's operations whatever the
+  depth (one `lax.scan`); per layer, they grow with it."""
+  from xtjax.models.decoder import DecoderConfig
+
+  def matmuls(num_layers, scan):
+    cfg = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=num_layers, num_heads=4, num_kv_heads=2,
+                        intermediate_size=24, scan_layers=scan)
+    graphdef, state = nnx.split(Decoder(cfg, nnx.Rngs(0)))
+    ids = jnp.ones((2, 5), jnp.int32)
+
+    def run(st):
+      model = nnx.merge(graphdef, st)
+      prefill = model(ids, ids, cache=model.init_cache(2, 8))
+      return model(ids, ids).logits, model(ids[:, :1], ids[:, :1], cache=prefill.cache).logits
+
+    return str(jax.make_jaxpr(run)(state)).count("dot_general")
+
+  assert matmuls(2, True) == matmuls(4, True)
+  assert matmuls(4, False) > matmuls(2, False) > matmuls(2, True)
