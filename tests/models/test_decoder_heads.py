@@ -5,7 +5,6 @@ layer and stacked (the pretrained per-layer weights relaid out by `build_model`)
 
 import dataclasses
 
-
 import numpy as np
 import pytest
 from decoder_fixtures import PROMPTS, tiny_decoder_folder

@@ -5,9 +5,9 @@ devices change nothing."""
 
 import jax
 import numpy as np
-from flax import nnx
 import pytest
 from decoder_fixtures import PROMPTS, hf_model, tiny_decoder_folder
+from flax import nnx
 from test_t2t_loss import _pad_rows, _xtjax_step
 
 from xtjax.models import decoder_family
