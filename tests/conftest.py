@@ -74,3 +74,15 @@ def tiny_multitask_run(tiny_hf, tmp_path_factory):
   (run / "config.yaml").write_text(yaml.safe_dump(conf))
   return {"run": run, "graphdef": graphdef, "params": params, "vocab": pre.config.vocab_size,
           "pad": pre.config.pad_token_id}
+
+
+@pytest.fixture(params=["per-layer", "stacked"])
+def layer_layout(request, monkeypatch):
+  """Runs a test with models of every size stored per layer, then stacked (`models.scan`): the default
+  `scan_layers: null` stacks from `SCAN_BY_DEFAULT_FROM` layers, lowered to 1 for the stacked run, so
+  configs read from Hugging Face folders (the tiny 2-layer fixtures) come out stacked too."""
+  if request.param == "stacked":
+    from xtjax.models import scan
+
+    monkeypatch.setattr(scan, "SCAN_BY_DEFAULT_FROM", 1)
+  return request.param

@@ -134,8 +134,8 @@ def test_decoder_flops_formula():
   from xtjax.models.init import abstract, count_params
 
   fam, cfg = registry.preset("llama-3.1-8b")
-  _, state = abstract(fam, cfg)
-  layer = count_params(state["layers"][0]) - 2 * cfg.hidden_size  # minus the two RMSNorm scales
+  _, state = abstract(fam, cfg)  # 32 layers: stored stacked, [32, ...] per layer parameter
+  layer = count_params(state["layers"]["stacked"]) // cfg.num_layers - 2 * cfg.hidden_size  # minus the two RMSNorm scales
   T, S, Q = 16, 48, cfg.num_heads * cfg.head_dim
   assert F.decoder_layer_flops(cfg, T, S) == 2 * layer * T + 4 * T * S * Q
   head = 2 * cfg.hidden_size * cfg.vocab_size

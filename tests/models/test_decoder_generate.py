@@ -40,10 +40,12 @@ def _ours(out) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("kind", ["llama", "mistral", pytest.param("qwen2", marks=pytest.mark.slow)])
-def test_greedy_matches_transformers_with_either_padding(tmp_path_factory, kind):
+def test_greedy_matches_transformers_with_either_padding(tmp_path_factory, kind, layer_layout):
+  """Stacked, the prefill and every decode step run the layers as one scan over the stacked KV cache."""
   folder = tiny_decoder_folder(tmp_path_factory, kind)
   expected = _hf_generated(folder, kind, PROMPTS)
   pre = load_pretrained(folder)
+  assert pre.config.stacked_layers == (layer_layout == "stacked")
   for side in ("left", "right"):
     pre.tokenizer.padding_side = side
     enc = pre.tokenizer(PROMPTS, padding=True, return_tensors="np")

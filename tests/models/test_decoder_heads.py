@@ -1,6 +1,9 @@
 """Task heads on a decoder-only LLM equal transformers' Llama heads (f32, left and right padding):
 `LlamaForSequenceClassification` (last non-pad token), `LlamaForQuestionAnswering` and
-`LlamaForTokenClassification`; multiple choice scores each choice's last token."""
+`LlamaForTokenClassification`; multiple choice scores each choice's last token. The decoder runs per
+layer and stacked (the pretrained per-layer weights relaid out by `build_model`)."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -18,8 +21,8 @@ HEADS = {"cls": HeadConfig("classification", 3), "qa": HeadConfig("span"), "pos"
 PAD = 0  # the fixture tokenizer's <pad>, never produced for text
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["per-layer", "stacked"])
+def models(tmp_path_factory, request):
   """(our TaskModel, tokenizer, transformers heads) with the heads' weights copied from transformers."""
   import torch
   import transformers as tf
@@ -27,8 +30,10 @@ def models(tmp_path_factory):
   folder = tiny_decoder_folder(tmp_path_factory, "llama")
   mesh = make_mesh(MeshConfig(devices=1))
   pre = load_pretrained(str(folder), mesh=mesh, rules=DEFAULT_RULES)
-  graphdef, params, _ = build_model(EncoderStart(pre.family, pre.config, pre.params, pre.tokenizer, "test"), HEADS, 0,
+  cfg = dataclasses.replace(pre.config, scan_layers=request.param)
+  graphdef, params, _ = build_model(EncoderStart(pre.family, cfg, pre.params, pre.tokenizer, "test"), HEADS, 0,
                                     mesh, DEFAULT_RULES)
+  assert ("stacked" in nnx.to_pure_dict(params)["encoder"]["layers"]) == request.param
   base = tf.LlamaForCausalLM.from_pretrained(str(folder)).model.state_dict()
   torch.manual_seed(0)
   hf = {}

@@ -41,10 +41,17 @@ def _torch(folder, kind, ids, mask):
   return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_logits_match_pytorch(tmp_path_factory, kind):
-  folder = tiny_decoder_folder(tmp_path_factory, kind)
+def _load(folder, layer_layout):
+  """The Hugging Face folder streamed into the layout under test (stacked: one [layers, ...] tensor each)."""
   pre = load_pretrained(folder)
+  assert ("stacked" in nnx.to_pure_dict(pre.params)["layers"]) == (layer_layout == "stacked")
+  return pre
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_logits_match_pytorch(tmp_path_factory, kind, layer_layout):
+  folder = tiny_decoder_folder(tmp_path_factory, kind)
+  pre = _load(folder, layer_layout)
   graphdef, params = nnx.split(pre.model())
   for side in ("left", "right"):
     ids, mask = _batch(pre.tokenizer, side)
@@ -81,8 +88,8 @@ def _cached(graphdef, params, ids, mask, steps):
 
 
 @pytest.mark.parametrize("kind", ["llama", "mistral"])
-def test_cached_decoding_equals_full_pass(tmp_path_factory, kind):
-  pre = load_pretrained(tiny_decoder_folder(tmp_path_factory, kind))
+def test_cached_decoding_equals_full_pass(tmp_path_factory, kind, layer_layout):
+  pre = _load(tiny_decoder_folder(tmp_path_factory, kind), layer_layout)
   graphdef, params = nnx.split(pre.model())
   for side in ("left", "right"):
     ids, mask = _batch(pre.tokenizer, side)
@@ -91,8 +98,9 @@ def test_cached_decoding_equals_full_pass(tmp_path_factory, kind):
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama-tied"])
-def test_export_round_trips_bit_identically(tmp_path_factory, tmp_path, kind):
-  """HF -> xtjax model folder (`xtjax convert`) -> HF (`xtjax export`): the same bytes, a config transformers reads."""
+def test_export_round_trips_bit_identically(tmp_path_factory, tmp_path, kind, layer_layout):
+  """HF -> xtjax model folder (`xtjax convert`) -> HF (`xtjax export`): the same bytes, a config transformers
+  reads; stacked, the import stacks each layer's tensors and the export slices them out again."""
   from safetensors.numpy import load_file
 
   from xtjax.cli.main import main
@@ -100,12 +108,12 @@ def test_export_round_trips_bit_identically(tmp_path_factory, tmp_path, kind):
   folder = tiny_decoder_folder(tmp_path_factory, kind)
   assert main(["convert", "--model", str(folder), "--out", str(tmp_path / "xtjax")]) == 0
   assert main(["export", "--model", str(tmp_path / "xtjax"), "--out", str(tmp_path / "export")]) == 0
-  pre, out = load_pretrained(folder), tmp_path / "export"
+  pre, out = _load(folder, layer_layout), tmp_path / "export"
   original, exported = load_file(str(folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
   assert sorted(original) == sorted(exported)
   for name, t in original.items():
     assert exported[name].dtype == t.dtype and exported[name].tobytes() == t.tobytes(), name
-  again = load_pretrained(out)
+  again = _load(out, layer_layout)
   assert again.config == pre.config
   import transformers
 
@@ -154,23 +162,54 @@ def test_config_errors():
 
 
 def test_scan_and_remat_equal_the_unrolled_stack():
-  """Forward and all gradients of a 3-layer decoder: unrolled == scan + remat == unrolled + full remat (f32)."""
+  """Forward and all gradients of a 3-layer decoder: unrolled == stacked (one scan) == stacked + remat ==
+  unrolled + full remat (f32, 1e-5)."""
   from xtjax.models.decoder import DecoderConfig
+  from xtjax.models.scan import to_layout, to_per_layer
 
   base = DecoderConfig(vocab_size=50, hidden_size=16, num_layers=3, num_heads=4, num_kv_heads=2,
                        intermediate_size=24, sliding_window=5, attention_bias=True)
   ids = jnp.asarray(np.random.default_rng(0).integers(0, 50, (2, 9)), jnp.int32)
   mask = jnp.asarray([[0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 9], jnp.int32)
-  params = nnx.state(Decoder(base, nnx.Rngs(0)), nnx.Param)
+  params = nnx.to_pure_dict(nnx.state(Decoder(base, nnx.Rngs(0)), nnx.Param))
 
   def loss_and_grads(cfg):
-    graphdef = nnx.graphdef(Decoder(cfg, nnx.Rngs(0)))
-    loss = lambda p: jnp.sum(nnx.merge(graphdef, p)(ids, mask).logits ** 2)  # noqa: E731
-    return jax.jit(jax.value_and_grad(loss))(params)
+    graphdef, state = nnx.split(Decoder(cfg, nnx.Rngs(0)))
+    assert ("stacked" in nnx.to_pure_dict(state)["layers"]) == bool(cfg.scan_layers)
+
+    def loss(p):
+      nnx.replace_by_pure_dict(s := jax.tree.map(lambda x: x, state), p)
+      return jnp.sum(nnx.merge(graphdef, s)(ids, mask).logits ** 2)
+
+    loss, grads = jax.jit(jax.value_and_grad(loss))(to_layout(params, nnx.to_pure_dict(state)))
+    return loss, to_per_layer(grads)
 
   ref_loss, ref_grads = loss_and_grads(base)
-  for scan, remat in ((True, "dots_saveable"), (False, "full")):
+  for scan, remat in ((True, "none"), (True, "dots_saveable"), (False, "full")):
     loss, grads = loss_and_grads(dataclasses.replace(base, scan_layers=scan, remat=remat))
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    assert jax.tree.structure(grads) == jax.tree.structure(ref_grads)
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
       np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_layers_trace_one_layer_body_for_training_prefill_and_decoding():
+  """Stacked, the forward pass and the cached prefill/decode step hold one layer's operations whatever the
+  depth (one `lax.scan`); per layer, they grow with it."""
+  from xtjax.models.decoder import DecoderConfig
+
+  def matmuls(num_layers, scan):
+    cfg = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=num_layers, num_heads=4, num_kv_heads=2,
+                        intermediate_size=24, scan_layers=scan)
+    graphdef, state = nnx.split(Decoder(cfg, nnx.Rngs(0)))
+    ids = jnp.ones((2, 5), jnp.int32)
+
+    def run(st):
+      model = nnx.merge(graphdef, st)
+      prefill = model(ids, ids, cache=model.init_cache(2, 8))
+      return model(ids, ids).logits, model(ids[:, :1], ids[:, :1], cache=prefill.cache).logits
+
+    return str(jax.make_jaxpr(run)(state)).count("dot_general")
+
+  assert matmuls(2, True) == matmuls(4, True)
+  assert matmuls(4, False) > matmuls(2, False) > matmuls(2, True)

@@ -17,6 +17,7 @@ from xtjax.models.decoder import DecoderConfig
 from xtjax.models.encoder import EncoderConfig
 from xtjax.models.heads import HeadConfig
 from xtjax.models.registry import get
+from xtjax.models.scan import to_per_layer
 from xtjax.models.t5 import T5Config
 from xtjax.models.task_model import TaskModel
 
@@ -25,7 +26,7 @@ ENC = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, in
 T5 = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_decoder_layers=2, num_heads=2,
               dropout_rate=0.0)
 DEC = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=24,
-                    max_position_embeddings=32, attention_bias=True, scan_layers=True)
+                    max_position_embeddings=32, attention_bias=True, scan_layers=False)
 DEC_TARGETS = (r"layers/\d+/attention/(q|k|v|o)/kernel", r"layers/\d+/mlp/\w+/kernel", r"lm_head/kernel")
 ENC_TARGETS = (r"encoder/layers/\d+/attention/(query|key|value|out)",
                r"encoder/layers/\d+/(intermediate|output)/kernel")
@@ -59,7 +60,9 @@ def _decoder_out(model):
   return model(IDS, MASK).logits
 
 
-CASES = {"decoder-scan": (lambda c: _family_model("decoder", DEC, c), _decoder_out, DEC_TARGETS),
+CASES = {"decoder": (lambda c: _family_model("decoder", DEC, c), _decoder_out, DEC_TARGETS),
+         "decoder-scan": (lambda c: _family_model("decoder", dataclasses.replace(DEC, scan_layers=True), c),
+                          _decoder_out, DEC_TARGETS),
          "encoder": (_encoder_model, _encoder_out, ENC_TARGETS),
          "encoder-scan": (lambda c: _encoder_model(c, scan=True), _encoder_out, ENC_TARGETS),
          "t5": (lambda c: _family_model("t5", T5, c), _t5_out, T5_TARGETS)}
@@ -118,7 +121,8 @@ def test_lora_gradient_is_full_gradient_projected_onto_adapters(case):
   p = _flat(pure)
   adapted = sorted(k[:-len(L.LORA_SUFFIX + "/a")] for k in p if k.endswith(L.LORA_SUFFIX + "/a"))
   # encoder-scan: the 2 layers' 6 projections are stacked, so 6 stacked adapters stand for 12
-  expected = {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 6, "decoder-scan": 2 * 7 + 1}
+  expected = {"t5": 2 * (4 + 3) + 2 * (8 + 3), "encoder": 12, "encoder-scan": 6, "decoder": 2 * 7 + 1,
+              "decoder-scan": 7 + 1}
   assert len(adapted) == expected[case]
   s = cfg.alpha / cfg.rank
   for w in adapted:
@@ -162,3 +166,32 @@ def test_adapters_start_as_the_base_model_and_carry_logical_axes():
 def test_bad_targets_fail_by_name(targets, message):
   with pytest.raises(ConfigError, match=message):
     _encoder_model(lora.LoraConfig(targets=targets))
+
+
+def test_decoder_targets_of_the_shipped_lora_settings_adapt_every_stacked_projection():
+  """The decoder LoRA targets `scripts/scale_table.py` plans with (rank 16 on every attention and MLP
+  projection, written per layer) give a stacked decoder one stacked adapter per projection, trained on
+  the same per-layer paths as the unrolled model's."""
+  import sys
+  from pathlib import Path
+
+  import yaml
+
+  sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+  import scale_table
+
+  key, value = scale_table.LORA.split("=", 1)  # the `key=value` override the script passes to `xtjax plan`
+  cfg = lora.LoraConfig(**{k: tuple(v) if k == "targets" else v for k, v in yaml.safe_load(value).items()})
+  assert key == "lora" and cfg.rank == 16
+  heads = {"t": HeadConfig("classification", 3)}
+  paths = {}
+  for scan in (False, True):
+    model = TaskModel(get("decoder"), dataclasses.replace(DEC, scan_layers=scan), heads, rngs=nnx.Rngs(0), lora=cfg)
+    pure = nnx.to_pure_dict(nnx.state(model))
+    adapters = [k for k in _flat(pure) if k.endswith(L.LORA_SUFFIX + "/a")]
+    assert len(adapters) == (7 if scan else 14)
+    if scan:
+      assert all(k.startswith("encoder/layers/stacked/") for k in adapters)
+      assert pure["encoder"]["layers"]["stacked"]["mlp"]["down"]["kernel_lora"]["a"].shape == (2, 24, 16)
+    paths[scan] = sorted(k for k in _flat(to_per_layer(pure)) if L.LORA_SUFFIX in k)
+  assert paths[True] == paths[False]

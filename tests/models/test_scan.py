@@ -1,5 +1,6 @@
 """Stacked layers (one scan) and remat policies compute exactly what the unrolled per-layer model computes,
-for the encoder and for T5 (encoder and decoder stacks); the two layouts convert into each other."""
+for the encoder and for T5 (encoder and decoder stacks); the two layouts convert into each other (the decoder
+LLM's own equality tests run both layouts: tests/models/test_decoder_*.py)."""
 
 import dataclasses
 
@@ -11,6 +12,7 @@ from flax import nnx
 
 from xtjax.models import registry, scan
 from xtjax.models import init as model_init
+from xtjax.models.decoder import Decoder, DecoderConfig
 from xtjax.models.encoder import Encoder, EncoderConfig
 from xtjax.models.t5 import T5, T5Config
 
@@ -19,6 +21,8 @@ CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=4, num_heads=2, in
                     model_type="xlm-roberta", layer_norm_eps=1e-5, scan_layers=False)
 T5_CFG = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24, num_layers=3, num_decoder_layers=3, num_heads=2,
                   relative_attention_num_buckets=8, relative_attention_max_distance=16, scan_layers=False)
+DEC_CFG = DecoderConfig(vocab_size=40, hidden_size=16, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=24,
+                        max_position_embeddings=32, attention_bias=True, scan_layers=False)
 # (scan_layers, remat, last_layer_queries): every switch, each with and without the first-token last layer.
 # `offload` needs a host memory space that XLA:CPU lacks; it differs from dots_with_no_batch_dims only in where
 # the saved products live.
@@ -146,7 +150,7 @@ def test_t5_cached_decoding_reads_stacked_layers():
     _close(a, b)
 
 
-@pytest.mark.parametrize("family,cfg", [("encoder", CFG), ("t5", T5_CFG)])
+@pytest.mark.parametrize("family,cfg", [("encoder", CFG), ("t5", T5_CFG), ("decoder", DEC_CFG)])
 def test_hugging_face_mapping_and_placing_work_in_both_layouts(family, cfg):
   fam = registry.get(family)
   per_layer = jax.tree.map(np.asarray, nnx.to_pure_dict(_build(fam.build, cfg)[1]))
@@ -187,6 +191,8 @@ def test_scan_is_on_by_default_from_twelve_layers():
   assert dataclasses.replace(CFG, scan_layers=None, num_layers=12).stacked_layers
   assert registry.preset("xlmr-large")[1].stacked_layers and registry.preset("mt5-base")[1].stacked_layers
   assert not registry.preset("mt5-small")[1].stacked_layers
+  assert registry.preset("llama-3.1-8b")[1].stacked_layers and registry.preset("llama-3.2-1b")[1].stacked_layers
+  assert not dataclasses.replace(DEC_CFG, scan_layers=None).stacked_layers
 
 
 def test_unknown_remat_policy_is_an_error():
@@ -197,8 +203,10 @@ def test_unknown_remat_policy_is_an_error():
 
 
 @pytest.mark.parametrize("saved_scan,run_scan", [(False, True), (True, False)])
-def test_a_model_folder_starts_a_run_in_the_other_layout(tmp_path, saved_scan, run_scan):
-  """Phase bridging: the exported encoder of one run (xtjax model folder) starts the next whatever its switch."""
+@pytest.mark.parametrize("family,cls,cfg", [("encoder", Encoder, CFG), ("decoder", Decoder, DEC_CFG)])
+def test_a_model_folder_starts_a_run_in_the_other_layout(tmp_path, saved_scan, run_scan, family, cls, cfg):
+  """Phase bridging: the exported encoder of one run (xtjax model folder) starts the next whatever its switch,
+  and loads (`load_pretrained`) in the layout its config names."""
   from xtjax.models import store
   from xtjax.models.heads import HeadConfig
   from xtjax.models.loading import load_pretrained
@@ -206,12 +214,13 @@ def test_a_model_folder_starts_a_run_in_the_other_layout(tmp_path, saved_scan, r
   from xtjax.parallel.rules import DEFAULT_RULES
   from xtjax.train.setup import EncoderStart, build_model
 
-  fam = registry.get("encoder")
-  saved_cfg = dataclasses.replace(CFG, scan_layers=saved_scan)
-  _, saved = _build(Encoder, saved_cfg)
+  fam = registry.get(family)
+  saved_cfg = dataclasses.replace(cfg, scan_layers=saved_scan)
+  _, saved = _build(cls, saved_cfg)
   store.save(tmp_path / "model", fam, saved_cfg, saved)
   pre = load_pretrained(tmp_path / "model", with_tokenizer=False)
-  start = EncoderStart(fam, dataclasses.replace(CFG, scan_layers=run_scan), pre.params, None, "test")
+  assert ("stacked" in nnx.to_pure_dict(pre.params)["layers"]) == saved_scan
+  start = EncoderStart(fam, dataclasses.replace(cfg, scan_layers=run_scan), pre.params, None, "test")
   _, params, _ = build_model(start, {"t": HeadConfig("classification", 3)}, 0, single_device_mesh(), DEFAULT_RULES)
   encoder = nnx.to_pure_dict(params["encoder"])
   assert ("stacked" in encoder["layers"]) == run_scan

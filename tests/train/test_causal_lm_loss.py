@@ -1,15 +1,18 @@
 """Causal-LM text-to-text on a decoder-only model: the loss and every gradient equal transformers'
 `LlamaForCausalLM(labels=...)` on `prompt + target` with the prompt labelled -100 (f32, left- and
-right-padded prompts, a padding row, a truncated target), and micro-batches and devices change nothing."""
+right-padded prompts, a padding row, a truncated target; layers per layer or stacked), and micro-batches and
+devices change nothing."""
 
 import jax
 import numpy as np
 import pytest
 from decoder_fixtures import PROMPTS, hf_model, tiny_decoder_folder
+from flax import nnx
 from test_t2t_loss import _pad_rows, _xtjax_step
 
 from xtjax.models import decoder_family
 from xtjax.models.loading import load_pretrained
+from xtjax.models.scan import to_per_layer
 from xtjax.parallel.mesh import MeshConfig
 from xtjax.tasks.text_to_text import encode_pairs
 from xtjax.train.optim import path_str
@@ -55,13 +58,15 @@ def _hf_loss_and_grads(folder, arrays):
 
 
 @pytest.mark.parametrize("side,accum", [("left", 1), ("right", 2)])
-def test_loss_and_every_gradient_equal_transformers(llama, side, accum):
+def test_loss_and_every_gradient_equal_transformers(llama, side, accum, layer_layout):
   arrays = _pad_rows(_batch(llama, side), 2)
   hf_loss, hf_grads = _hf_loss_and_grads(llama, arrays)
   loss, grads, cfg = _xtjax_step(llama, arrays, accum, MeshConfig(devices=1))
   np.testing.assert_allclose(loss, hf_loss, rtol=1e-5)
   expected, _ = decoder_family.params_from_hf(cfg, hf_grads, "torch grads")
-  ours = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(grads["encoder"])}
+  encoder = nnx.to_pure_dict(grads["encoder"])
+  assert ("stacked" in encoder["layers"]) == (layer_layout == "stacked")
+  ours = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(to_per_layer(encoder))}
   theirs = {path_str(p): np.asarray(g) for p, g in jax.tree_util.tree_leaves_with_path(expected)}
   assert ours.keys() == theirs.keys()
   for path, g in theirs.items():

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from xtjax.models import layers as L
-from xtjax.models.scan import check_remat, run_layers
+from xtjax.models.scan import check_remat, make_layers, run_layers, use_scan
 from xtjax.models.t5 import RMSNorm
 
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
@@ -61,7 +61,8 @@ class DecoderConfig:
   model_type: str = "llama"  # Hugging Face model_type used on export: llama | qwen2 | mistral
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
-  scan_layers: bool = False  # one lax.scan over the layers (xtjax.models.scan)
+  # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
+  scan_layers: bool | None = None
   remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
 
   def __post_init__(self):
@@ -83,6 +84,10 @@ class DecoderConfig:
     L.activation(self.hidden_act)
     L.to_dtype(self.dtype)
     L.to_dtype(self.param_dtype)
+
+  @property
+  def stacked_layers(self) -> bool:
+    return use_scan(self.scan_layers, self.num_layers)
 
   @property
   def generation_pad_id(self) -> int:
@@ -146,10 +151,11 @@ def apply_rotary(x_BxTxNxK, cos_BxTxK, sin_BxTxK):
 
 
 class KVCache(NamedTuple):
-  """Keys/values [B, S, num_kv_heads, head_dim] per layer for S slots, filled up to `index`."""
+  """Keys/values of every layer for S slots, filled up to `index`. Stacked along a leading layer axis
+  (either layer layout), so a stacked model's layer scan carries them and writes each step's slots in place."""
 
-  keys: tuple[jax.Array, ...]
-  values: tuple[jax.Array, ...]
+  keys: jax.Array  # [num_layers, B, S, num_kv_heads, head_dim]
+  values: jax.Array  # [num_layers, B, S, num_kv_heads, head_dim]
   valid: jax.Array  # [B, S] bool: slot holds a real token (prompt padding stays False)
   positions: jax.Array  # [B, S] int32: rotary position of each slot's token (for the sliding window)
   index: jax.Array  # int32 scalar: slot of the next input token
@@ -181,7 +187,10 @@ class Attention(nnx.Module):
     self.cfg = cfg
 
   def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv_cache=None, index=None, dropout_key=None):
-    """Returns (output [B, T, D], updated (keys, values) cache or None)."""
+    """Returns (output [B, T, D], this call's (keys, values) [B, T, N, K] for the cache, or None).
+
+    `kv_cache`: this layer's (keys, values) [B, S, N, K]; the new ones are attended at slots index.. (the
+    caller writes them into its cache)."""
     cfg = self.cfg
     dt = L.to_dtype(cfg.dtype)
     B, T, _ = x_BxTxD.shape
@@ -191,11 +200,11 @@ class Attention(nnx.Module):
     k = apply_rotary(self.k(x_BxTxD, key(2)).reshape(B, T, N, K), cos, sin)
     v = self.v(x_BxTxD, key(3)).reshape(B, T, N, K)
     new_cache = None
-    if kv_cache is not None:  # write this call's keys/values at `index`, attend over every slot
+    if kv_cache is not None:  # this call's keys/values at `index`, attend over every slot
       ck, cv = kv_cache
-      k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, index, 0, 0))
-      v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, index, 0, 0))
-      new_cache = (k, v)
+      new_cache = (k.astype(ck.dtype), v.astype(cv.dtype))
+      k = jax.lax.dynamic_update_slice(ck, new_cache[0], (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(cv, new_cache[1], (0, index, 0, 0))
     scores = L.einsum("btngk,bsnk->bngts", q, k, dt, jnp.float32) * (K ** -0.5)
     scores = jnp.where(allowed_BxTxS[:, None, None], scores, _NEG)
     probs = jax.nn.softmax(scores, axis=-1)
@@ -243,7 +252,7 @@ class Decoder(nnx.Module):
     pdt = L.to_dtype(cfg.param_dtype)
     self.embed = L.param(rngs, L.normal(cfg.initializer_range), (cfg.vocab_size, cfg.hidden_size),
                          ("vocab", "embed"), pdt)
-    self.layers = nnx.List([Layer(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.layers = make_layers([Layer(cfg, rngs) for _ in range(cfg.num_layers)], cfg.stacked_layers)
     self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, rngs=rngs, dtype=L.to_dtype(cfg.dtype),
                               param_dtype=pdt)
     self.lm_head = (None if cfg.tie_word_embeddings else
@@ -252,9 +261,8 @@ class Decoder(nnx.Module):
   def init_cache(self, batch_size: int, max_length: int) -> KVCache:
     """An empty cache of `max_length` slots (prompt plus new tokens)."""
     cfg = self.cfg
-    zeros = jnp.zeros((batch_size, max_length, cfg.num_kv_heads, cfg.head_dim), L.to_dtype(cfg.dtype))
-    n = cfg.num_layers
-    return KVCache((zeros,) * n, (zeros,) * n, jnp.zeros((batch_size, max_length), bool),
+    zeros = jnp.zeros((cfg.num_layers, batch_size, max_length, cfg.num_kv_heads, cfg.head_dim), L.to_dtype(cfg.dtype))
+    return KVCache(zeros, zeros, jnp.zeros((batch_size, max_length), bool),
                    jnp.zeros((batch_size, max_length), jnp.int32), jnp.zeros((), jnp.int32),
                    jnp.zeros((batch_size,), jnp.int32))
 
@@ -303,17 +311,19 @@ class Decoder(nnx.Module):
       def call(layer, h, i):
         return layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i))[0]
 
-      x, hidden = run_layers(list(self.layers), x, call, cfg.scan_layers, cfg.remat)
+      x, hidden = run_layers(self.layers, x, call, remat=cfg.remat)
       new_cache = None
-    else:  # inference: one unrolled pass that threads each layer's cache
-      hidden, keys, values = [], [], []
-      for i, layer in enumerate(self.layers):
-        x, (k, v) = layer(x, cos, sin, allowed_BxTxS, (cache.keys[i], cache.values[i]), index)
-        hidden.append(x)
-        keys.append(k)
-        values.append(v)
-      new_cache = KVCache(tuple(keys), tuple(values), valid_BxS, key_pos_BxS, index + T,
-                          start + mask.sum(1, dtype=jnp.int32))
+    else:  # inference: the stacked cache rides along with the hidden states (one scan when stacked)
+      def cached(layer, carry, i):
+        h, keys, values = carry
+        own = (jax.lax.dynamic_index_in_dim(keys, i, 0, False), jax.lax.dynamic_index_in_dim(values, i, 0, False))
+        h, (k, v) = layer(h, cos, sin, allowed_BxTxS, own, index)
+        at = (jnp.asarray(i, jnp.int32), 0, index, 0, 0)  # only this call's slots are written
+        return h, jax.lax.dynamic_update_slice(keys, k[None], at), jax.lax.dynamic_update_slice(values, v[None], at)
+
+      (x, keys, values), hidden = run_layers(self.layers, (x, cache.keys, cache.values), cached,
+                                             keep=lambda carry: carry[0])
+      new_cache = KVCache(keys, values, valid_BxS, key_pos_BxS, index + T, start + mask.sum(1, dtype=jnp.int32))
     last = self.final_norm(x)
     hidden = (embedded,) + tuple(hidden[:-1]) + (last,)
     return DecoderOutput(self.logits(last) if with_logits else None, last, hidden, new_cache)

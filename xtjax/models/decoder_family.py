@@ -16,6 +16,7 @@ from xtjax.errors import CheckpointError
 from xtjax.models import hf_mapping as M
 from xtjax.models.decoder import Decoder, DecoderConfig
 from xtjax.models.family import Family
+from xtjax.models.scan import to_per_layer
 
 _ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
 _ANCHOR = "model.embed_tokens.weight"
@@ -197,7 +198,7 @@ def params_from_hf(cfg: DecoderConfig, tensors, where: str = "checkpoint"):
 
 
 def params_to_hf(cfg: DecoderConfig, params) -> dict:
-  return M.export_tensors(_rules(cfg), params)
+  return M.export_tensors(_rules(cfg), to_per_layer(params))
 
 
 def hf_architecture(cfg: DecoderConfig) -> str:

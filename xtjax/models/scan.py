@@ -108,29 +108,32 @@ def layer_at(layers, i: int) -> nnx.Module:
   return layers.layer(i) if isinstance(layers, LayerStack) else layers[i]
 
 
-def _per_layer_loop(items, x, one):
+def _per_layer_loop(items, x, one, keep=None):
   outs = []
   for i, item in items:
     x = one(item, x, i)
-    outs.append(x)
+    outs.append(x if keep is None else keep(x))
   return x, outs
 
 
-def _scan(graphdef, state, x, call, remat: str, start: int, n: int):
+def _scan(graphdef, state, x, call, remat: str, start: int, n: int, keep=None):
   one = _rematted(lambda st, h, i: call(nnx.merge(graphdef, st), h, i), remat, in_scan=True)
 
   def body(h, xs):
     st, i = xs
     h = one(st, h, i)
-    return h, h
+    return h, (h if keep is None else keep(h))
 
   x, hs = jax.lax.scan(body, x, (state, start + jnp.arange(n, dtype=jnp.int32)))
-  return x, [hs[j] for j in range(n)]
+  return x, [jax.tree.map(lambda a, j=j: a[j], hs) for j in range(n)]
 
 
 def run_layers(layers, x, call: Callable, scan: bool = False, remat: str = "none", start: int = 0,
-               stop: int | None = None):
+               stop: int | None = None, keep: Callable | None = None):
   """Applies `call(layer, x, i) -> x` for i = start..stop-1; returns (x, [output of each layer]).
+
+  `x` may be a pytree (e.g. hidden states with a stacked KV cache updated in place); `keep(x)` picks
+  what the per-layer outputs hold (all of `x` by default).
 
   `layers`: a `LayerStack` (its stacked layers run as one `lax.scan`) or a sequence of modules (run
   unrolled; `scan=True` stacks their parameters at trace time instead, the older way). `i` is a Python
@@ -143,25 +146,25 @@ def run_layers(layers, x, call: Callable, scan: bool = False, remat: str = "none
   if isinstance(layers, LayerStack):
     k = len(layers.first)
     x, outs = _per_layer_loop([(i, layers.first[i]) for i in range(start, min(stop, k))], x,
-                              _module_rematted(call, remat))
+                              _module_rematted(call, remat), keep)
     lo = max(start, k)
     if stop <= lo:
       return x, outs
     graphdef, state = layers._stacked_state(lo, stop)
     if stop - lo == 1:
       x, more = _per_layer_loop([(lo, jax.tree.map(lambda a: a[0], state))], x,
-                                _state_call(graphdef, call, remat))
+                                _state_call(graphdef, call, remat), keep)
     else:
-      x, more = _scan(graphdef, state, x, call, remat, lo, stop - lo)
+      x, more = _scan(graphdef, state, x, call, remat, lo, stop - lo, keep)
     return x, outs + more
   items = [(i, layers[i]) for i in range(start, stop)]
   if not scan and remat == "none":  # the plain loop, traced exactly as before the switches existed
-    return _per_layer_loop(items, x, call)
+    return _per_layer_loop(items, x, call, keep)
   if not scan or len(items) == 1:
-    return _per_layer_loop(items, x, _module_rematted(call, remat))
+    return _per_layer_loop(items, x, _module_rematted(call, remat), keep)
   graphdef = nnx.graphdef(items[0][1])
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(m) for _, m in items])
-  return _scan(graphdef, stacked, x, call, remat, start, len(items))
+  return _scan(graphdef, stacked, x, call, remat, start, len(items), keep)
 
 
 def _state_call(graphdef, call, remat):
