@@ -53,7 +53,7 @@ def test_a_cell_that_does_not_fit_moves_on_and_the_doc_says_so(st, tiny_row, tmp
   line = _mnli_line(doc)
   assert "v4-8 (none, 1): 40.0 GiB, does not fit; v4-16 (none, 1): 1.0 GiB, fits" in line
   assert "compiled on libtpu" in line and "| 1.0 GiB | 0.5 GiB |" in line
-  assert "Over the 2 compiled train steps" in doc
+  assert "over the 2 compiled train steps" in doc
 
   # Regenerating (no --compile) from the saved cache keeps the compiled columns and compiles nothing.
   again = []
