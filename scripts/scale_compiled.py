@@ -26,8 +26,10 @@ from pathlib import Path
 GiB = 1024 ** 3
 MAX_TRIES = 4  # compiles per cell before the cell is reported as unresolved
 # libtpu refuses to compile a program larger than HBM: "... Used 40.12G of 31.25G hbm. Exceeded hbm capacity ..."
+# or "Ran out of memory on HBM, the total memory required for HLO temporaries (31.89G) exceeds available HBM ..."
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|[Rr]an out of memory|Exceeded hbm capacity")
 _USED = re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm")
+_TEMPS = re.compile(r"memory required for HLO temporaries \(([\d.]+)([KMGT])\)")
 _UNIT = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
@@ -89,25 +91,41 @@ def fitting_try(entry: dict) -> dict | None:
   return next((t for t in entry["tries"] if t["fits"]), None)
 
 
-def confirm(candidates, analytic: dict, compile_fn, hbm: float, headroom: float, max_tries: int = MAX_TRIES
-            ) -> list[dict]:
-  """Compiles `analytic`, then later candidates the estimate also fits, until one fits or `max_tries`."""
-  tries, skip, started = [], None, False
+def lower_bound(t: dict) -> float | None:
+  """Per-device bytes a try is known to need: XLA's peak, or what libtpu's refusal names (temporaries alone)."""
+  return t["peak_bytes"] if t.get("peak_bytes") is not None else t.get("temp_bytes")
+
+
+def confirm(candidates, analytic: dict, compile_fn, hbm: float, headroom: float, max_tries: int = MAX_TRIES,
+            done: list[dict] = ()) -> list[dict]:
+  """Compiles `analytic`, then later candidates the estimate also fits, until one fits or `max_tries` more;
+  `done`, the tries of an earlier run that found no fit, resumes after its last try."""
+  tries, skip, started = list(done), None, False
+  start = choice_of(done[-1]) if done else choice_of(analytic)
+  for t in done:
+    skip = t["slice"] if _overflows(t, headroom * hbm) else skip
   for c in candidates:
-    started = started or choice_of(c) == choice_of(analytic)
-    if not started or not c["fits"] or c["slice"] == skip:
+    if not started:
+      started = choice_of(c) == start
+      if done or not started:
+        continue
+    if not c["fits"] or c["slice"] == skip:
       continue
     r = compile_fn(c)
     tries.append({**choice_of(c), "devices": c["devices"], "analytic_total": c["total"],
                   "analytic_activations": c["total"] - c["state"], **r})
-    if r["fits"] or len(tries) >= max_tries:
+    if r["fits"] or len(tries) - len(done) >= max_tries:
       break
-    if r["fits"] is None:  # the compiler crashed: nothing learned about this slice's memory
-      continue
-    # What the compile needs beyond the estimated activations does not shrink with remat or accum.
-    if r["peak_bytes"] is not None and r["peak_bytes"] - (c["total"] - c["state"]) > headroom * hbm:
+    if _overflows(tries[-1], headroom * hbm):
       skip = c["slice"]
   return tries
+
+
+def _overflows(t: dict, budget: float) -> bool:
+  """What the compile needs beyond the estimated activations does not shrink with remat or accum: when that
+  alone overflows, no other candidate of the slice fits. (A crashed compile says nothing.)"""
+  known = lower_bound(t)
+  return t["fits"] is False and known is not None and known - t["analytic_activations"] > budget
 
 
 def entry(inputs: str, analytic: dict, tries: list[dict]) -> dict:
@@ -126,6 +144,14 @@ def isolated(fn, *args) -> dict:
       return {"fits": None, "peak_bytes": None, "error": "the compiler's process died (libtpu crashed)"}
 
 
+def oom_result(text: str) -> dict:
+  """libtpu's refusal of a program larger than HBM: the peak, or the temporaries alone, that it names."""
+  used, temps = _USED.search(text), _TEMPS.search(text)
+  return {"fits": False, "peak_bytes": float(used.group(1)) * _UNIT[used.group(2)] if used else None,
+          "temp_bytes": float(temps.group(1)) * _UNIT[temps.group(2)] if temps else None,
+          "error": text.strip().splitlines()[0][:300]}
+
+
 def compile_train_step(cfg, slice_name: str) -> dict:
   """XLA's per-device numbers for the train step of `cfg` on a described slice (`xtjax plan`'s code)."""
   from jax.errors import JaxRuntimeError
@@ -139,9 +165,7 @@ def compile_train_step(cfg, slice_name: str) -> dict:
     text = str(e)
     if not _OOM.search(text):
       raise
-    used = _USED.search(text)
-    return {"fits": False, "peak_bytes": float(used.group(1)) * _UNIT[used.group(2)] if used else None,
-            "error": text.strip().splitlines()[0][:300]}
+    return oom_result(text)
   p = r["programs"][0]
   return {"fits": bool(r["fits"]), "peak_bytes": p["peak_bytes"], "temp_bytes": p["temp_bytes"],
           "argument_bytes": p["argument_bytes"], "flops": p["flops"], "compile_seconds": p["compile_seconds"],

@@ -232,9 +232,13 @@ def _verdict(entry: dict) -> str:
   parts = []
   for t in entry["tries"]:
     verdict = {True: "fits", False: "does not fit", None: "compile crashed"}[t["fits"]]
-    parts.append(f"{compiled.choice_text(t)}: " + (f"{_gib(t['peak_bytes'])}, " if t["peak_bytes"] else "") + verdict)
+    if t["peak_bytes"] is not None:
+      verdict = f"{_gib(t['peak_bytes'])}, {verdict}"
+    elif t.get("temp_bytes") is not None:
+      verdict = f"temporaries alone {_gib(t['temp_bytes'])}, {verdict}"
+    parts.append(f"{compiled.choice_text(t)}: {verdict}")
   if compiled.fitting_try(entry) is None:
-    parts.append(f"no fit within {len(entry['tries'])} compiles")
+    parts.append(f"no fit within {len(entry['tries'])} compiles (`--resume` tries more)")
   return "; ".join(parts)
 
 
@@ -337,8 +341,9 @@ def _selected(spec: tuple, wanted) -> bool:
 
 
 def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=TASKS, compile_fn=None,
-                 log=print) -> None:
-  """Compiles every selected cell that has no fresh entry, saving the cache after each."""
+                 log=print, resume: bool = False) -> None:
+  """Compiles every selected cell that has no fresh entry, saving the cache after each; with `resume`, a
+  fresh entry that found no fit goes on with the candidates after its last try."""
   for r in rows:
     if not _selected((r["label"], r["preset"], r["form"]), wanted):
       continue
@@ -347,7 +352,8 @@ def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=T
       for gen in gens:
         key = compiled.cell_key(r["label"], HEADS[r["form"]], task_label, gen)
         analytic = t["cells"][gen]
-        if analytic is None or compiled.lookup(cache, key, t["inputs"], analytic)[0] is not None:
+        fresh = compiled.lookup(cache, key, t["inputs"], analytic)[0] if analytic is not None else None
+        if analytic is None or (fresh is not None and not (resume and compiled.fitting_try(fresh) is None)):
           continue
         fn = compile_fn or (lambda c, r=r, task_label=task_label: compiled.isolated(
             compiled.compile_train_step, _config(r["preset"], r["form"], task_label, c["remat"], c["accum"]),
@@ -360,7 +366,8 @@ def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=T
               f"{out.get('compile_cpu_seconds')} CPU s {out.get('error', '')}", flush=True)
           return out
 
-        tries = compiled.confirm(t["candidates"](gen), analytic, logged, CHIPS[gen].hbm_bytes, HEADROOM)
+        tries = compiled.confirm(t["candidates"](gen), analytic, logged, CHIPS[gen].hbm_bytes, HEADROOM,
+                                 done=fresh["tries"] if fresh else ())
         cache[key] = compiled.entry(t["inputs"], analytic, tries)
         compiled.save(cache_path, cache)
 
@@ -376,13 +383,15 @@ def main(argv=None) -> int:
   p.add_argument("--rows", nargs="*", default=(), help="row labels (LABEL or LABEL:FORM) to compile; default all")
   p.add_argument("--gens", nargs="*", default=["v4"], choices=list(SLICES), help="generations to compile")
   p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS), help="tasks to compile")
+  p.add_argument("--resume", action="store_true",
+                 help="cells whose compiles found no fit go on with the next candidates")
   args = p.parse_args(argv)
   cache = compiled.load(args.cache)
   rows = [row(*r) for r in ROWS]
   if args.compile:
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # keep libtpu from probing for hosts
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-16")
-    compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks)
+    compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks, resume=args.resume)
   write_doc(rows, cache, args.out)
   return 0
 

@@ -100,6 +100,12 @@ def test_libtpu_refusing_an_oversized_program_is_a_no_fit_with_its_size(st, monk
   monkeypatch.setattr(xtjax.train.plan, "plan", refuse)
   r = st.compiled.compile_train_step(None, "v4-8")
   assert r["fits"] is False and r["peak_bytes"] == pytest.approx(40.12 * GiB)
+  # The other form libtpu 0.0.42 uses: temporaries alone, a lower bound of the peak.
+  r = st.compiled.oom_result("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                             "temporaries (31.89G) exceeds available HBM (30.75G).")
+  assert r["fits"] is False and r["peak_bytes"] is None and r["temp_bytes"] == pytest.approx(31.89 * GiB)
+  t = {"slice": "v4-8", "remat": "none", "accum": 1, "analytic_activations": GiB, **r}
+  assert st.compiled._overflows(t, 0.9 * 32 * GiB)  # 30.9 GiB beyond the activations: leave the slice
 
   def broken(*a, **k):
     raise JaxRuntimeError("INTERNAL: something else")
@@ -124,6 +130,23 @@ def test_a_crashed_compile_is_reported_and_the_next_candidate_tried(st, tiny_row
   assert calls == [1, 2]  # same slice: a crash says nothing about memory
   line = _mnli_line(st.markdown([tiny_row], st.compiled.load(cache_path)))
   assert "v4-8 (none, 1): compile crashed; v4-8 (none, 2): 1.0 GiB, fits" in line
+
+
+def test_resume_goes_on_after_the_last_try_of_a_cell_without_a_fit(st, tiny_row, tmp_path):
+  cache_path = tmp_path / "compiled.json"
+  crash = lambda c: {"fits": None, "peak_bytes": None, "error": "died"}
+  st.compile_rows([tiny_row], {}, cache_path, tasks=("MNLI",), compile_fn=crash, log=lambda *a, **k: None)
+  cache = st.compiled.load(cache_path)
+  assert "no fit within 4 compiles" in _mnli_line(st.markdown([tiny_row], cache))
+  calls = []
+  st.compile_rows([tiny_row], cache, cache_path, tasks=("MNLI",), compile_fn=_fake_compile(calls, "none"),
+                  log=lambda *a, **k: None)
+  assert calls == []  # a fresh entry without a fit is kept unless asked to resume
+  st.compile_rows([tiny_row], cache, cache_path, tasks=("MNLI",), compile_fn=_fake_compile(calls, "none"),
+                  log=lambda *a, **k: None, resume=True)
+  assert calls == [("v4-8", "full", 1)]  # none: 32 examples on 4 devices allow accum 1..8
+  line = _mnli_line(st.markdown([tiny_row], st.compiled.load(cache_path)))
+  assert "v4-8 (none, 8): compile crashed; v4-8 (full, 1): 1.0 GiB, fits" in line
 
 
 def test_a_dying_compiler_process_is_a_result_not_the_end_of_the_run(st):
