@@ -306,7 +306,10 @@ def markdown(rows, cache: dict) -> str:
       "layers) and micro-batches (a scan too) its FLOPs are those of one layer of one micro-batch plus what lies",
       "outside the loops; they are shown for completeness, not as a check of the analytic count.",
       "",
-      "Measured error of the memory estimate: " + compiled.measured_error(entries),
+      "Measured error of the memory estimate: " + compiled.measured_error(entries) + " The estimate counts",
+      "the state and the activations only; XLA's temporaries also hold what the program materialises around",
+      "them (e.g. gathered weights, gradient buffers, collectives' buffers), so where a cell has been compiled",
+      "the compiled verdict, not the estimate, says whether it fits.",
       "",
   ]
   for task_label in TASKS:
