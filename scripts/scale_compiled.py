@@ -122,10 +122,12 @@ def confirm(candidates, analytic: dict, compile_fn, hbm: float, headroom: float,
 
 
 def _overflows(t: dict, budget: float) -> bool:
-  """What the compile needs beyond the estimated activations does not shrink with remat or accum: when that
-  alone overflows, no other candidate of the slice fits. (A crashed compile says nothing.)"""
+  """Under `full` remat (the strongest policy tried) what the compile needs beyond the estimated activations
+  does not shrink with more accum: when that alone overflows, no later candidate of the slice fits. (Under
+  `none` the estimate may miss most of the activations, so `full` is still tried; a crash says nothing.)"""
   known = lower_bound(t)
-  return t["fits"] is False and known is not None and known - t["analytic_activations"] > budget
+  return (t["fits"] is False and t["remat"] == "full" and known is not None
+          and known - t["analytic_activations"] > budget)
 
 
 def entry(inputs: str, analytic: dict, tries: list[dict]) -> dict:

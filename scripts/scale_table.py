@@ -344,7 +344,7 @@ def _selected(spec: tuple, wanted) -> bool:
 
 
 def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=TASKS, compile_fn=None,
-                 log=print, resume: bool = False) -> None:
+                 log=print, resume: bool = False, max_tries: int = compiled.MAX_TRIES) -> None:
   """Compiles every selected cell that has no fresh entry, saving the cache after each; with `resume`, a
   fresh entry that found no fit goes on with the candidates after its last try."""
   for r in rows:
@@ -370,7 +370,7 @@ def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=T
           return out
 
         tries = compiled.confirm(t["candidates"](gen), analytic, logged, CHIPS[gen].hbm_bytes, HEADROOM,
-                                 done=fresh["tries"] if fresh else ())
+                                 max_tries, done=fresh["tries"] if fresh else ())
         cache[key] = compiled.entry(t["inputs"], analytic, tries)
         compiled.save(cache_path, cache)
 
@@ -388,13 +388,15 @@ def main(argv=None) -> int:
   p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS), help="tasks to compile")
   p.add_argument("--resume", action="store_true",
                  help="cells whose compiles found no fit go on with the next candidates")
+  p.add_argument("--max-tries", type=int, default=compiled.MAX_TRIES, help="compiles a cell (or a resume) may take")
   args = p.parse_args(argv)
   cache = compiled.load(args.cache)
   rows = [row(*r) for r in ROWS]
   if args.compile:
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # keep libtpu from probing for hosts
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-16")
-    compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks, resume=args.resume)
+    compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks, resume=args.resume,
+                 max_tries=args.max_tries)
   write_doc(rows, cache, args.out)
   return 0
 
