@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -21,6 +22,7 @@ import multiprocessing
 import os
 import re
 import statistics
+import tempfile
 from pathlib import Path
 
 GiB = 1024 ** 3
@@ -71,6 +73,17 @@ def save(path, cache: dict) -> None:
   tmp = path.with_suffix(path.suffix + ".tmp")
   tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
   os.replace(tmp, path)
+
+
+def put(path, key: str, value: dict) -> None:
+  """Adds one cell's entry to the cache file under a lock, so that concurrent `--compile` runs keep each other's."""
+  path = Path(path)
+  name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+  with open(Path(tempfile.gettempdir()) / f"scale_compiled.{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    cache = load(path)
+    cache[key] = value
+    save(path, cache)
 
 
 def lookup(cache: dict, key: str, inputs: str, analytic: dict | None) -> tuple[dict | None, str]:

@@ -372,7 +372,7 @@ def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=T
         tries = compiled.confirm(t["candidates"](gen), analytic, logged, CHIPS[gen].hbm_bytes, HEADROOM,
                                  max_tries, done=fresh["tries"] if fresh else ())
         cache[key] = compiled.entry(t["inputs"], analytic, tries)
-        compiled.save(cache_path, cache)
+        compiled.put(cache_path, key, cache[key])
 
 
 COMPILED_GENS = ("v4",)  # generations whose cells the compiled tables list even before they are compiled
