@@ -178,3 +178,10 @@ def test_a_tiny_row_compiles_for_a_v4_slice(st, monkeypatch):
   assert cfg.optim.grad_accum_steps == 2 and cfg.model.config_overrides["remat"] == "dots_saveable"
   r = st.compiled.isolated(st.compiled.compile_train_step, cfg, "v4-8")  # in a child process, as --compile does
   assert r["fits"] is True and 0 < r["temp_bytes"] < r["peak_bytes"] < 2 * GiB and r["compile_cpu_seconds"] > 0
+
+
+def test_put_keeps_the_entries_another_run_wrote_meanwhile(st, tmp_path):
+  path = tmp_path / "compiled.json"
+  st.compiled.save(path, {"a": {"tries": []}})
+  st.compiled.put(path, "b", {"tries": []})  # a run whose in-memory cache predates "a" adds only its cell
+  assert sorted(st.compiled.load(path)) == ["a", "b"]
