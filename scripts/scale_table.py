@@ -3,16 +3,20 @@ fine-tuning step at the papers' batch and length, its mesh and remat, per-device
 50% MFU and the time of one epoch of MNLI and of SQuAD.
 
     PYTHONPATH=. python scripts/scale_table.py            # rewrites docs/scale.md
+    PYTHONPATH=. python scripts/scale_table.py --compile --rows "XLM-R large" --tasks MNLI  # + TPU compiles
 
-Memory-only mode (no compiles, seconds for the whole table): parameters, gradients and optimizer state
+The estimate (no compiles, seconds for the whole table): parameters, gradients and optimizer state
 per device are exact (the trainer's model, optimizer and sharding rules, FSDP over the whole slice);
-activations are an analytic estimate (see `activation_bytes`). `xtjax plan` compiles a row to confirm it.
-Adding a row is one line in ROWS.
+activations are an analytic estimate (see `activation_bytes`). `--compile` confirms cells with real
+TPU compiles of the train step (scripts/scale_compiled.py); their results are kept in
+docs/scale_compiled.json and shown next to the estimate. Adding a row is one line in ROWS.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -31,6 +35,9 @@ from xtjax.train import optim, setup
 from xtjax.train.plan import model_config
 from xtjax.train.plan_search import MFU, RECOMPUTE
 from xtjax.train.state import trained_part
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale_compiled as compiled
 
 GiB = 1024 ** 3
 HEADROOM = 0.9
@@ -62,18 +69,20 @@ TRAIN_EXAMPLES = {"MNLI": 392_702, "SQuAD": 87_599}  # xtjax/tasks/published_cou
 SLICES = {"v4": [8 * 2 ** i for i in range(10)], "v5e": [1, 4, 8, 16, 32, 64, 128, 256],
           "v5p": [8 * 2 ** i for i in range(11)]}
 REMATS = ("none", "full")
+TASKS = ("MNLI", "SQuAD")
 
 
-def _config(preset: str, form: str, task: str):
+def _config(preset: str, form: str, task: str, remat: str = "none", accum: int = 1):
   name, batch, length, target = SETTINGS[form][task]
   overrides = [f"tasks=[{{name: {name}}}]", f"batch_size={batch}", f"features.max_length={length}",
-               "mesh.data=1", "mesh.fsdp=-1"]
+               "mesh.data=1", "mesh.fsdp=-1", f"model.config_overrides.remat={remat}",
+               f"optim.grad_accum_steps={accum}"]
   if target:
     overrides.append(f"features.max_target_length={target}")
   if preset.startswith("mt5"):  # mT5 was fine-tuned with Adafactor at a constant 1e-3, no weight decay
     overrides += ["optim.optimizer=adafactor", "optim.weight_decay=0.0", "optim.learning_rate=0.001"]
     if form == "encoder":
-      overrides.append("model.config_overrides={encoder_only: true}")
+      overrides.append("model.config_overrides.encoder_only=true")
   if form == "decoder_lora":
     overrides.append(LORA)
   return load_plan_config(None, overrides, preset)
@@ -139,7 +148,9 @@ def activation_bytes(enc, form: str, batch: int, length: int, target: int, remat
   return batch * (kept + logits)
 
 
-def smallest_slice(gen: str, enc, form, arrays, grads, opt, rules, batch, length, target):
+def candidates(gen: str, enc, form, arrays, grads, opt, rules, batch, length, target):
+  """Every (slice, remat, accum) of a generation in the order the table tries them (smallest slice, then
+  `none` before `full`, then fewer micro-batches), with the analytic per-device memory and whether it fits."""
   chip = CHIPS[gen]
   for cores in SLICES[gen]:
     devices = cores // chip.cores_per_chip
@@ -150,33 +161,43 @@ def smallest_slice(gen: str, enc, form, arrays, grads, opt, rules, batch, length
       accum = 1
       while batch % (devices * accum) == 0:
         act = activation_bytes(enc, form, batch // (devices * accum), length, target, remat)
-        if state + act <= HEADROOM * chip.hbm_bytes:
-          return {"slice": f"{gen}-{cores}", "devices": devices, "remat": remat, "accum": accum,
-                  "state": state, "total": state + act}
+        yield {"slice": f"{gen}-{cores}", "devices": devices, "remat": remat, "accum": accum, "state": state,
+               "total": state + act, "fits": state + act <= HEADROOM * chip.hbm_bytes}
         accum *= 2
-  return None
+
+
+def smallest_slice(gen: str, *model_and_shape):
+  return next((c for c in candidates(gen, *model_and_shape) if c["fits"]), None)
 
 
 def row(label, preset, form):
-  out = {"label": label, "form": form, "tasks": {}}
-  for task_label in ("MNLI", "SQuAD"):
+  out = {"label": label, "preset": preset, "form": form, "tasks": {}}
+  for task_label in TASKS:
     cfg = _config(preset, form, task_label)
     enc, task, arrays, grads, opt = _model(cfg)
     _, batch, length, target = SETTINGS[form][task_label]
     rules = rules_from_config(cfg.rules)
     train_flops = flops.train_flops(enc, batch, length, task.head_type, task.num_labels, 1, target)
+    shape = (enc, form, arrays, grads, opt, rules, batch, length, target)
     cells = {}
     for gen in SLICES:
-      fit = smallest_slice(gen, enc, form, arrays, grads, opt, rules, batch, length, target)
+      fit = smallest_slice(gen, *shape)
       if fit is not None:
-        step = train_flops * (1 + RECOMPUTE[fit["remat"]]) / (fit["devices"] * CHIPS[gen].peak_bf16 * MFU)
-        fit["step"] = step
-        fit["epoch"] = math.ceil(TRAIN_EXAMPLES[task_label] / batch) * step
+        fit["step"] = step_seconds(train_flops, fit)
+        fit["epoch"] = math.ceil(TRAIN_EXAMPLES[task_label] / batch) * fit["step"]
       cells[gen] = fit
     out["tasks"][task_label] = {"batch": batch, "length": length, "target": target, "cells": cells,
                                 "params": sum(math.prod(s) for s, _, _ in arrays),
-                                "trained": sum(math.prod(s) for s, _, _ in grads)}
+                                "trained": sum(math.prod(s) for s, _, _ in grads),
+                                "inputs": compiled.inputs_hash(cfg, enc), "train_flops": train_flops,
+                                "candidates": lambda gen, shape=shape: candidates(gen, *shape)}
   return out
+
+
+def step_seconds(train_flops: float, choice: dict) -> float:
+  """At `MFU` of the slice's peak, counting what `full` remat recomputes."""
+  gen = choice["slice"].split("-")[0]
+  return train_flops * (1 + RECOMPUTE[choice["remat"]]) / (choice["devices"] * CHIPS[gen].peak_bf16 * MFU)
 
 
 def _duration(seconds: float) -> str:
@@ -191,12 +212,65 @@ HEADS = {"encoder": "encoder + task head", "text_to_text": "text-to-text", "deco
          "decoder_lora": "decoder + task head, LoRA r16"}
 
 
-def markdown(rows) -> str:
+def _gib(n) -> str:
+  return f"{n / GiB:.1f} GiB" if n is not None else "?"
+
+
+def compiled_cells(rows, cache: dict, gens=SLICES):
+  """(row, task label, gen, key, analytic choice, entry or None, status) for every cell of the table."""
+  for r in rows:
+    for task_label in TASKS:
+      t = r["tasks"][task_label]
+      for gen in gens:
+        key = compiled.cell_key(r["label"], HEADS[r["form"]], task_label, gen)
+        entry, status = compiled.lookup(cache, key, t["inputs"], t["cells"][gen])
+        yield r, task_label, gen, key, t["cells"][gen], entry, status
+
+
+def _verdict(entry: dict) -> str:
+  """What the compiles found, in the order they ran: `v4-8 (full, 64): 40.1 GiB, does not fit; v4-16 ...`."""
+  parts = []
+  for t in entry["tries"]:
+    verdict = {True: "fits", False: "does not fit", None: "compile crashed"}[t["fits"]]
+    if t["peak_bytes"] is not None:
+      verdict = f"{_gib(t['peak_bytes'])}, {verdict}"
+    elif t.get("temp_bytes") is not None:
+      verdict = f"temporaries alone {_gib(t['temp_bytes'])}, {verdict}"
+    parts.append(f"{compiled.choice_text(t)}: {verdict}")
+  if compiled.fitting_try(entry) is None:
+    parts.append(f"no fit within {len(entry['tries'])} compiles (`--resume` tries more)")
+  return "; ".join(parts)
+
+
+def compiled_table(rows, cache: dict, task_label: str) -> list[str]:
+  lines = [("| model | head | estimate: slice (remat, accum) | estimate mem/dev | compiled: tried in order | "
+           "compiled peak/dev | temporaries/dev | compiled / estimate | FLOPs/dev compiled (XLA) / analytic | "
+           "compile CPU | source |"), "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+  for r, task, gen, _, analytic, entry, status in compiled_cells(rows, cache):
+    if task != task_label or (entry is None and status == "estimate only" and gen not in COMPILED_GENS):
+      continue
+    est = [compiled.choice_text(analytic), _gib(analytic["total"])] if analytic else ["does not fit", ""]
+    fit = compiled.fitting_try(entry) if entry else None
+    if fit is None:
+      shown = [_verdict(entry) if entry else "", "", "", "", "", ""]
+    else:
+      analytic_flops = r["tasks"][task]["train_flops"] * (1 + RECOMPUTE[fit["remat"]]) / fit["devices"]
+      shown = [_verdict(entry), _gib(fit["peak_bytes"]), _gib(fit["temp_bytes"]),
+               f"{fit['peak_bytes'] / fit['analytic_total']:.2f}",
+               f"{fit['flops']:.2e} / {analytic_flops:.2e}",
+               f"{sum(t.get('compile_cpu_seconds') or 0 for t in entry['tries']):.0f} s"]
+    lines.append(f"| {r['label']} | {HEADS[r['form']]} | " + " | ".join(est + shown + [status]) + " |")
+  return lines
+
+
+def markdown(rows, cache: dict) -> str:
+  entries = [e for *_, e, _ in compiled_cells(rows, cache) if e is not None]
   lines = [
       "# Does it fit? Smallest TPU slices for full fine-tuning",
       "",
-      "Generated by `PYTHONPATH=. python scripts/scale_table.py` (do not edit by hand). **Memory-only mode**:",
-      "no program is compiled, because XLA compiles of 0.3-13B-parameter train steps take minutes to hours on",
+      "Generated by `PYTHONPATH=. python scripts/scale_table.py` (do not edit by hand; `--compile` confirms",
+      "cells with real TPU compiles, see below). The main tables are the **analytic estimate**: no program is",
+      "compiled for them, because XLA compiles of 0.3-13B-parameter train steps take minutes each on",
       "the 2-core machine this was generated on. Per device, parameters (f32), gradients and optimizer state",
       "(AdamW for XLM-R / mBERT and the Llama decoders, with LoRA only for its adapters and the heads;",
       "Adafactor, as mT5 was fine-tuned, for mT5) are exact, from the trainer's own",
@@ -205,7 +279,6 @@ def markdown(rows) -> str:
       "gated MLP; `remat: full` keeps each layer's input and one layer at a time). A slice fits when their sum",
       f"stays under {int(HEADROOM * 100)}% of one chip's HBM; the remat policy is `none` if that fits, else `full`;",
       "gradient accumulation (accum) is raised in powers of two when the batch does not fit at once.",
-      "Confirm a row with a real compile: `xtjax plan --preset PRESET --topology SLICE`.",
       "",
       f"Step time: the analytic training FLOPs (`xtjax.perf.flops`; x4/3 with `remat: full`) at {int(MFU * 100)}%",
       "MFU of the slice's peak bf16 FLOP/s; an epoch is ceil(train examples / batch) steps (MNLI 392,702",
@@ -217,9 +290,32 @@ def markdown(rows) -> str:
       "`configs/llm/` at 32 x 128 / 32 x 384, fully fine-tuned or with LoRA rank 16 on every attention and MLP",
       "projection (the step time counts LoRA's backward as a full one, so it is an upper bound).",
       "",
+      "## Compiled confirmation",
+      "",
+      "`python scripts/scale_table.py --compile [--rows LABEL ...] [--gens v4 v5p] [--tasks MNLI]` compiles the",
+      "real train step of a cell (`xtjax.train.plan.plan`, what `xtjax plan` runs: the trainer's model, optimizer,",
+      "shardings and micro-batching) with libtpu for the described slice, at the estimate's remat and accum.",
+      "When XLA's per-device peak (arguments + temporaries + outputs not aliased to donated inputs) is over",
+      f"{int(HEADROOM * 100)}% of HBM, or libtpu refuses the program as larger than HBM, it compiles the next",
+      "candidate the estimate also fits (more accum, then `full` remat, then the next slice; a slice is left",
+      "when the compiled peak minus the estimated activations alone overflows it), up to",
+      f"{compiled.MAX_TRIES} compiles a cell. Results are kept in `docs/scale_compiled.json`, keyed by cell with the",
+      "hash of the resolved train and model config and the estimate's choice they were compiled for: a cell",
+      "whose inputs changed is shown as stale (estimate only) until it is compiled again.",
+      "XLA counts a loop body once whatever its trip count, so with stacked layers (`lax.scan`, on from 12",
+      "layers) and micro-batches (a scan too) its FLOPs are those of one layer of one micro-batch plus what lies",
+      "outside the loops; they are shown for completeness, not as a check of the analytic count.",
+      "",
+      "Measured error of the memory estimate: " + compiled.measured_error(entries) + " The estimate counts",
+      "the state and the activations only; XLA's temporaries also hold what the program materialises around",
+      "them (e.g. gathered weights, gradient buffers, collectives' buffers), so where a cell has been compiled",
+      "the compiled verdict, not the estimate, says whether it fits.",
+      "",
   ]
-  for task_label in ("MNLI", "SQuAD"):
-    lines += [f"## {task_label}", "",
+  for task_label in TASKS:
+    lines += [f"### {task_label}: estimate against compile", "", *compiled_table(rows, cache, task_label), ""]
+  for task_label in TASKS:
+    lines += [f"## {task_label} (estimate)", "",
               "| model | head | params | batch x len (target) | " + " | ".join(
                   f"smallest {g} (remat, accum) | {g} mem/dev | {g} step | {g} epoch" for g in SLICES) + " |",
               "|---|---|---:|---|" + "---|---:|---:|---:|" * len(SLICES)]
@@ -232,8 +328,7 @@ def markdown(rows) -> str:
         if c is None:
           cells += [f"does not fit on <= {t['batch']} chips (FSDP puts >= 1 example on each)", "", "", ""]
           continue
-        cells += [f"{c['slice']} ({c['remat']}, {c['accum']})", f"{c['total'] / GiB:.1f} GiB",
-                  f"{c['step'] * 1e3:.0f} ms", _duration(c["epoch"])]
+        cells += [compiled.choice_text(c), _gib(c["total"]), f"{c['step'] * 1e3:.0f} ms", _duration(c["epoch"])]
       head = HEADS[r["form"]]
       trained = f" ({t['trained'] / 1e6:,.1f}M trained)" if t["trained"] != t["params"] else ""
       lines.append(f"| {r['label']} | {head} | {t['params'] / 1e6:,.0f}M{trained} | {shape} | " + " | ".join(cells)
@@ -242,13 +337,78 @@ def markdown(rows) -> str:
   return "\n".join(lines)
 
 
-def main(out: str = "docs/scale.md") -> int:
+def _selected(spec: tuple, wanted) -> bool:
+  """`--rows mT5-xxl` picks both mT5-xxl rows; `--rows mT5-xxl:text_to_text` one of them."""
+  label, _, form = spec
+  return not wanted or any(w in (label, f"{label}:{form}") for w in wanted)
+
+
+def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=TASKS, compile_fn=None,
+                 log=print, resume: bool = False, max_tries: int = compiled.MAX_TRIES) -> None:
+  """Compiles every selected cell that has no fresh entry, saving the cache after each; with `resume`, a
+  fresh entry that found no fit goes on with the candidates after its last try."""
+  for r in rows:
+    if not _selected((r["label"], r["preset"], r["form"]), wanted):
+      continue
+    for task_label in tasks:
+      t = r["tasks"][task_label]
+      for gen in gens:
+        key = compiled.cell_key(r["label"], HEADS[r["form"]], task_label, gen)
+        analytic = t["cells"][gen]
+        fresh = compiled.lookup(cache, key, t["inputs"], analytic)[0] if analytic is not None else None
+        if analytic is None or (fresh is not None and not (resume and compiled.fitting_try(fresh) is None)):
+          continue
+        fn = compile_fn or (lambda c, r=r, task_label=task_label: compiled.isolated(
+            compiled.compile_train_step, _config(r["preset"], r["form"], task_label, c["remat"], c["accum"]),
+            c["slice"]))
+
+        def logged(c, fn=fn, key=key):
+          log(f"{key}: compiling {compiled.choice_text(c)} (estimate {_gib(c['total'])})", flush=True)
+          out = fn(c)
+          log(f"{key}: {compiled.choice_text(c)} -> {_gib(out['peak_bytes'])}, fits={out['fits']}, "
+              f"{out.get('compile_cpu_seconds')} CPU s {out.get('error', '')}", flush=True)
+          return out
+
+        tries = compiled.confirm(t["candidates"](gen), analytic, logged, CHIPS[gen].hbm_bytes, HEADROOM,
+                                 max_tries, done=fresh["tries"] if fresh else ())
+        cache[key] = compiled.entry(t["inputs"], analytic, tries)
+        compiled.put(cache_path, key, cache[key])
+
+
+COMPILED_GENS = ("v4",)  # generations whose cells the compiled tables list even before they are compiled
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--out", default="docs/scale.md")
+  p.add_argument("--cache", default="docs/scale_compiled.json")
+  p.add_argument("--compile", action="store_true", help="compile the train step of the selected cells with libtpu")
+  p.add_argument("--rows", nargs="*", default=(), help="row labels (LABEL or LABEL:FORM) to compile; default all")
+  p.add_argument("--gens", nargs="*", default=["v4"], choices=list(SLICES), help="generations to compile")
+  p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS), help="tasks to compile")
+  p.add_argument("--resume", action="store_true",
+                 help="cells whose compiles found no fit go on with the next candidates")
+  p.add_argument("--max-tries", type=int, default=compiled.MAX_TRIES, help="compiles a cell (or a resume) may take")
+  args = p.parse_args(argv)
+  cache = compiled.load(args.cache)
   rows = [row(*r) for r in ROWS]
-  Path(out).parent.mkdir(parents=True, exist_ok=True)
-  Path(out).write_text(markdown(rows) + "\n")
-  print(f"wrote {out} ({len(rows)} rows)")
+  if args.compile:
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # keep libtpu from probing for hosts
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-16")
+    compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks, resume=args.resume,
+                 max_tries=args.max_tries)
+  write_doc(rows, cache, args.out)
   return 0
 
 
+def write_doc(rows, cache: dict, out) -> None:
+  out = Path(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.with_suffix(out.suffix + ".tmp")
+  tmp.write_text(markdown(rows, cache) + "\n")
+  os.replace(tmp, out)
+  print(f"wrote {out} ({len(rows)} rows)")
+
+
 if __name__ == "__main__":
-  sys.exit(main(*sys.argv[1:]))
+  sys.exit(main())
