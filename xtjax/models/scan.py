@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from xtjax.parallel.rules import constrain
+
 _policies = jax.checkpoint_policies
 REMAT_POLICIES: dict[str, Callable | None] = {
     "full": _policies.nothing_saveable,
@@ -108,10 +110,30 @@ def layer_at(layers, i: int) -> nnx.Module:
   return layers.layer(i) if isinstance(layers, LayerStack) else layers[i]
 
 
+def _hidden(h):
+  """A layer's input or output [B, ..., D] split over the batch (by the rules' `batch`), under a mesh."""
+  return constrain(h, ("batch",) + (None,) * (h.ndim - 2) + ("embed",), "hidden state between layers")
+
+
+def _one_layer_weights(state):
+  """One layer's weights sliced from the stack, constrained to their per-layer sharding (logical axes
+  less `layers`), as t5x/MaxText's scanned layers are: XLA then gathers one layer per scan step and
+  reduce-scatters its gradient there, instead of choosing its own layout for the whole stack."""
+
+  def one(v):
+    axes = v.get_metadata().get("logical_axes")
+    if axes is None:
+      return v
+    value = v.get_value()
+    return v.replace(constrain(value, tuple(axes)[len(axes) - value.ndim:], "stacked layer weight"))
+
+  return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
 def _per_layer_loop(items, x, one):
   outs = []
   for i, item in items:
-    x = one(item, x, i)
+    x = _hidden(one(item, _hidden(x), i))
     outs.append(x)
   return x, outs
 
@@ -121,7 +143,7 @@ def _scan(graphdef, state, x, call, remat: str, start: int, n: int):
 
   def body(h, xs):
     st, i = xs
-    h = one(st, h, i)
+    h = _hidden(one(_one_layer_weights(st), _hidden(h), i))
     return h, h
 
   x, hs = jax.lax.scan(body, x, (state, start + jnp.arange(n, dtype=jnp.int32)))
