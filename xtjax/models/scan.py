@@ -7,6 +7,10 @@ Two layouts of the same parameters (the model config's `scan_layers` chooses):
   structure (T5's first layer holds the shared relative position bias). One `lax.scan` runs the
   stacked layers: XLA compiles one layer body and the optimizer updates a few stacked tensors.
 
+Under a mesh (`parallel.rules.activation_sharding`, entered by the train step) each layer's input and
+output are constrained to the batch split and a scanned layer's weights to their per-layer sharding, so
+XLA gathers one layer's weights per scan step (FSDP) rather than keeping activations for the whole batch.
+
 Both layouts are built layer by layer from the same keys, so a seed gives the same weights either way.
 Hugging Face mapping and regex rules (freezing, layer-wise learning rates) see the per-layer view
 (`to_per_layer`); checkpoints convert between the layouts with `to_layout`.
