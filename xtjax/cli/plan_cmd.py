@@ -151,7 +151,8 @@ def format_plan(r: dict) -> str:
                  f"{r['chip_source']})")
   lines.append("")
   for p in r["programs"]:
-    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU); "
+    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU, "
+                 f"{p.get('lower_cpu_seconds', 0.0):.1f}s of it JAX trace+lower); "
                  f"arguments {_gib(p['argument_bytes'])}, "
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
