@@ -27,6 +27,9 @@ def register(sub) -> None:
   p.add_argument("--search", action="store_true",
                  help="for each remat policy the mesh (data x fsdp x tensor) with the highest estimated throughput "
                       "that fits, then the largest per-device batch that fits (compiles the train step many times)")
+  p.add_argument("--remat-table", action="store_true",
+                 help="compile the train step once per remat policy (none, full, dots_saveable, ...) on the config's "
+                      "mesh: per-device temporaries and peak, and the memory each saves against none")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -106,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
   from xtjax.train.plan import plan
 
   cfg = load_plan_config(args.config, args.overrides, args.preset, args.phase)
+  if args.remat_table:
+    from xtjax.train.plan_search import remat_table
+
+    table = remat_table(cfg, topology.parse(args.topology, args.slices), args.choices)
+    print(json.dumps(table, indent=2) if args.json else format_remat_table(table))
+    return 0
   if args.search:
     from xtjax.train.plan_search import search
 
@@ -142,7 +151,8 @@ def format_plan(r: dict) -> str:
                  f"{r['chip_source']})")
   lines.append("")
   for p in r["programs"]:
-    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU); "
+    lines.append(f"{p['name']}: compiled in {p['compile_seconds']:.1f}s ({p['compile_cpu_seconds']:.1f}s CPU, "
+                 f"{p.get('lower_cpu_seconds', 0.0):.1f}s of it JAX trace+lower); "
                  f"arguments {_gib(p['argument_bytes'])}, "
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
@@ -156,6 +166,19 @@ def format_plan(r: dict) -> str:
   for row in r["shardings"]:
     flag = "  REPLICATED" if row["shards"] == 1 and r["devices"] > 1 else ""
     lines.append(f"  {row['path']:<58}{str(row['shape']):<20}{row['spec']:<32}{row['shards']:>5}{flag}")
+  return "\n".join(lines)
+
+
+def format_remat_table(r: dict) -> str:
+  hbm = f", HBM {r['hbm_bytes'] / GiB:.0f} GiB (limit {int(r['headroom'] * 100)}%)" if r["hbm_bytes"] else ""
+  lines = [(f"train step per remat policy on {r['topology']} ({r['devices']} devices, mesh {r['mesh']}{hbm}), "
+            f"batch {r['batch_size']} x {r['max_length']}:"),
+           f"  {'remat':<34}{'temporaries':>14}{'peak/device':>14}{'saved vs none':>15}{'compile CPU s':>15}"]
+  for row in r["policies"]:
+    saved = _gib(row["saved_bytes"]) if row["saved_bytes"] is not None else "-"
+    verdict = {True: "", False: "  does NOT fit", None: ""}[row["fits"]]
+    lines.append(f"  {row['remat']:<34}{_gib(row['temp_bytes']):>14}{_gib(row['peak_bytes']):>14}{saved:>15}"
+                 f"{row['compile_cpu_seconds']:>15.1f}{verdict}")
   return "\n".join(lines)
 
 

@@ -7,6 +7,10 @@ Two layouts of the same parameters (the model config's `scan_layers` chooses):
   structure (T5's first layer holds the shared relative position bias). One `lax.scan` runs the
   stacked layers: XLA compiles one layer body and the optimizer updates a few stacked tensors.
 
+Under a mesh (`parallel.rules.activation_sharding`, entered by the train step) each layer's input and
+output are constrained to the batch split and a scanned layer's weights to their per-layer sharding, so
+XLA gathers one layer's weights per scan step (FSDP) rather than keeping activations for the whole batch.
+
 Both layouts are built layer by layer from the same keys, so a seed gives the same weights either way.
 Hugging Face mapping and regex rules (freezing, layer-wise learning rates) see the per-layer view
 (`to_per_layer`); checkpoints convert between the layouts with `to_layout`.
@@ -25,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from xtjax.parallel.rules import constrain
 
 _policies = jax.checkpoint_policies
 REMAT_POLICIES: dict[str, Callable | None] = {
@@ -108,10 +114,34 @@ def layer_at(layers, i: int) -> nnx.Module:
   return layers.layer(i) if isinstance(layers, LayerStack) else layers[i]
 
 
+def _hidden(h):
+  """A layer's input or output [B, ..., D] split over the batch (by the rules' `batch`), under a mesh.
+  A pytree carry (the decoder's cached decoding: hidden states with the stacked KV cache) is left as
+  it is: decoding is not traced under `activation_sharding`."""
+  if not isinstance(h, jax.Array):
+    return h
+  return constrain(h, ("batch",) + (None,) * (h.ndim - 2) + ("embed",), "hidden state between layers")
+
+
+def _one_layer_weights(state):
+  """One layer's weights sliced from the stack, constrained to their per-layer sharding (logical axes
+  less `layers`), as t5x/MaxText's scanned layers are: XLA then gathers one layer per scan step and
+  reduce-scatters its gradient there, instead of choosing its own layout for the whole stack."""
+
+  def one(v):
+    axes = v.get_metadata().get("logical_axes")
+    if axes is None:
+      return v
+    value = v.get_value()
+    return v.replace(constrain(value, tuple(axes)[len(axes) - value.ndim:], "stacked layer weight"))
+
+  return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
 def _per_layer_loop(items, x, one, keep=None):
   outs = []
   for i, item in items:
-    x = one(item, x, i)
+    x = _hidden(one(item, _hidden(x), i))
     outs.append(x if keep is None else keep(x))
   return x, outs
 
@@ -121,7 +151,7 @@ def _scan(graphdef, state, x, call, remat: str, start: int, n: int, keep=None):
 
   def body(h, xs):
     st, i = xs
-    h = one(st, h, i)
+    h = _hidden(one(_one_layer_weights(st), _hidden(h), i))
     return h, (h if keep is None else keep(h))
 
   x, hs = jax.lax.scan(body, x, (state, start + jnp.arange(n, dtype=jnp.int32)))

@@ -8,10 +8,17 @@ parameters and optimizer state) and `tensor` (Megatron-style tensor parallel).
 The table is strict: a logical name without a rule, or a rule naming an axis the mesh lacks, is an
 error naming the parameter path. A dimension that its mesh axes do not divide (XLM-R's 250,002-row
 vocabulary on `tensor=4`) is replicated, and the log says so once, with the parameter paths and why.
+
+Activations take the same rules through `constrain`, inside a program traced under `activation_sharding`
+(the train step is): without them XLA's sharding propagation may follow the weights' `embed` -> `fsdp`
+sharding into a scanned layer stack and keep every layer's activations for the whole batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -188,3 +195,40 @@ def state_shardings(state, mesh: Mesh, rules: Rules = DEFAULT_RULES):
   out = jax.tree_util.tree_map_with_path(one, state, is_leaf=_is_var)
   _report_replicated(replicated)
   return out
+
+
+_ACTIVE: contextvars.ContextVar[tuple[Mesh, Rules] | None] = contextvars.ContextVar("activation_sharding",
+                                                                                      default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES):
+  """While tracing inside this context, `constrain` pins activations to `mesh` by `rules`."""
+  token = _ACTIVE.set((mesh, rules))
+  try:
+    yield
+  finally:
+    _ACTIVE.reset(token)
+
+
+def traced_with_activation_sharding(fn, mesh: Mesh | None, rules: Rules = DEFAULT_RULES):
+  """`fn`, traced inside `activation_sharding(mesh, rules)` (for `jax.jit`); `fn` itself without a mesh."""
+  if mesh is None:
+    return fn
+
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with activation_sharding(mesh, rules):
+      return fn(*args, **kwargs)
+
+  return traced
+
+
+def constrain(x: jax.Array, names: Sequence[str | None], where: str = "activation") -> jax.Array:
+  """`x` constrained to the sharding its logical axis `names` get under the active `activation_sharding`;
+  `x` as it is outside one (single-device programs, the model's own tests)."""
+  active = _ACTIVE.get()
+  if active is None:
+    return x
+  mesh, rules = active
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules, mesh, x.shape, where)))

@@ -57,7 +57,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   host["example_mask"] = np.ones((batch_size,), np.int32)
   batch = put_process_batch(host, mesh, rules)
   t0 = time.perf_counter()
-  compiled = compile_train_step(step_fn, state_sh, None).lower(state, batch).compile()
+  compiled = compile_train_step(step_fn, state_sh, None, mesh, rules).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
 
   last = {}

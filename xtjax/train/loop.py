@@ -147,7 +147,7 @@ class Trainer:
       fn = make_train_step(self.graphdef, self.tx, task.name, task.head_type, self.cfg.optim.grad_accum_steps,
                            task_id=self.stream.names.index(task.name), rng_impl=self.cfg.dropout_rng,
                            lora=self.cfg.lora)
-      self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None)
+      self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None, self.mesh, self.rules)
     return self._train_steps[task.name]
 
   def evaluate_dev(self, params) -> dict:

@@ -19,12 +19,12 @@ from xtjax.models.heads import head_kind
 from xtjax.models.task_model import TaskModel
 from xtjax.parallel import plan as aot
 from xtjax.parallel import topology
+from xtjax.parallel.batching import batch_sharding
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config, state_shardings
-from xtjax.tasks import registry as task_registry
-from xtjax.parallel.batching import batch_sharding
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
+from xtjax.tasks import registry as task_registry
 from xtjax.train import optim, setup
 from xtjax.train.optim import tree_paths
 from xtjax.train.state import state_sharding, trained_part
@@ -99,7 +99,7 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
                                                    cfg.features.max_target_length), mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
                          rng_impl=cfg.dropout_rng, lora=cfg.lora)
-  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh), abs_state, batch)
+  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh, mesh, rules), abs_state, batch)
               ] if compile_train else []
   if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
     eval_sh, eval_batch = _with_shardings(

@@ -42,14 +42,14 @@ def mesh_shapes(devices: int, max_tensor: int = 8) -> list[tuple[int, int, int]]
   return out
 
 
-def _with(cfg: TrainConfig, mesh: tuple[int, int, int], remat: str | None = None,
+def _with(cfg: TrainConfig, mesh: tuple[int, int, int] | None, remat: str | None = None,
           batch_size: int | None = None) -> TrainConfig:
+  """`cfg` with another mesh (None: its own), remat policy and batch size."""
   model = cfg.model
   if remat is not None:
     model = dataclasses.replace(model, config_overrides={**model.config_overrides, "remat": remat})
-  d, f, t = mesh
-  return dataclasses.replace(cfg, model=model, mesh=dataclasses.replace(cfg.mesh, data=d, fsdp=f, tensor=t),
-                             batch_size=batch_size or cfg.batch_size)
+  mesh_cfg = cfg.mesh if mesh is None else dataclasses.replace(cfg.mesh, data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
+  return dataclasses.replace(cfg, model=model, mesh=mesh_cfg, batch_size=batch_size or cfg.batch_size)
 
 
 def comm_seconds(enc_cfg, num_params: int, mesh: tuple[int, int, int], batch: int, length: int,
@@ -167,3 +167,19 @@ def search(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, remats=SE
     out["largest_batch"] = {"per_device": per_device, "global": per_device * n_data * cfg.optim.grad_accum_steps,
                             "peak_bytes": r["per_device"]["total"] if r else None}
   return out
+
+
+def remat_table(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, remats=REMAT_CHOICES) -> dict:
+  """`xtjax plan --remat-table`: the train step compiled once per remat policy on the config's mesh;
+  per-device temporaries and peak of each, and what each saves against `none`."""
+  rows = []
+  for remat in remats:
+    r = plan(_with(cfg, None, remat), slice_, choices, compile_eval=False)
+    train = r["programs"][0]
+    rows.append({"remat": remat, "temp_bytes": train["temp_bytes"], "peak_bytes": train["peak_bytes"],
+                 "fits": r["fits"], "compile_cpu_seconds": train["compile_cpu_seconds"]})
+  base = next((row["peak_bytes"] for row in rows if row["remat"] == "none"), None)
+  for row in rows:
+    row["saved_bytes"] = None if base is None else base - row["peak_bytes"]
+  return {"topology": slice_.name, "devices": r["devices"], "mesh": r["mesh"], "batch_size": cfg.batch_size,
+          "max_length": cfg.features.max_length, "hbm_bytes": r["hbm_bytes"], "headroom": aot.HEADROOM, "policies": rows}

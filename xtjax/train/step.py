@@ -16,6 +16,7 @@ from flax import nnx
 from xtjax.models.heads import loss_terms
 from xtjax.models.layers import fold
 from xtjax.models.prng import wrap
+from xtjax.parallel.rules import DEFAULT_RULES, traced_with_activation_sharding
 from xtjax.train.state import TrainState, join, trained_part
 
 
@@ -75,6 +76,9 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task: str, head_
   return step
 
 
-def compile_train_step(step_fn, state_sh, batch_sh):
-  return jax.jit(step_fn, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=(0,))
+def compile_train_step(step_fn, state_sh, batch_sh, mesh=None, rules=DEFAULT_RULES):
+  """The jitted step; with `mesh`, traced under `activation_sharding` (the layers' activations split over
+  the batch by `rules`, scanned layers' weights sharded per layer)."""
+  return jax.jit(traced_with_activation_sharding(step_fn, mesh, rules), in_shardings=(state_sh, batch_sh),
+                 out_shardings=(state_sh, None), donate_argnums=(0,))
 
