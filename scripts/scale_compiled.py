@@ -47,10 +47,26 @@ def choice_text(c: dict) -> str:
   return f"{c['slice']} ({c['remat']}, {c['accum']})"
 
 
+# The packages whose code decides the compiled train step (model, sharding, optimizer and step); a change in
+# any of their files makes every compiled cell stale (a fix to the scan's sharding halved some peaks).
+PROGRAM_PACKAGES = ("models", "parallel", "train")
+
+
+def program_hash() -> str:
+  """sha256 over the source of `PROGRAM_PACKAGES` (file names and contents, in name order)."""
+  root = Path(__file__).resolve().parents[1] / "xtjax"
+  h = hashlib.sha256()
+  for pkg in PROGRAM_PACKAGES:
+    for f in sorted((root / pkg).glob("*.py")):
+      h.update(f"{pkg}/{f.name}\0".encode())
+      h.update(f.read_bytes())
+  return h.hexdigest()[:16]
+
+
 def inputs_hash(cfg, model_cfg) -> str:
-  """What a compile depends on besides the choice: the resolved train config and model config."""
-  text = json.dumps({"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg)}, sort_keys=True,
-                    default=str)
+  """What a compile depends on besides the choice: the resolved train and model configs and the program's code."""
+  text = json.dumps({"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg),
+                     "program": program_hash()}, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -92,7 +108,7 @@ def lookup(cache: dict, key: str, inputs: str, analytic: dict | None) -> tuple[d
   if entry is None:
     return None, "estimate only"
   if entry["inputs"] != inputs:
-    return None, "stale: model or train config changed since the compile; estimate only"
+    return None, "stale: model or train config or the program's code changed since the compile; estimate only"
   if analytic is None or entry["analytic_choice"] != choice_of(analytic):
     now = choice_text(analytic) if analytic else "none"
     return None, (f"stale: compiled from {choice_text(entry['analytic_choice'])}, the estimate now picks {now}; "

@@ -77,7 +77,7 @@ def test_a_cell_whose_inputs_changed_is_stale_not_reused(st, tiny_row, tmp_path)
 
   changed = {**tiny_row, "tasks": {**tiny_row["tasks"], "MNLI": {**tiny_row["tasks"]["MNLI"], "inputs": "0" * 16}}}
   line = _mnli_line(st.markdown([changed], cache))
-  assert "stale: model or train config changed" in line and "fits" not in line
+  assert "stale: model or train config or the program's code changed" in line and "fits" not in line
 
   other = {**tiny_row["tasks"]["MNLI"]["cells"]["v4"], "remat": "full"}
   moved = {**tiny_row, "tasks": {**tiny_row["tasks"], "MNLI": {**tiny_row["tasks"]["MNLI"], "cells": {
