@@ -36,7 +36,7 @@ from xtjax.parallel.batching import (
   put_global_batch,
   put_process_batch,
 )
-from xtjax.parallel.rules import Rules
+from xtjax.parallel.rules import Rules, traced_with_activation_sharding
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class BucketedPrograms:
       out_sh = jax.tree.map(lambda o: batch_sharding(self.mesh, self.rules, o.shape) if o.ndim and o.shape[0] == rows
                             else NamedSharding(self.mesh, PartitionSpec()), jax.eval_shape(fn, params, abstract))
     t0, hits = time.perf_counter(), self.cache_hits()
-    exe = jax.jit(fn, in_shardings=(param_sh, batch_sh), out_shardings=out_sh).lower(params, abstract).compile()
+    traced = traced_with_activation_sharding(fn, self.mesh, self.rules)  # layer activations split as in training
+    exe = jax.jit(traced, in_shardings=(param_sh, batch_sh), out_shardings=out_sh).lower(params, abstract).compile()
     seconds = time.perf_counter() - t0
     self.stats.compile_seconds += seconds
     self.stats.compilations += 1

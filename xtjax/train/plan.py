@@ -21,7 +21,11 @@ from xtjax.parallel import plan as aot
 from xtjax.parallel import topology
 from xtjax.parallel.batching import batch_sharding
 from xtjax.parallel.mesh import make_mesh
-from xtjax.parallel.rules import rules_from_config, state_shardings
+from xtjax.parallel.rules import (
+  rules_from_config,
+  state_shardings,
+  traced_with_activation_sharding,
+)
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
 from xtjax.tasks import registry as task_registry
@@ -104,7 +108,8 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
     eval_sh, eval_batch = _with_shardings(
         abstract_batch(task.head_type, cfg.eval_batch_size, length, with_types, choices), mesh, rules)
-    eval_step = jax.jit(head_fn(graphdef, task.name), in_shardings=(param_sh, eval_sh))  # the trainer's eval function
+    eval_step = jax.jit(traced_with_activation_sharding(head_fn(graphdef, task.name), mesh, rules),  # the trainer's
+                        in_shardings=(param_sh, eval_sh))  # eval function, as `BucketedPrograms` compiles it
     programs.append(aot.measure("eval_step", eval_step, abs_params, eval_batch))
 
   paths = jax.tree.leaves(tree_paths(abs_params))
