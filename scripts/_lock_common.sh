@@ -5,9 +5,9 @@ TORCH_VERSION="2.13.0+cpu"
 TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
 LOCK_DIR="$ROOT/requirements"
 # Lock name per extras set: what the README's two commands install.
-lock_file() { case "$1" in dev) echo "$LOCK_DIR/demo.lock";; dev,tfds,bench,tpu,cluster) echo "$LOCK_DIR/test.lock";;
+lock_file() { case "$1" in dev,bench) echo "$LOCK_DIR/demo.lock";; dev,tfds,bench,tpu,cluster) echo "$LOCK_DIR/test.lock";;
   tpu,cluster) echo "$LOCK_DIR/tpu.lock";;
-  *) echo "no lock for extras '$1' (scripts use dev, dev,tfds,bench,tpu,cluster or tpu,cluster)" >&2; return 2;; esac; }
+  *) echo "no lock for extras '$1' (scripts use dev,bench, dev,tfds,bench,tpu,cluster or tpu,cluster)" >&2; return 2;; esac; }
 
 # uv inside the venv (pinned), installed with pip the first time.
 ensure_uv() {  # $1: venv python

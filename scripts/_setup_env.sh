@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create or reuse .venv and install exactly the lock for the extras given as $1 ("dev" for the demo,
+# Create or reuse .venv and install exactly the lock for the extras given as $1 ("dev,bench" for the demo,
 # "dev,tfds,bench,tpu,cluster" for the tests), with torch's CPU build and xtjax itself (editable).
 #   --latest: instead, .venv-latest with the newest versions pyproject.toml allows (drift check).
 # Idempotent: a second run compares a stamp (lock + pyproject + scripts) and installs nothing.

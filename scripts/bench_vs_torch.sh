@@ -13,7 +13,7 @@
 # runs/bench_vs_torch). Extra arguments go to `xtjax bench compare-torch` (see its --help).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/_setup_env.sh" dev
+bash "$ROOT/scripts/_setup_env.sh" dev,bench
 cd "$ROOT"
 export JAX_PLATFORMS=cpu
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1

@@ -7,7 +7,7 @@
 # or 3 epochs) and its paper-style report. Usage: scripts/demo.sh [OUT_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/_setup_env.sh" dev
+bash "$ROOT/scripts/_setup_env.sh" dev,bench
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 PY="$ROOT/.venv/bin/python"

@@ -15,7 +15,7 @@ TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 echo "== resolving (Python 3.11 and 3.12 in one universal lock)"
 compile_lock "$UV" dev,tfds,bench,tpu,cluster "$TMP/test.lock" --upgrade
 # The demo's lock inside the test lock: the same version of every package both need.
-compile_lock "$UV" dev "$TMP/demo.lock" -c "$TMP/test.lock"
+compile_lock "$UV" dev,bench "$TMP/demo.lock" -c "$TMP/test.lock"
 # Cloud TPU VMs (tpu/xt-tpu setup): jax[tpu] with libtpu, gcsfs, Ray and W&B, the rest as in the test lock.
 compile_lock "$UV" tpu,cluster "$TMP/tpu.lock" -c "$TMP/test.lock"
 
