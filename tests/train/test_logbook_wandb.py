@@ -10,14 +10,14 @@ import pytest
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "toy_cls.yaml"
 
 
-def read_wandb_history(path: Path) -> list[dict]:
-  """History rows of a `.wandb` file: a 7-byte W&B header, then LevelDB-log records (32 KiB blocks, each
+def read_wandb_records(path: Path) -> tuple[list[str], list[dict]]:
+  """Record kinds and history rows of a `.wandb` file: a 7-byte W&B header, then LevelDB-log records (32 KiB blocks, each
   chunk: crc32, length, type) holding `wandb_internal_pb2.Record` protobufs."""
   from wandb.proto import wandb_internal_pb2 as pb
 
   data = path.read_bytes()
   assert data[:4] == b":W&B"
-  block, pos, buf, rows = 32768, 7, b"", []
+  block, pos, buf, kinds, rows = 32768, 7, b"", [], []
   while pos + 7 <= len(data):
     left = block - pos % block
     if left < 7:  # block trailer
@@ -31,9 +31,10 @@ def read_wandb_history(path: Path) -> list[dict]:
       rec = pb.Record()
       rec.ParseFromString(buf)
       buf = b""
-      if rec.WhichOneof("record_type") == "history":
+      kinds.append(rec.WhichOneof("record_type"))
+      if kinds[-1] == "history":
         rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
-  return rows
+  return kinds, rows
 
 
 @pytest.mark.slow
@@ -62,7 +63,8 @@ def test_wandb_offline_run_holds_the_runs_metrics(tmp_path, tiny_hf, monkeypatch
 
   files = list((tmp_path / "wandb_dir").glob("wandb/offline-run-*/run-*.wandb"))
   assert len(files) == 1
-  history = read_wandb_history(files[0])
+  kinds, history = read_wandb_records(files[0])
+  assert kinds[-1] == "exit", kinds  # the run file is whole once train() returns (the sink waits for wandb-core)
   jsonl = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
   losses = {r["step"]: r["loss"] for r in jsonl if r["kind"] == "train/toy_cls"}
   assert sorted(losses) == [1, 2, 3, 4]

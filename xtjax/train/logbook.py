@@ -67,7 +67,12 @@ class WandbSink:
     self._run.log(row)
 
   def close(self) -> None:
+    import wandb
+
     self._run.finish()
+    # finish() can return before wandb-core has written the run's last records; teardown waits for it, so the
+    # run file is whole before the mirror uploads the run directory (or a caller reads it)
+    wandb.teardown()
 
 
 SINKS = {"tensorboard": TensorBoardSink, "wandb": WandbSink}
