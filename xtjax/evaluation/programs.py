@@ -103,40 +103,45 @@ class BucketedPrograms:
     log.debug("compiled %s in %.2fs", key, seconds)
     return exe
 
-  def run(self, key: tuple, fn: Callable, params, batch: Mapping[str, np.ndarray]):
-    exe = self.executable(key, fn, params, batch)
-    self.stats.calls += 1
-    return exe(params, put_global_batch(batch, self.mesh, self.rules))
+  def pipelined(self, planned, key: Callable[[dict], tuple], fn: Callable, params) -> list:
+    """Runs `fn` on each planned batch: `planned` yields (example, put, take): the batch's arrays or
+    shapes (for its program), a thunk placing it on device, and a function from its device outputs to
+    host outputs. A batch's outputs are taken after the next batch is dispatched, so host work and
+    transfers overlap the device's."""
+    outs, pending = [], None
+    for example, put, take in planned:
+      exe = self.executable(key(example), fn, params, example)
+      self.stats.calls += 1
+      out = exe(params, put())
+      if pending is not None:
+        outs.append(pending[1](pending[0]))
+      pending = (out, take)
+    if pending is not None:
+      outs.append(pending[1](pending[0]))
+    return outs
 
   def bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple], fn: Callable,
                params, prepare: Callable | None = None) -> list:
-    """Runs `fn` over bucket-sized chunks; host outputs with the filler rows dropped, per chunk.
-
-    A chunk's outputs are fetched after the next chunk is dispatched, so padding and transfers on the
-    host overlap the device's work."""
+    """Runs `fn` over bucket-sized chunks (every process takes every row); host outputs with the filler
+    rows dropped, per chunk. `prepare(batch, rows)` may edit a chunk before it runs."""
     Lb = self.buckets.length(length)
-    outs, pending = [], None
 
-    def fetch(out, rows):
-      outs.append(jax.tree.map(lambda x: to_host(x)[:rows], out))
+    def planned():
+      for rows, batch in chunks(arrays, self.buckets, Lb, self.pad_id):
+        self.stats.padded_rows += batch["input_ids"].shape[0] - rows
+        if prepare is not None:
+          prepare(batch, rows)
+        yield (batch, lambda batch=batch: put_global_batch(batch, self.mesh, self.rules),
+               lambda out, rows=rows: jax.tree.map(lambda x: to_host(x)[:rows], out))
 
-    for rows, batch in chunks(arrays, self.buckets, Lb, self.pad_id):
-      self.stats.padded_rows += batch["input_ids"].shape[0] - rows
-      if prepare is not None:
-        prepare(batch, rows)
-      out = self.run(key(batch), fn, params, batch)
-      if pending is not None:
-        fetch(*pending)
-      pending = (out, rows)
-    if pending is not None:
-      fetch(*pending)
-    return outs
+    return self.pipelined(planned(), key, fn, params)
 
   def process_bucketed(self, arrays: Mapping[str, np.ndarray], length: int, key: Callable[[dict], tuple],
                        fn: Callable, params) -> list:
     """`bucketed` over this process's rows only. Every process runs the same batches of the same
     shapes: batch i takes rows [i*b, (i+1)*b) of each process (b = the largest batch bucket / processes),
-    padded to the bucket of the fullest process's rows; the length bucket fits every process's rows."""
+    padded to the bucket of the fullest process's rows; the length bucket fits every process's rows.
+    Each process reads its rows of the outputs from its own shards."""
     pc, pi = jax.process_count(), jax.process_index()
     if pc == 1:
       return self.bucketed(arrays, length, key, fn, params)
@@ -145,30 +150,25 @@ class BucketedPrograms:
     per = self.buckets.batch_sizes[-1] // pc
     if per * pc != self.buckets.batch_sizes[-1]:
       raise XtjaxError(f"eval batch size {self.buckets.batch_sizes[-1]} is not divisible by {pc} processes")
-    outs, pending = [], None
+    starts: dict[int, int] = {}  # global batch size -> the first global row this process holds
 
-    def fetch(out, rows, start):  # this process's rows of the global outputs, from its own shards
-      outs.append(jax.tree.map(lambda x: process_rows(x, start, start + rows), out))
+    def planned():
+      for i in range(int(-(-counts.max() // per))):
+        rows = np.clip(counts - i * per, 0, per)
+        size = self.buckets.batch(pc * int(rows.max()))
+        if size % pc:
+          raise XtjaxError(f"batch bucket {size} is not divisible by {pc} processes")
+        local = pad_batch({k: v[i * per:i * per + rows[pi]] for k, v in arrays.items()}, size // pc, Lb, self.pad_id)
+        shapes = {k: jax.ShapeDtypeStruct((size,) + v.shape[1:], v.dtype) for k, v in local.items()}
+        self.stats.padded_rows += size - int(rows.sum())
+        if size not in starts:
+          global_shape = shapes["input_ids"].shape
+          starts[size] = process_row_range(batch_sharding(self.mesh, self.rules, global_shape), global_shape)[0]
+        start, mine = starts[size], int(rows[pi])
+        yield (shapes, lambda local=local: put_process_batch(local, self.mesh, self.rules),
+               lambda out, a=start, n=mine: jax.tree.map(lambda x: process_rows(x, a, a + n), out))
 
-    for i in range(int(-(-counts.max() // per))):
-      rows = np.clip(counts - i * per, 0, per)
-      size = self.buckets.batch(pc * int(rows.max()))
-      if size % pc:
-        raise XtjaxError(f"batch bucket {size} is not divisible by {pc} processes")
-      local = pad_batch({k: v[i * per:i * per + rows[pi]] for k, v in arrays.items()}, size // pc, Lb, self.pad_id)
-      shapes = {k: jax.ShapeDtypeStruct((size,) + v.shape[1:], v.dtype) for k, v in local.items()}
-      self.stats.padded_rows += size - int(rows.sum())
-      exe = self.executable(key(shapes), fn, params, shapes)
-      self.stats.calls += 1
-      out = exe(params, put_process_batch(local, self.mesh, self.rules))
-      if pending is not None:
-        fetch(*pending)
-      global_shape = shapes["input_ids"].shape
-      pending = (out, int(rows[pi]), process_row_range(batch_sharding(self.mesh, self.rules, global_shape),
-                                                       global_shape)[0])
-    if pending is not None:
-      fetch(*pending)
-    return outs
+    return self.pipelined(planned(), key, fn, params)
 
   def head_outputs(self, graphdef, params, task: str, head_type: str, inputs: Mapping[str, np.ndarray],
                    per_process: bool = False):

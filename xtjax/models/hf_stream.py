@@ -13,6 +13,7 @@ layer's tensor, placed with the same sharding less the leading axis, is written 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -63,14 +64,19 @@ def _write_layer(stacked, layer, j):
   return jax.lax.dynamic_update_index_in_dim(stacked, layer, j, 0)
 
 
+@functools.cache
+def _layer_writer(sharding: NamedSharding):
+  """The jitted, donated `_write_layer` for stacks sharded as `sharding` (one per sharding, not per tensor)."""
+  return jax.jit(_write_layer, donate_argnums=0, out_shardings=sharding)
+
+
 def _into_stack(placed: dict, slot: _Slot, host, spec, sharding: NamedSharding) -> None:
   """Layer `slot.layer` of a stacked parameter written on device into its (lazily zeroed) buffer."""
   if slot.path not in placed:
     placed[slot.path] = jnp.zeros(spec.shape, spec.dtype, device=sharding)
   one = NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[1:]))
   layer = model_init.put(host, jax.ShapeDtypeStruct(spec.shape[1:], spec.dtype), one)
-  write = jax.jit(_write_layer, donate_argnums=0, out_shardings=sharding)
-  placed[slot.path] = write(placed[slot.path], layer, jnp.int32(slot.layer))
+  placed[slot.path] = _layer_writer(sharding)(placed[slot.path], layer, jnp.int32(slot.layer))
 
 
 def load(folder: Path, family, cfg, mesh: Mesh, rules: Rules, files: dict[str, Path] | None = None):
