@@ -5,8 +5,9 @@ compiles the real train step for it through `xtjax.train.plan.plan` (what `xtjax
 XLA's per-device peak does not fit, the following candidates in the table's order (more micro-batches,
 then `full` remat, then the next slice; a slice whose compiled fixed part alone overflows is skipped).
 Results live in a JSON cache next to the doc, one entry per cell holding the inputs it was compiled
-for (the model and train config's hash, the analytic choice); a cell whose inputs changed since is
-reported stale, never reused.
+for (the model and train config's hash, the analytic choice) and the hash of the program its first try
+compiled (`xtjax.parallel.plan.program_hash`, the lowered StableHLO); a cell whose inputs changed since, or
+whose train step lowers to another program today, is reported stale, never reused.
 """
 
 from __future__ import annotations
@@ -47,26 +48,11 @@ def choice_text(c: dict) -> str:
   return f"{c['slice']} ({c['remat']}, {c['accum']})"
 
 
-# The packages whose code decides the compiled train step (model, sharding, optimizer and step); a change in
-# any of their files makes every compiled cell stale (a fix to the scan's sharding halved some peaks).
-PROGRAM_PACKAGES = ("models", "parallel", "train")
-
-
-def program_hash() -> str:
-  """sha256 over the source of `PROGRAM_PACKAGES` (file names and contents, in name order)."""
-  root = Path(__file__).resolve().parents[1] / "xtjax"
-  h = hashlib.sha256()
-  for pkg in PROGRAM_PACKAGES:
-    for f in sorted((root / pkg).glob("*.py")):
-      h.update(f"{pkg}/{f.name}\0".encode())
-      h.update(f.read_bytes())
-  return h.hexdigest()[:16]
-
-
 def inputs_hash(cfg, model_cfg) -> str:
-  """What a compile depends on besides the choice: the resolved train and model configs and the program's code."""
-  text = json.dumps({"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg),
-                     "program": program_hash()}, sort_keys=True, default=str)
+  """The resolved train and model configs a cell is compiled from (the program itself is checked by its hash,
+  `program_of`)."""
+  text = json.dumps({"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg)},
+                    sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -102,17 +88,22 @@ def put(path, key: str, value: dict) -> None:
     save(path, cache)
 
 
-def lookup(cache: dict, key: str, inputs: str, analytic: dict | None) -> tuple[dict | None, str]:
-  """(entry, status): the entry only when it was compiled for these inputs and this analytic choice."""
+def lookup(cache: dict, key: str, inputs: str, analytic: dict | None, program_of) -> tuple[dict | None, str]:
+  """(entry, status): the entry only when it was compiled for these inputs and this analytic choice, and the
+  train step of that choice lowers today to the program its first try compiled (`program_of(choice)`: the
+  hash, lowered only; so a change to code the step does not run leaves the compiles valid)."""
   entry = cache.get(key)
   if entry is None:
     return None, "estimate only"
   if entry["inputs"] != inputs:
-    return None, "stale: model or train config or the program's code changed since the compile; estimate only"
+    return None, "stale: model or train config changed since the compile; estimate only"
   if analytic is None or entry["analytic_choice"] != choice_of(analytic):
     now = choice_text(analytic) if analytic else "none"
     return None, (f"stale: compiled from {choice_text(entry['analytic_choice'])}, the estimate now picks {now}; "
                   "estimate only")
+  compiled_program = entry["tries"][0].get("program") if entry["tries"] else None
+  if compiled_program != program_of(choice_of(analytic)):
+    return None, "stale: the train step's program (its lowered StableHLO) changed since the compile; estimate only"
   return entry, f"compiled on libtpu {entry['libtpu']}, {entry['date']}"
 
 
@@ -200,7 +191,15 @@ def compile_train_step(cfg, slice_name: str) -> dict:
   p = r["programs"][0]
   return {"fits": bool(r["fits"]), "peak_bytes": p["peak_bytes"], "temp_bytes": p["temp_bytes"],
           "argument_bytes": p["argument_bytes"], "flops": p["flops"], "compile_seconds": p["compile_seconds"],
-          "compile_cpu_seconds": p["compile_cpu_seconds"]}
+          "compile_cpu_seconds": p["compile_cpu_seconds"], "program": p["program"]}
+
+
+def lower_train_step(cfg, slice_name: str) -> str:
+  """The program hash of the train step `compile_train_step` would compile (lowered only: seconds)."""
+  from xtjax.parallel import topology
+  from xtjax.train.plan import train_program_hash
+
+  return train_program_hash(cfg, topology.parse(slice_name))
 
 
 def measured_error(entries) -> str:

@@ -190,8 +190,31 @@ def row(label, preset, form):
                                 "params": sum(math.prod(s) for s, _, _ in arrays),
                                 "trained": sum(math.prod(s) for s, _, _ in grads),
                                 "inputs": compiled.inputs_hash(cfg, enc), "train_flops": train_flops,
-                                "candidates": lambda gen, shape=shape: candidates(gen, *shape)}
+                                "candidates": lambda gen, shape=shape: candidates(gen, *shape),
+                                "program": _program_of(preset, form, task_label)}
   return out
+
+
+def _program_of(preset: str, form: str, task_label: str):
+  """choice -> the hash of the train step that choice compiles, lowered in this process once per choice."""
+  seen = {}
+
+  def program(choice: dict) -> str:
+    key = compiled.choice_text(choice)
+    if key not in seen:
+      _libtpu_env()
+      seen[key] = compiled.lower_train_step(_config(preset, form, task_label, choice["remat"], choice["accum"]),
+                                            choice["slice"])
+    return seen[key]
+
+  return program
+
+
+def _libtpu_env() -> None:
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # keep libtpu from probing for hosts
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-16")
+  # Compiles for described slices touch no chip: another compile (a test, `xtjax plan`) may hold libtpu's lock file.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 def step_seconds(train_flops: float, choice: dict) -> float:
@@ -223,7 +246,7 @@ def compiled_cells(rows, cache: dict, gens=SLICES):
       t = r["tasks"][task_label]
       for gen in gens:
         key = compiled.cell_key(r["label"], HEADS[r["form"]], task_label, gen)
-        entry, status = compiled.lookup(cache, key, t["inputs"], t["cells"][gen])
+        entry, status = compiled.lookup(cache, key, t["inputs"], t["cells"][gen], t["program"])
         yield r, task_label, gen, key, t["cells"][gen], entry, status
 
 
@@ -300,9 +323,11 @@ def markdown(rows, cache: dict) -> str:
       "candidate the estimate also fits (more accum, then `full` remat, then the next slice; a slice is left",
       "when the compiled peak minus the estimated activations alone overflows it), up to",
       f"{compiled.MAX_TRIES} compiles a cell. Results are kept in `docs/scale_compiled.json`, keyed by cell with the",
-      "hash of the resolved train and model config, of the program's code (`xtjax/models`, `parallel`, `train`)",
-      "and the estimate's choice they were compiled for: a cell whose inputs changed is shown as stale",
-      "(estimate only) until it is compiled again.",
+      "hash of the resolved train and model config and the estimate's choice they were compiled for, and the",
+      "hash of the program compiled (the train step's lowered StableHLO). Each time the table is written, the",
+      "train step of every compiled cell is lowered again (seconds, no compile): a cell whose inputs changed, or",
+      "whose step lowers to another program today, is shown as stale (estimate only) until it is compiled again;",
+      "a change to code the step does not run keeps the compiles.",
       "XLA counts a loop body once whatever its trip count, so with stacked layers (`lax.scan`, on from 12",
       "layers) and micro-batches (a scan too) its FLOPs are those of one layer of one micro-batch plus what lies",
       "outside the loops; they are shown for completeness, not as a check of the analytic count.",
@@ -356,16 +381,20 @@ def compile_rows(rows, cache: dict, cache_path, wanted=(), gens=("v4",), tasks=T
       for gen in gens:
         key = compiled.cell_key(r["label"], HEADS[r["form"]], task_label, gen)
         analytic = t["cells"][gen]
-        fresh = compiled.lookup(cache, key, t["inputs"], analytic)[0] if analytic is not None else None
+        fresh = compiled.lookup(cache, key, t["inputs"], analytic, t["program"])[0] if analytic is not None else None
         if analytic is None or (fresh is not None and not (resume and compiled.fitting_try(fresh) is None)):
           continue
         fn = compile_fn or (lambda c, r=r, task_label=task_label: compiled.isolated(
             compiled.compile_train_step, _config(r["preset"], r["form"], task_label, c["remat"], c["accum"]),
             c["slice"]))
 
-        def logged(c, fn=fn, key=key):
+        def logged(c, fn=fn, key=key, program_of=t["program"]):
           log(f"{key}: compiling {compiled.choice_text(c)} (estimate {_gib(c['total'])})", flush=True)
-          out = fn(c)
+          out, program = fn(c), program_of(c)  # lowered here too: a crashed compile still names its program
+          if out.get("program", program) != program:
+            raise RuntimeError(f"{key}: {compiled.choice_text(c)} lowered to program {program} here but compiled "
+                               f"{out['program']} in the compiler's process: lowering is not deterministic")
+          out = {**out, "program": program}
           log(f"{key}: {compiled.choice_text(c)} -> {_gib(out['peak_bytes'])}, fits={out['fits']}, "
               f"{out.get('compile_cpu_seconds')} CPU s {out.get('error', '')}", flush=True)
           return out
@@ -394,10 +423,7 @@ def main(argv=None) -> int:
   cache = compiled.load(args.cache)
   rows = [row(*r) for r in ROWS]
   if args.compile:
-    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # keep libtpu from probing for hosts
-    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-16")
-    # Compiles for described slices touch no chip: another compile (a test, `xtjax plan`) may hold libtpu's lock file.
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    _libtpu_env()
     compile_rows(rows, cache, args.cache, args.rows, args.gens, args.tasks, resume=args.resume,
                  max_tries=args.max_tries)
   write_doc(rows, cache, args.out)

@@ -24,7 +24,13 @@ def st():
 
 @pytest.fixture(scope="module")
 def tiny_row(st):
-  return st.row("Tiny", "xlmr-bench-small", "encoder")  # 4 layers of 256: the estimate picks v4-8 (none, 1)
+  row = st.row("Tiny", "xlmr-bench-small", "encoder")  # 4 layers of 256: the estimate picks v4-8 (none, 1)
+  return _with_program(row, "p0")  # fake lowerings (the real one is test_a_tiny_row_compiles_for_a_v4_slice)
+
+
+def _with_program(row, program: str):
+  """`row` whose train steps all lower to `program`."""
+  return {**row, "tasks": {k: {**t, "program": lambda c: program} for k, t in row["tasks"].items()}}
 
 
 def _fake_compile(calls, overflow_on="v4-8"):
@@ -77,7 +83,10 @@ def test_a_cell_whose_inputs_changed_is_stale_not_reused(st, tiny_row, tmp_path)
 
   changed = {**tiny_row, "tasks": {**tiny_row["tasks"], "MNLI": {**tiny_row["tasks"]["MNLI"], "inputs": "0" * 16}}}
   line = _mnli_line(st.markdown([changed], cache))
-  assert "stale: model or train config or the program's code changed" in line and "fits" not in line
+  assert "stale: model or train config changed" in line and "fits" not in line
+
+  line = _mnli_line(st.markdown([_with_program(tiny_row, "p1")], cache))  # same configs, another program
+  assert "stale: the train step's program (its lowered StableHLO) changed" in line and "fits" not in line
 
   other = {**tiny_row["tasks"]["MNLI"]["cells"]["v4"], "remat": "full"}
   moved = {**tiny_row, "tasks": {**tiny_row["tasks"], "MNLI": {**tiny_row["tasks"]["MNLI"], "cells": {
@@ -178,6 +187,10 @@ def test_a_tiny_row_compiles_for_a_v4_slice(st, monkeypatch):
   assert cfg.optim.grad_accum_steps == 2 and cfg.model.config_overrides["remat"] == "dots_saveable"
   r = st.compiled.isolated(st.compiled.compile_train_step, cfg, "v4-8")  # in a child process, as --compile does
   assert r["fits"] is True and 0 < r["temp_bytes"] < r["peak_bytes"] < 2 * GiB and r["compile_cpu_seconds"] > 0
+  # The program a cell is keyed by: lowered here, it is what the child compiled; another remat is another program.
+  assert st.compiled.lower_train_step(cfg, "v4-8") == r["program"]
+  other = st._config("xlmr-bench-small", "encoder", "MNLI", "none", 2)
+  assert st.compiled.lower_train_step(other, "v4-8") != r["program"]
 
 
 def test_put_keeps_the_entries_another_run_wrote_meanwhile(st, tmp_path):

@@ -268,3 +268,39 @@ def test_remat_table_shows_what_each_policy_saves(monkeypatch):
   assert rows["full"]["saved_bytes"] == rows["none"]["peak_bytes"] - rows["full"]["peak_bytes"] > 0
   assert r["devices"] == 4 and rows["full"]["fits"] is True
   assert "saved vs none" in format_remat_table(r)
+
+
+_LOWER_T5 = """
+import sys
+from xtjax.cli.plan_cmd import load_plan_config
+from xtjax.parallel import topology
+from xtjax.train.plan import train_program_hash
+cfg = load_plan_config(sys.argv[1], sys.argv[2:], "mt5-small", "intermediate-mnli")
+assert cfg.optim.optimizer == "adafactor"
+print(train_program_hash(cfg, topology.parse("cpu:8")))
+"""
+
+
+@pytest.mark.slow
+def test_the_train_step_lowers_to_one_program_whatever_the_hash_seed(tmp_path):
+  """Processes with other PYTHONHASHSEEDs lower a stacked mT5 + Adafactor train step (per-layer optimizer
+  groups: one per stack depth and the rest) to the same StableHLO: else the persistent compilation cache
+  misses across restarts and scale_table's compiled cells go stale at random."""
+  import os
+  import subprocess
+  import sys
+  from pathlib import Path
+
+  root = Path(__file__).resolve().parents[2]
+  overrides = ["model.config_overrides={num_layers: 3, num_decoder_layers: 2, d_model: 32, d_kv: 8, d_ff: 64, "
+               "num_heads: 4, vocab_size: 64, scan_layers: true}", "features.max_length=16",
+               "features.max_target_length=8", "batch_size=8", "eval_batch_size=8", "optim.grad_accum_steps=1"]
+  hashes = set()
+  for seed in ("1", "2", "3", "4"):  # set orders of 3 labels differ between most of these seeds
+    env = {**os.environ, "PYTHONHASHSEED": seed, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", _LOWER_T5, str(root / "configs" / "mt5" / "mt5_xxl_mnli.yaml"),
+                          *overrides], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    hashes.add(out.stdout.split()[-1])
+  assert len(hashes) == 1, hashes

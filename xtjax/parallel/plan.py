@@ -9,6 +9,7 @@ returns negative values for it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 
@@ -33,11 +34,18 @@ class Compiled:
   temp_bytes: int  # activations and other temporaries
   flops: float  # XLA's count for one device
   lower_cpu_seconds: float = 0.0  # of compile_cpu_seconds, JAX's trace and lowering to StableHLO (the rest is XLA)
+  program: str = ""  # program_hash of what was compiled
 
   @property
   def peak_bytes(self) -> int:
     """Live at once: arguments, temporaries and the outputs that do not reuse a donated buffer."""
     return self.argument_bytes + self.temp_bytes + self.output_bytes - self.alias_bytes
+
+
+def program_hash(lowered) -> str:
+  """sha256 (16 hex digits) of a lowered program's StableHLO text, without source locations: the same
+  hash is the same program for XLA, whichever code produced it."""
+  return hashlib.sha256(lowered.as_text().encode()).hexdigest()[:16]
 
 
 def measure(name: str, jitted, *abstract_args) -> Compiled:
@@ -50,7 +58,7 @@ def measure(name: str, jitted, *abstract_args) -> Compiled:
   cost = compiled.cost_analysis()
   return Compiled(name, round(seconds, 2), round(cpu_seconds, 2), int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
                   int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), float(cost.get("flops", float("nan"))),
-                  round(lower_cpu, 2))
+                  round(lower_cpu, 2), program_hash(lowered))
 
 
 def _leaves_with_shardings(tree, shardings):

@@ -172,8 +172,10 @@ def _per_layer(links, params) -> list[optax.GradientTransformation]:
   tx = optax.chain(*links)
   per_layer = per_layer_values(params, lambda _: 0)  # an [N] array on stacked parameters
   labels = jax.tree.map(lambda v: f"stacked{np.size(v)}" if np.ndim(v) else "plain", per_layer)
-  groups = set(jax.tree.leaves(labels))
-  if groups == {"plain"}:
+  # Sorted: the transforms' order is the program's, and a set's order changes with PYTHONHASHSEED (another
+  # process, another HLO for the same run: a persistent compilation cache miss, a stale compiled cell).
+  groups = sorted(set(jax.tree.leaves(labels)))
+  if groups == ["plain"]:
     return list(links)
   return [optax.multi_transform({g: tx if g == "plain" else _vmapped(tx) for g in groups}, labels)]
 

@@ -8,6 +8,7 @@ compiles the train and eval steps ahead of time for a described slice (`xtjax.pa
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -67,12 +68,9 @@ def _with_shardings(batch: dict, mesh, rules) -> tuple[dict, dict]:
   return shardings, {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
 
 
-def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
-         compile_train: bool = True) -> dict:
-  """Per-device memory, compiled FLOPs and compile time of the run's first training task.
-
-  `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
-  alone, a lower bound that already rules out slices too small for the model."""
+def _train_program(cfg: TrainConfig, slice_: topology.Slice, choices: int) -> types.SimpleNamespace:
+  """What `xtjax train` would run for `cfg` on `slice_`, abstract: the mesh, model, optimizer state,
+  shardings, the first training task's batch and its jitted train step (not yet lowered)."""
   family, enc_cfg = model_config(cfg)
   devs = topology.devices(slice_)
   mesh = make_mesh(dataclasses.replace(cfg.mesh, dcn_data=slice_.num_slices), devices=devs)
@@ -98,17 +96,39 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   state_sh = state_sharding(abs_state, param_sh, mesh, cfg.lora)
 
   with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
-  length = cfg.features.max_length
-  batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, length, with_types, choices,
-                                                   cfg.features.max_target_length), mesh, rules)
+  batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, cfg.features.max_length,
+                                                   with_types, choices, cfg.features.max_target_length), mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
                          rng_impl=cfg.dropout_rng, lora=cfg.lora)
-  programs = [aot.measure("train_step", compile_train_step(step, state_sh, batch_sh, mesh, rules), abs_state, batch)
-              ] if compile_train else []
+  return types.SimpleNamespace(
+      family=family, enc_cfg=enc_cfg, devices=devs, mesh=mesh, rules=rules, task=task, graphdef=graphdef,
+      abs_params=abs_params, param_sh=param_sh, trained=trained, trained_sh=trained_sh, abs_state=abs_state,
+      state_sh=state_sh, batch=batch, with_types=with_types,
+      step=compile_train_step(step, state_sh, batch_sh, mesh, rules))
+
+
+def train_program_hash(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4) -> str:
+  """`aot.program_hash` of the train step `plan` compiles, lowered only (seconds, not XLA's minutes): a
+  compile made for the same hash is a compile of this program."""
+  p = _train_program(cfg, slice_, choices)
+  return aot.program_hash(p.step.trace(p.abs_state, p.batch).lower())
+
+
+def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
+         compile_train: bool = True) -> dict:
+  """Per-device memory, compiled FLOPs and compile time of the run's first training task.
+
+  `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
+  alone, a lower bound that already rules out slices too small for the model."""
+  p = _train_program(cfg, slice_, choices)
+  enc_cfg, mesh, rules, task, length = p.enc_cfg, p.mesh, p.rules, p.task, cfg.features.max_length
+  abs_params, param_sh, trained, trained_sh, abs_state, state_sh = (
+      p.abs_params, p.param_sh, p.trained, p.trained_sh, p.abs_state, p.state_sh)
+  programs = [aot.measure("train_step", p.step, abs_state, p.batch)] if compile_train else []
   if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
     eval_sh, eval_batch = _with_shardings(
-        abstract_batch(task.head_type, cfg.eval_batch_size, length, with_types, choices), mesh, rules)
-    eval_step = jax.jit(traced_with_activation_sharding(head_fn(graphdef, task.name), mesh, rules),  # the trainer's
+        abstract_batch(task.head_type, cfg.eval_batch_size, length, p.with_types, choices), mesh, rules)
+    eval_step = jax.jit(traced_with_activation_sharding(head_fn(p.graphdef, task.name), mesh, rules),  # the trainer's
                         in_shardings=(param_sh, eval_sh))  # eval function, as `BucketedPrograms` compiles it
     programs.append(aot.measure("eval_step", eval_step, abs_params, eval_batch))
 
@@ -123,12 +143,12 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   else:  # without activations only a "no" is certain
     fits = None if hbm is None or state_b <= aot.HEADROOM * hbm else False
   return {
-      "topology": slice_.name, "devices": len(devs), "num_slices": slice_.num_slices,
+      "topology": slice_.name, "devices": len(p.devices), "num_slices": slice_.num_slices,
       "mesh": dict(mesh.shape), "task": task.name, "head_type": task.head_type,
       "num_labels": task.num_labels, "choices": choices if task.head_type == "multiple_choice" else 1,
       "batch_size": cfg.batch_size, "grad_accum_steps": cfg.optim.grad_accum_steps, "max_length": length,
       "max_target_length": cfg.features.max_target_length if head_kind(task.head_type).seq2seq else 0,
-      "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": family.name, "encoder_config": enc_cfg,
+      "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": p.family.name, "encoder_config": enc_cfg,
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
       "trained_params": int(sum(x.size for x in jax.tree.leaves(trained))),
       "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": grads_b,
