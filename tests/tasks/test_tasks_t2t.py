@@ -8,7 +8,7 @@ from xtjax.data.formats.records import ClassificationExample, MultipleChoiceExam
 from xtjax.errors import ConfigError
 from xtjax.tasks import registry, t2t_forms
 from xtjax.tasks.base import FeatureSettings
-from xtjax.tasks.featurize import truncation_report
+from xtjax.tasks.featurize import merge_truncation_reports, truncation_report
 from xtjax.tasks.text_to_text import GeneratedPredictions, encode_pairs
 
 
@@ -84,6 +84,11 @@ def test_truncation_report_counts_inputs_and_targets_per_task():
       "target_truncation_rate": 1.0}
   stats = task.stats(examples, feats)  # what `xtjax data stats` prints agrees
   assert stats["truncation_rate"] == 1 / 3 and stats["target_truncation_rate"] == 1.0
+  # Processes featurise disjoint shares: the run's report sums their counts, rates recomputed.
+  shares = [task.featurize(part, make_t5_tokenizer(), FeatureSettings(max_length=40, max_target_length=2))
+            for part in (examples[:1], examples[1:])]
+  merged = merge_truncation_reports([truncation_report(1, shares[0]), truncation_report(2, shares[1])])
+  assert merged == truncation_report(len(examples), feats)
 
 
 def test_wrapped_task_scores_with_the_base_metric_and_counts_invalid(tmp_path):

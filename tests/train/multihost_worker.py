@@ -232,6 +232,7 @@ def main(argv=None) -> int:
       "losses": losses,
       "featurized": featurized,
       "train_examples": trainer.train_sets["toy_cls"].example_ids.tolist(),
+      "truncation": trainer.truncation,  # summary.json's: the sums over the processes' shares
       "params": _checksum(trainer.state.params, args.save_params),
       "encoder": _checksum(trainer.state.params["encoder"]),
       # Parameters whose shards live on both processes (FSDP across hosts), not just replicated.

@@ -170,6 +170,9 @@ def test_two_processes_train_save_and_resume(tmp_path):
   # Each process tokenised only its example shards (the first launch found no feature cache).
   _assert_each_process_featurised_its_half(full, 44)
   assert 44 in one[0]["featurized"] and one[0]["train_examples"] == list(range(44))
+  # ...and summary.json's truncation counts the whole splits, as one process does.
+  assert full[0]["truncation"] == full[1]["truncation"] == one[0]["truncation"]
+  assert one[0]["truncation"]["toy_cls"]["train"]["examples"] == 44
 
   # Every process built only its slice of each global batch; together the slices are the batch.
   for run in (full, cut, resumed):

@@ -101,9 +101,20 @@ def truncation_report(num_examples: int, features) -> dict[str, Any]:
   """How often featurisation cut something, read from `features.stats` alone (no per-task work, so it
   is cheap at every training start): examples, features, every truncation count (inputs; targets of
   text-to-text; questions of QA; choices of multiple choice), and the input and target rates per feature."""
-  n = len(features)
-  out: dict[str, Any] = {"examples": num_examples, "features": n}
-  out.update({k: int(v) for k, v in features.stats.items() if k.startswith("truncated")})
+  counts = {"examples": num_examples, "features": len(features)}
+  counts.update({k: int(v) for k, v in features.stats.items() if k.startswith("truncated")})
+  return _with_rates(counts)
+
+
+def merge_truncation_reports(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """One report for disjoint shares of a split (each process's): counts summed, rates recomputed."""
+  keys = dict.fromkeys(k for r in reports for k in r if not k.endswith("_rate"))
+  return _with_rates({k: sum(int(r.get(k, 0)) for r in reports) for k in keys})
+
+
+def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
+  out: dict[str, Any] = dict(counts)
+  n = out["features"]
   out["truncation_rate"] = out.get("truncated", 0) / n if n else 0.0
   if "truncated_targets" in out:
     out["target_truncation_rate"] = out["truncated_targets"] / n if n else 0.0

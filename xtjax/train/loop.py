@@ -21,12 +21,13 @@ from xtjax.errors import XtjaxError
 from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
 from xtjax.io_utils import as_path, run_path, write_text_atomic
 from xtjax.parallel.batching import put_process_batch
+from xtjax.parallel.distributed import allgather_bytes
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
 from xtjax.tasks import registry as task_registry
-from xtjax.tasks.featurize import truncation_report
+from xtjax.tasks.featurize import merge_truncation_reports, truncation_report
 from xtjax.train import optim, setup
 from xtjax.train.preemption import Preemption
 from xtjax.train.logbook import Logbook
@@ -86,7 +87,6 @@ class Trainer:
       if len(shard.features) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
       self.train_sets[task.name] = shard
-      # this process's shard: its own examples' features (every process's are alike in expectation)
       self._report_truncation(task, tcfg.train_split, len(np.unique(shard.example_ids)), shard.features)
       try:
         # this process's share of the dev examples (xtjax.evaluation.shares)
@@ -132,8 +132,12 @@ class Trainer:
     return self
 
   def _report_truncation(self, task, split: str, num_examples: int, features):
-    """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets."""
+    """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets; with
+    several processes, each featurised its own share, and the record is the sum over them (every process
+    calls this for the same splits in the same order)."""
     report = truncation_report(num_examples, features)
+    if jax.process_count() > 1:
+      report = merge_truncation_reports([json.loads(b) for b in allgather_bytes(json.dumps(report).encode())])
     self.truncation.setdefault(task.name, {})[split] = report
     log.info("task %s %s: truncation %s", task.name, split, json.dumps(report))
     if report.get("truncated_targets"):
