@@ -77,3 +77,29 @@ def test_generate_cli_end_to_end(tmp_path_factory, tmp_path, capsys):
   assert [r["input"] for r in rows] == kept and [r["line"] for r in rows] == [1, 3, 4, 5]
   assert [r["tokens"] for r in rows] == _hf_generated(folder, "llama", kept)
   assert "generated 4 outputs" in capsys.readouterr().out
+
+
+def test_generation_on_a_mesh_splits_the_kv_cache_and_gives_one_devices_tokens(tmp_path_factory, layer_layout):
+  """Generation programs are traced under the activation sharding: on a data x tensor mesh the KV cache is
+  split (rows over `data`, key/value heads over `tensor`; never replicated), and the tokens are one
+  device's, bucket padding rows included."""
+  import jax
+  from jax.sharding import PartitionSpec
+
+  from xtjax.evaluation.buckets import Buckets
+  from xtjax.infer.engine import InferenceEngine
+  from xtjax.parallel.mesh import MeshConfig, make_mesh
+  from xtjax.parallel.rules import DEFAULT_RULES, activation_sharding
+
+  folder = tiny_decoder_folder(tmp_path_factory, "llama")  # 2 key/value heads
+  model = load_pretrained(folder).model()
+  with activation_sharding(make_mesh(MeshConfig(data=2, tensor=2, devices=4)), DEFAULT_RULES):
+    cache = jax.jit(lambda: model.init_cache(4, 16))()
+  assert cache.keys.sharding.spec == cache.values.sharding.spec == PartitionSpec(None, "data", None, "tensor")
+  assert cache.valid.sharding.spec == cache.next_position.sharding.spec == PartitionSpec("data")
+
+  outs = []
+  for mesh in (MeshConfig(devices=1), MeshConfig(data=2, tensor=2, devices=4)):
+    engine = InferenceEngine.from_model(folder, mesh=mesh, buckets=Buckets((8,), (32,)))
+    outs.append(engine.generate_texts(PROMPTS, max_new_tokens=MAX_NEW))
+  assert outs[0] == outs[1]

@@ -67,6 +67,32 @@ def test_more_decoding_settings_match_transformers(tmp_path_factory, kind, num_b
   _check(tiny_t5_folder(tmp_path_factory, kind), kind, num_beams, length_penalty, early_stopping)
 
 
+def test_generation_on_a_mesh_splits_the_decoder_cache_and_gives_one_devices_tokens(tmp_path_factory):
+  """Under the activation sharding the self-attention cache is split (rows over `data`, heads over
+  `tensor`), and beam search on a data x tensor mesh gives one device's tokens."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import PartitionSpec
+
+  from xtjax.evaluation.buckets import Buckets
+  from xtjax.infer.engine import InferenceEngine
+  from xtjax.parallel.mesh import MeshConfig, make_mesh
+  from xtjax.parallel.rules import DEFAULT_RULES, activation_sharding
+
+  folder = tiny_t5_folder(tmp_path_factory, "mt5")
+  model = load_pretrained(folder).model()
+  hidden = jnp.zeros((4, 8, model.cfg.d_model), jnp.float32)
+  with activation_sharding(make_mesh(MeshConfig(data=2, tensor=2, devices=4)), DEFAULT_RULES):
+    cache = jax.jit(lambda h: model.init_cache(h, 6))(hidden)
+  assert {k.sharding.spec for k in cache.self_keys + cache.self_values} == {PartitionSpec("data", None, "tensor")}
+
+  outs = []
+  for mesh in (MeshConfig(devices=1), MeshConfig(data=2, tensor=2, devices=4)):
+    engine = InferenceEngine.from_model(folder, mesh=mesh, buckets=Buckets((8,), (32,)))
+    outs.append(engine.generate_texts(PROMPTS, max_new_tokens=MAX_NEW, num_beams=2))
+  assert outs[0] == outs[1]
+
+
 def test_bucket_length():
   assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 500, 600)] == [8, 8, 16, 64, 512, 512]
   assert bucket_length(40, 48) == 48

@@ -21,6 +21,7 @@ from flax import nnx
 from xtjax.models import layers as L
 from xtjax.models.scan import check_remat, make_layers, run_layers, use_scan
 from xtjax.models.t5 import RMSNorm
+from xtjax.parallel.rules import constrain
 
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 _NEG = float(jnp.finfo(jnp.float32).min)
@@ -150,6 +151,11 @@ def apply_rotary(x_BxTxNxK, cos_BxTxK, sin_BxTxK):
   return (x * cos_BxTxK[:, :, None] + rotated * sin_BxTxK[:, :, None]).astype(x_BxTxNxK.dtype)
 
 
+# Under `activation_sharding` (generation programs are traced under it) the cache is split like the layers'
+# activations: rows over the batch axes, key/value heads over `tensor`.
+KV_CACHE_AXES = ("layers", "batch", "length", "kv_heads", "kv")
+
+
 class KVCache(NamedTuple):
   """Keys/values of every layer for S slots, filled up to `index`. Stacked along a leading layer axis
   (either layer layout), so a stacked model's layer scan carries them and writes each step's slots in place."""
@@ -261,10 +267,11 @@ class Decoder(nnx.Module):
   def init_cache(self, batch_size: int, max_length: int) -> KVCache:
     """An empty cache of `max_length` slots (prompt plus new tokens)."""
     cfg = self.cfg
-    zeros = jnp.zeros((cfg.num_layers, batch_size, max_length, cfg.num_kv_heads, cfg.head_dim), L.to_dtype(cfg.dtype))
-    return KVCache(zeros, zeros, jnp.zeros((batch_size, max_length), bool),
-                   jnp.zeros((batch_size, max_length), jnp.int32), jnp.zeros((), jnp.int32),
-                   jnp.zeros((batch_size,), jnp.int32))
+    zeros = constrain(jnp.zeros((cfg.num_layers, batch_size, max_length, cfg.num_kv_heads, cfg.head_dim),
+                                L.to_dtype(cfg.dtype)), KV_CACHE_AXES, "KV cache")
+    slots = lambda dtype: constrain(jnp.zeros((batch_size, max_length), dtype), ("batch", "length"), "KV cache slots")
+    return KVCache(zeros, zeros, slots(bool), slots(jnp.int32), jnp.zeros((), jnp.int32),
+                   constrain(jnp.zeros((batch_size,), jnp.int32), ("batch",), "KV cache positions"))
 
   def logits(self, hidden_BxTxD):
     dt = L.to_dtype(self.cfg.dtype)

@@ -22,6 +22,7 @@ from xtjax.models.scan import layer_at, make_layers, run_layers
 from xtjax.models.t5_blocks import _NEG, DecoderLayer, EncoderLayer, RMSNorm, _kw
 from xtjax.models.t5_blocks import relative_position_bucket  # noqa: F401 (part of this module's interface)
 from xtjax.models.t5_config import MODEL_TYPES, T5Config  # noqa: F401 (part of this module's interface)
+from xtjax.parallel.rules import constrain
 
 
 class DecodeCache(NamedTuple):
@@ -150,7 +151,8 @@ class T5(nnx.Module):
     self._check_decoder()
     cfg = self.cfg
     B = encoder_hidden_BxSxD.shape[0]
-    zeros = jnp.zeros((B, max_decode_length, cfg.num_heads, cfg.d_kv), L.to_dtype(cfg.dtype))
+    zeros = constrain(jnp.zeros((B, max_decode_length, cfg.num_heads, cfg.d_kv), L.to_dtype(cfg.dtype)),
+                      ("batch", "length", "heads", "kv"), "decoder self-attention cache")
     n = len(self.decoder.layers)
     cross = [layer_at(self.decoder.layers, i).cross_attention.key_value(encoder_hidden_BxSxD) for i in range(n)]
     return DecodeCache((zeros,) * n, (zeros,) * n, tuple(k for k, _ in cross), tuple(v for _, v in cross),
