@@ -1,11 +1,11 @@
-"""One way to read a run (`checkpoint.read_run`), and one start order (`runs.start`) for train and infer."""
+"""One way to read a run (`runs.info.read_run`), and one start order (`runs.start`) for train and infer."""
 
 import shutil
 
 import pytest
 
 from fixtures import MULTITASK_HEADS
-from xtjax.checkpoint import read_run
+from xtjax.runs.info import read_run
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.runs import start
 from xtjax.runs.schema import ModelConfig, TaskConfig, TrainConfig

@@ -3,27 +3,20 @@
 A checkpoint holds the whole TrainState (params, optimizer state, step, RNG), the data position
 and the resolved config. Restores go straight into the current mesh's shardings, so a run may
 resume on a different device count. A checkpoint that cannot be read is skipped with a warning in
-favour of the previous one.
+favour of the previous one. A finished run's best checkpoint restores into any mesh (`restore_best`);
+reading the rest of a run directory is `xtjax.runs.info`'s job, exporting its encoder `xtjax.models.export`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import jax
 from etils import epath
 
-from xtjax import config as config_lib
-from xtjax.errors import CheckpointError, ConfigError
-from xtjax.io_utils import WRITE_ERRNOS, as_path, naming_errors, run_path
-from xtjax.models import hf_io, store
-from xtjax.models import lora as lora_lib
-from xtjax.models.scan import to_per_layer
-from xtjax.models.heads import HEAD_TYPES, HeadConfig
-from xtjax.runs import start
-from xtjax.runs.schema import TaskConfig, TrainConfig
+from xtjax.errors import CheckpointError
+from xtjax.io_utils import WRITE_ERRNOS, naming_errors, run_path
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +73,17 @@ class RunCheckpoints:
     ocp = _ocp()
     return self.best.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
 
+  def restore_best_params(self, target) -> tuple[Any, dict] | None:
+    """(params, info) of the best checkpoint restored into `target` (ShapeDtypeStructs carrying the
+    shardings), or None before one is kept."""
+    ocp = _ocp()
+    step = self.best.best_step()
+    if step is None:
+      return None
+    r = self.best.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target),
+                                                        info=ocp.args.JsonRestore()))
+    return r.params, r.info
+
   def latest_steps(self) -> list[int]:
     return sorted(self.last.all_steps(), reverse=True)
 
@@ -113,87 +117,23 @@ class RunCheckpoints:
     self.best.close()
 
 
-def export_encoder(run_dir: epath.PathLike, family, encoder_config, params, tokenizer, lora=None, base=None) -> None:
-  """`<run>/model`: the encoder of a TaskModel's `params` as an xtjax model folder (what `init_from` reads).
-  With `lora`, its adapters merged into the weights there, and kept apart in `<run>/adapters` with the
-  `base` source they were trained on (for `init_from_lora: adapters`).
-
-  Every process joins the gather (encoder shards may live on other hosts); process 0 writes."""
-  import numpy as np
-  from flax import nnx
-  from jax.experimental import multihost_utils
-
-  enc = params["encoder"]
-  if jax.process_count() > 1:
-    enc = jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), enc)
-  if jax.process_index() == 0:
-    if lora is not None:
-      pure = to_per_layer(nnx.to_pure_dict(enc))  # adapters saved and merged per layer, as the model folder
-      store.save_adapters(as_path(run_dir) / start.ADAPTERS_DIR, {"encoder": lora_lib.adapters_only(pure)},
-                          config_lib.to_dict(lora), base)
-      enc = lora_lib.merged(pure, lora.alpha)
-    store.save(as_path(run_dir) / "model", family, encoder_config, enc, tokenizer)
+# ---- reading a finished run's best checkpoint (`xtjax.runs.info.read_run` reads the rest of the run) --------
 
 
-# ---- reading a run: the one way train, infer and cli see a run directory ---------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RunInfo:
-  """A run directory as written by `xtjax train`: its resolved config, best checkpoint and heads.
-
-  The encoder config comes from the exported `model/` folder when the run finished, else from the
-  run's start source (`xtjax.runs.start`); label counts and the pooler from the checkpoint itself.
-  """
-
-  run_dir: epath.Path
-  config: TrainConfig
-  family: Any  # xtjax.models.registry.Family
-  encoder_config: Any
-  heads: dict[str, HeadConfig]  # every trained task's head
-  embedding_tasks: tuple[str, ...]  # retrieval tasks: no head, sentence embeddings
-  rules: Any
-  best_dir: epath.Path
-  best_step: int
-  tokenizer_dir: epath.Path | None
-
-  @property
-  def config_path(self) -> epath.Path:
-    return self.run_dir / "config.yaml"
-
-  def task_config(self, name: str) -> TaskConfig:
-    for t in self.config.tasks:
-      if t.name == name:
-        return t
-    names = [t.name for t in self.config.tasks]
-    raise ConfigError(f"{self.config_path}: the run has no task {name!r} (tasks: {names})")
-
-  def load_tokenizer(self):
-    return hf_io.load_tokenizer(self.tokenizer_dir) if self.tokenizer_dir is not None else None
-
-
-def read_run_config(run_dir: epath.PathLike) -> TrainConfig:
-  """The typed TrainConfig of a run directory's `config.yaml`."""
-  path = as_path(run_dir) / "config.yaml"
-  if not path.exists():
-    raise ConfigError(f"{path}: missing; expected a run directory written by `xtjax train`")
-  return config_lib.from_dict(TrainConfig, config_lib.read_yaml(path), str(path))
-
-
-def _best(run_dir: epath.Path) -> tuple[epath.Path, int]:
+def best_step(best: epath.Path) -> int:
+  """The step of the checkpoint kept in a run's `best/` folder."""
   ocp = _ocp()
-  best = run_dir / "best"
   if not best.exists():
-    raise CheckpointError(f"{run_dir}: no best checkpoint (expected {best}); is this a run directory?")
+    raise CheckpointError(f"{best.parent}: no best checkpoint (expected {best}); is this a run directory?")
   mngr = ocp.CheckpointManager(best, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   step = mngr.latest_step()
   mngr.close()
   if step is None:
     raise CheckpointError(f"{best}: no checkpoint saved yet")
-  return best, step
+  return step
 
 
-def _param_shapes(best: epath.Path, step: int) -> dict:
+def param_shapes(best: epath.Path, step: int) -> dict:
   """{path: shape} nested like the TaskModel state, read from the checkpoint metadata (no data)."""
   ocp = _ocp()
   try:
@@ -206,54 +146,9 @@ def _param_shapes(best: epath.Path, step: int) -> dict:
   return jax.tree.map(lambda x: tuple(getattr(x, "shape", ())), tree)
 
 
-def _leaf_shape(node) -> tuple:
-  return node["value"] if isinstance(node, dict) and "value" in node else node
-
-
-def _num_labels(task) -> int:
-  try:
-    return int(task.num_labels)
-  except Exception:  # noqa: BLE001 - tasks whose label set comes from data (ccg) before reading it
-    return 2
-
-
-def read_run(run_dir: epath.PathLike) -> RunInfo:
-  """The typed view of a run directory (config, encoder, heads, best step); reads no parameters."""
-  from xtjax.parallel.rules import rules_from_config
-  from xtjax.tasks import registry as task_registry
-
-  run_dir = run_path(run_dir)
-  cfg = read_run_config(run_dir)
-  where = str(run_dir / "config.yaml")
-  if store.is_model_dir(run_dir / "model"):
-    family, enc_cfg = store.read_meta(run_dir / "model")
-    tok_dir = store.tokenizer_dir(run_dir / "model")
-  else:
-    family, enc_cfg, tok_dir = start.encoder_config(start.encoder_source(cfg))
-    enc_cfg = start.configure_encoder(enc_cfg, cfg.model, where)
-  tok_dir = start.tokenizer_override(cfg.model) or tok_dir
-  best, step = _best(run_dir)
-  shapes = _param_shapes(best, step)
-  if hasattr(enc_cfg, "pooler"):  # the checkpoint decides (HF base models may lack one)
-    enc_cfg = dataclasses.replace(enc_cfg, pooler="pooler" in shapes.get("encoder", {}))
-  heads, embedding = {}, []
-  for t in cfg.tasks:
-    task = task_registry.get(t.name)
-    if task.head_type not in HEAD_TYPES:
-      embedding.append(task.name)
-      continue
-    head_shapes = shapes.get("heads", {}).get(task.name)
-    if head_shapes is None:
-      raise CheckpointError(f"{best}: no parameters for the head of task {task.name!r}")
-    out = _leaf_shape(head_shapes.get("out", {}).get("kernel", ()))
-    num_labels = out[-1] if task.head_type in ("classification", "tagging") and out else _num_labels(task)
-    heads[task.name] = HeadConfig(type=task.head_type, num_labels=int(num_labels))
-  return RunInfo(run_dir, cfg, family, enc_cfg, heads, tuple(embedding), rules_from_config(cfg.rules), best, step,
-                 tok_dir)
-
-
-def restore_best(run: RunInfo, mesh, encoder_config=None):
-  """(graphdef, params) of the run's best TaskModel, every array restored into its sharding on `mesh`.
+def restore_best(run, mesh, encoder_config=None):
+  """(graphdef, params) of the best TaskModel of `run` (`xtjax.runs.info.RunInfo`), every array restored
+  into its sharding on `mesh`.
 
   `encoder_config`: the run's, or one that differs only in compute dtype (serving in bf16)."""
   from xtjax.models.init import abstract_task_model

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from t5_fixtures import tiny_t5_folder
 
-from xtjax.checkpoint import read_run_config
+from xtjax.runs.info import read_run_config
 from xtjax.cli.main import main
 from xtjax.models.loading import load_pretrained
 from xtjax.parallel.mesh import MeshConfig, make_mesh

@@ -6,7 +6,8 @@ import pytest
 from conftest import toy_config
 from flax import nnx
 
-from xtjax.checkpoint import read_run, restore_best
+from xtjax.checkpoint import restore_best
+from xtjax.runs.info import read_run
 from xtjax.errors import ConfigError
 from xtjax.models import lora as lora_lib
 from xtjax.models.loading import load_pretrained

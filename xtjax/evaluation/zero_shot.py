@@ -148,7 +148,8 @@ def zero_shot(model: EvalModel, cfg: TrainConfig, params, cache_dir: epath.PathL
 def load_run_for_eval(run_dir: epath.PathLike, task: str, languages: Sequence[str] | None = None, *,
                       split: str | None = None, mesh=None) -> tuple[EvalModel, TrainConfig, Any]:
   """(EvalModel, config narrowed to `task` in `languages` / `split`, best params) of a run directory."""
-  from xtjax.checkpoint import read_run, restore_best
+  from xtjax.checkpoint import restore_best
+  from xtjax.runs.info import read_run
   from xtjax.parallel.mesh import make_mesh
 
   run = read_run(run_dir)
@@ -171,7 +172,7 @@ def zero_shot_eval(run_dir: epath.PathLike, task: str, languages: Sequence[str] 
                    split: str | None = None, cache_dir: epath.PathLike | None = None, mesh=None) -> dict:
   """Zero-shot scores of a run's best checkpoint on `task` ({task: {language: scores, "avg": ...}}).
 
-  Reads the run (`xtjax.checkpoint.read_run`) and writes nothing into it; features are cached in
+  Reads the run (`xtjax.runs.info.read_run`) and writes nothing into it; features are cached in
   `cache_dir` (default: the run's own cache setting, else `<run>/../.feature_cache`).
   """
   model, cfg, params = load_run_for_eval(run_dir, task, languages, split=split, mesh=mesh)

@@ -24,7 +24,7 @@ LATENCY_FILE = "latency.json"
 
 def measure_latency(run_dir: epath.Path, iters: int = 20, warmup: int = 2) -> dict[str, Any]:
   """Benchmarks the run's best checkpoint (its first head; the encoder's embeddings for retrieval runs)."""
-  from xtjax.checkpoint import read_run_config
+  from xtjax.runs.info import read_run_config
   from xtjax.evaluation.buckets import Buckets
   from xtjax.infer.bench import bench_infer
   from xtjax.infer.engine import InferenceEngine

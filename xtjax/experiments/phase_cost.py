@@ -30,7 +30,7 @@ def phase_cost(run_dir: Path, summary: dict) -> dict:
   """{"family", "params", "steps", "train_flops", "device_hours"} of a finished run."""
   import json
 
-  from xtjax.checkpoint import read_run_config
+  from xtjax.runs.info import read_run_config
   from xtjax.models import registry, store
   from xtjax.models.heads import head_kind
   from xtjax.perf import flops

@@ -70,8 +70,9 @@ class InferenceEngine:
   def from_run(cls, run_dir: str | Path, *, dtype: str | None = None, param_dtype: str | None = None,
                mesh: Mesh | MeshConfig | None = None, buckets: Buckets | None = None,
                compilation_cache_dir: str | Path | None = None) -> InferenceEngine:
-    """A fine-tuned run: the encoder and every task head from `<run>/best` (`xtjax.checkpoint.read_run`)."""
-    from xtjax.checkpoint import read_run, restore_best
+    """A fine-tuned run: the encoder and every task head from `<run>/best` (`xtjax.runs.info.read_run`)."""
+    from xtjax.checkpoint import restore_best
+    from xtjax.runs.info import read_run
 
     run = read_run(run_dir)
     cfg = build.with_dtype(run.encoder_config, dtype)

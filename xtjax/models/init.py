@@ -39,8 +39,13 @@ def init_sharded(ctor, mesh: Mesh, rules: Rules = DEFAULT_RULES):
   one jitted init whose `out_shardings` put every parameter shard on its own device."""
   graphdef, abs_state = nnx.split(nnx.eval_shape(ctor))
   shardings = state_shardings(abs_state, mesh, rules)
-  params = jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
-  return graphdef, params, shardings
+  return graphdef, materialize(ctor, shardings), shardings
+
+
+def materialize(ctor, shardings):
+  """The parameters of the module `ctor()` builds, by one jitted init whose `out_shardings` put every shard
+  on its own device."""
+  return jax.jit(lambda: nnx.split(ctor())[1], out_shardings=shardings)()
 
 
 def init(family: registry.Family, cfg, seed: int = 0, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES):

@@ -1,7 +1,7 @@
 """`xtjax bench train`: step time, throughput, model FLOPs and MFU of the trainer's own step.
 
-The step is what `xtjax train` runs (`make_train_step` with gradient accumulation and the NaN guard,
-`optim.build`, `init_state`, the state sharded like a run's), on a classification fine-tune of random
+The step is what `xtjax train` runs (`xtjax.train.program`: the train step with gradient accumulation and
+the NaN guard, the optimizer, the state sharded like a run's), on a classification fine-tune of random
 tokens. Timings exclude compilation (reported apart) and warm-up steps; each timed step blocks on its loss.
 """
 
@@ -15,7 +15,6 @@ import numpy as np
 
 from xtjax.errors import ConfigError
 from xtjax.models.heads import HeadConfig
-from xtjax.models.init import init_task_model
 from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.mesh import MeshConfig, make_mesh
 from xtjax.parallel.rules import DEFAULT_RULES
@@ -23,10 +22,8 @@ from xtjax.perf import flops as F
 from xtjax.perf.profile import kernel_profile
 from xtjax.perf.timing import device_info, percentiles_ms, random_inputs, time_calls
 from xtjax.runs.schema import OptimConfig
-from xtjax.train import optim
-from xtjax.train.setup import init_state
-from xtjax.train.state import state_sharding
-from xtjax.train.step import compile_train_step, make_train_step
+from xtjax.train.program import build_train_program
+from xtjax.train.setup import EncoderStart
 
 
 def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps: int = 10, warmup: int = 2,
@@ -41,23 +38,18 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   if batch_size % optim_cfg.grad_accum_steps:
     raise ConfigError(f"--batch-size {batch_size} is not divisible by --grad-accum-steps {optim_cfg.grad_accum_steps}")
   mesh = mesh if mesh is not None else make_mesh(MeshConfig())
-  heads = {"cls": HeadConfig("classification", num_labels)}
-  graphdef, params, param_sh = init_task_model(family, cfg, heads, mesh, rules, seed)
-  if encoder_params is not None:
-    params["encoder"] = encoder_params
-  tx, _ = optim.build(optim_cfg, params, warmup + steps, getattr(cfg, "num_layers", 0))
-  abstract = jax.eval_shape(lambda p: init_state(p, tx, seed, rng_impl), params)
-  state_sh = state_sharding(abstract, param_sh, mesh)
-  state = jax.jit(lambda p: init_state(p, tx, seed, rng_impl), out_shardings=state_sh)(params)
-  step_fn = make_train_step(graphdef, tx, "cls", "classification", optim_cfg.grad_accum_steps, dropout=dropout,
-                            rng_impl=rng_impl)
+  program = build_train_program(family, cfg, {"cls": HeadConfig("classification", num_labels)}, mesh, rules,
+                                optim_cfg=optim_cfg, total_steps=warmup + steps, batch_size=batch_size, seed=seed,
+                                rng_impl=rng_impl, dropout=dropout)
+  start = None if encoder_params is None else EncoderStart(family, cfg, encoder_params, None, source)
+  state = program.init_state(program.initial_params(start))
   rng = np.random.default_rng(seed)
   host = random_inputs(rng, cfg.vocab_size, (batch_size, seq_len))
   host["labels"] = rng.integers(0, num_labels, (batch_size,)).astype(np.int32)
   host["example_mask"] = np.ones((batch_size,), np.int32)
   batch = put_process_batch(host, mesh, rules)
   t0 = time.perf_counter()
-  compiled = compile_train_step(step_fn, state_sh, None, mesh, rules).lower(state, batch).compile()
+  compiled = program.train_step("cls").lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
 
   last = {}

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from xtjax.checkpoint import RunCheckpoints, abstract_like, export_encoder
+from xtjax.checkpoint import RunCheckpoints
 from xtjax.data.batching import DataPosition, MultiTaskStream, sampling_weights
 from xtjax.data.cache import cached_shard
 from xtjax.data.loader import TrainLoader, task_streams
@@ -24,16 +24,16 @@ from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.distributed import allgather_bytes
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
+from xtjax.models.export import export_encoder
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
+from xtjax.runs.start import ADAPTERS_DIR
 from xtjax.tasks import registry as task_registry
 from xtjax.tasks.featurize import merge_truncation_reports, truncation_report
-from xtjax.train import optim, setup
+from xtjax.train import setup
 from xtjax.train.preemption import Preemption
 from xtjax.train.logbook import Logbook
-from xtjax.train.setup import init_state
-from xtjax.train.state import state_sharding, trained_part
-from xtjax.train.step import compile_train_step, make_train_step
+from xtjax.train.program import check_batch_sizes, run_program
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,7 @@ class Trainer:
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
     # Retrieval tasks (Tatoeba, BUCC, LAReQA, Mewsli-X) have no head: the encoder is evaluated as is.
     self.train_tasks = [t for t in self.tasks if t.head_type != "retrieval"]
-    n_data = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-    micro = cfg.batch_size // cfg.optim.grad_accum_steps
-    for what, size in (("batch_size / grad_accum_steps", micro), ("eval_batch_size", cfg.eval_batch_size)):
-      if size % n_data:
-        raise XtjaxError(f"{what} = {size} is not divisible by the {n_data} data-parallel devices of the mesh "
-                         f"{dict(self.mesh.shape)}")
+    check_batch_sizes(self.mesh, cfg.batch_size, cfg.optim.grad_accum_steps, cfg.eval_batch_size)
     self.cache_dir = as_path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
     if jax.process_index() == 0:
       import yaml
@@ -95,10 +90,6 @@ class Trainer:
         self._report_truncation(task, tcfg.dev_split, len(share.example_ids), share.features)
       except XtjaxError as e:
         log.warning("task %s: no dev set (%s); model selection uses the last checkpoint", task.name, e)
-    self.graphdef, params, self.param_sh = setup.build_model(start, setup.head_configs(self.train_tasks), cfg.seed,
-                                                             self.mesh, self.rules, cfg.lora)
-    self.eval_model = EvalModel.build(start.family, start.config, self.graphdef, self.tokenizer, cfg, self.mesh,
-                                      self.rules, f"run:{self.workdir}")
     streams = task_streams([self.train_sets[t.name] for t in self.train_tasks], cfg.batch_size, cfg.seed)
     sizes = {s.name: s.num_rows for s in streams}
     weights = sampling_weights(sizes, cfg.sampling, cfg.sampling_cap, cfg.sampling_temperature,
@@ -110,16 +101,15 @@ class Trainer:
       self.total_steps = 0
     else:
       self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
-    num_layers = getattr(start.config, "num_layers", 0)
-    self.tx, self.schedule = optim.build(cfg.optim, trained_part(params, cfg.lora)[0], self.total_steps, num_layers)
-    init = lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng, cfg.lora)
-    abstract_state = jax.eval_shape(init, params)
-    self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh, cfg.lora)
-    self.abstract_state = abstract_like(abstract_state, self.state_sh)
-    self.state = jax.jit(init, out_shardings=self.state_sh)(params)
+    # The model, optimizer, shardings and steps: what `xtjax plan` and `bench train` build too.
+    self.program = run_program(cfg, start.family, start.config, setup.head_configs(self.train_tasks), self.mesh,
+                               self.rules, self.total_steps)
+    self.eval_model = EvalModel.build(start.family, start.config, self.program.graphdef, self.tokenizer, cfg,
+                                      self.mesh, self.rules, f"run:{self.workdir}")
+    self.state = self.program.init_state(self.program.initial_params(start))
     self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
     self.position = DataPosition()
-    restored = self.ckpt.restore_latest(self.abstract_state)
+    restored = self.ckpt.restore_latest(self.program.abstract_state)
     if restored is not None:
       self.state, data, step = restored
       self.position = self.loader.resume(data)
@@ -148,10 +138,7 @@ class Trainer:
   # ----------------------------------------------------------------------------------------------
   def train_step_for(self, task):
     if task.name not in self._train_steps:
-      fn = make_train_step(self.graphdef, self.tx, task.name, task.head_type, self.cfg.optim.grad_accum_steps,
-                           task_id=self.stream.names.index(task.name), rng_impl=self.cfg.dropout_rng,
-                           lora=self.cfg.lora)
-      self._train_steps[task.name] = compile_train_step(fn, self.state_sh, None, self.mesh, self.rules)
+      self._train_steps[task.name] = self.program.train_step(task.name)
     return self._train_steps[task.name]
 
   def evaluate_dev(self, params) -> dict:
@@ -220,7 +207,7 @@ class Trainer:
     if not m.pop("finite"):
       raise TrainingDiverged(f"step {step}: loss or gradients are NaN/Inf (task {name}); the last good checkpoint "
                              f"is in {self.workdir / 'checkpoints'}")
-    m["learning_rate"] = float(self.schedule(step - 1))
+    m["learning_rate"] = float(self.program.schedule(step - 1))
     progress.update(step, m["loss"])
     if step % self.cfg.log_every == 0 or step == self.total_steps:
       book.write(step, f"train/{name}", m)
@@ -239,15 +226,9 @@ class Trainer:
     log.info("step %d dev %s (best %s)", step, json.dumps(dev), best)
 
   def best_params(self):
-    import orbax.checkpoint as ocp
-
-    step = self.ckpt.best.best_step()
-    if step is None:
-      return self.state.params, None
-    target = abstract_like(self.state.params, self.param_sh)
-    r = self.ckpt.best.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target),
-                                                             info=ocp.args.JsonRestore()))
-    return r.params, r.info
+    """(params, info) of the best checkpoint; the current params and None before one is kept."""
+    best = self.ckpt.restore_best_params(self.program.abstract_state.params)
+    return best if best is not None else (self.state.params, None)
 
   def zero_shot(self, params) -> dict:
     """{task: {language: scores}} in every configured language; predictions go to `<run>/predictions`."""
@@ -273,8 +254,8 @@ class Trainer:
                "features_per_second": round(features_per_s, 2),
                "input_wait_seconds": round(self.loader.wait_total, 2),  # the loop waiting for batches
                "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}
-    export_encoder(self.workdir, self.start.family, self.start.config, params, self.tokenizer, self.cfg.lora,
-                   self.start.base)
+    export_encoder(self.workdir / "model", self.start.family, self.start.config, params, self.tokenizer, self.cfg.lora,
+                   self.workdir / ADAPTERS_DIR, self.start.base)
     if jax.process_index() == 0:
       write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
       write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")

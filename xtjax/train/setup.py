@@ -64,6 +64,12 @@ def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, me
   `start` (or initialised), its adapters from `start.adapters` when it continues a LoRA run's."""
 
   graphdef, params, shardings = init_task_model(start.family, start.config, heads, mesh, rules, seed, lora)
+  return graphdef, place_start(start, params, shardings, lora), shardings
+
+
+def place_start(start: EncoderStart, params, shardings, lora=None):
+  """`params` (freshly initialised on the mesh, `shardings`) with the encoder of `start` in place when it
+  has weights (relaid out if saved in the other layer layout), and its LoRA adapters when it continues some."""
   if start.params is not None:
     base, adapters = params["encoder"].split(lambda path, _: lora_lib.is_adapter_path(_path(path)), ...)[::-1]
     got = start.params
@@ -77,7 +83,7 @@ def build_model(start: EncoderStart, heads: dict[str, HeadConfig], seed: int, me
     params["encoder"] = nnx.merge_state(got, adapters)
   if start.adapters is not None:
     _continue_adapters(params, shardings, start, lora)
-  return graphdef, params, shardings
+  return params
 
 
 def _path(path) -> str:
