@@ -57,11 +57,11 @@ def test_bench_infer_generate(tmp_path, capsys):
 
 
 def test_bench_train(tmp_path, capsys, monkeypatch):
-  import xtjax.train.bench as train_bench
+  import xtjax.train.program as train_program
   import xtjax.train.step as train_step
 
   built = []  # the trainer's own step (accumulation, NaN guard), not a benchmark-only one
-  monkeypatch.setattr(train_bench, "make_train_step",
+  monkeypatch.setattr(train_program, "make_train_step",
                       lambda *a, **kw: built.append(kw) or train_step.make_train_step(*a, **kw))
   r = _run_json(capsys, ["bench", "train", *TINY_ENCODER, "--batch-size", "4", "--seq-len", "16", "--steps", "2",
                          "--warmup", "1", "--devices", "1", "--grad-accum-steps", "2", "--json",

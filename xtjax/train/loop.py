@@ -20,11 +20,11 @@ from xtjax.data.shards import ShardSpec
 from xtjax.errors import XtjaxError
 from xtjax.evaluation.zero_shot import EvalModel, task_features, zero_shot
 from xtjax.io_utils import as_path, run_path, write_text_atomic
+from xtjax.models.export import export_encoder
 from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.distributed import allgather_bytes
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
-from xtjax.models.export import export_encoder
 from xtjax.runs import identity
 from xtjax.runs.schema import TrainConfig
 from xtjax.runs.start import ADAPTERS_DIR
@@ -254,8 +254,8 @@ class Trainer:
                "features_per_second": round(features_per_s, 2),
                "input_wait_seconds": round(self.loader.wait_total, 2),  # the loop waiting for batches
                "examples_per_second": round(features_per_s * n_ex / max(n_feat, 1), 2)}
-    export_encoder(self.workdir / "model", self.start.family, self.start.config, params, self.tokenizer, self.cfg.lora,
-                   self.workdir / ADAPTERS_DIR, self.start.base)
+    export_encoder(self.workdir / "model", self.start.family, self.start.config, params, self.tokenizer,
+                   self.cfg.lora, self.workdir / ADAPTERS_DIR, self.start.base)
     if jax.process_index() == 0:
       write_text_atomic(self.workdir / "zero_shot.json", json.dumps(zs, indent=2, sort_keys=True) + "\n")
       write_text_atomic(self.workdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
