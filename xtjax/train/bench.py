@@ -45,7 +45,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   graphdef, params, param_sh = init_task_model(family, cfg, heads, mesh, rules, seed)
   if encoder_params is not None:
     params["encoder"] = encoder_params
-  tx, _ = optim.build(optim_cfg, params, warmup + steps, getattr(cfg, "num_layers", 0))
+  tx, _ = optim.build(optim_cfg, params, warmup + steps, cfg.num_layers)
   abstract = jax.eval_shape(lambda p: init_state(p, tx, seed, rng_impl), params)
   state_sh = state_sharding(abstract, param_sh, mesh)
   state = jax.jit(lambda p: init_state(p, tx, seed, rng_impl), out_shardings=state_sh)(params)
@@ -72,7 +72,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   sec = lat["p50"] / 1e3
   prof = kernel_profile(one, 3, compiled.as_text(), trace_dir=trace_dir) if profile else None
   model_flops = F.train_flops(cfg, batch_size, seq_len, "classification", num_labels)
-  dtype = getattr(cfg, "dtype", "float32")
+  dtype = cfg.dtype
   peak, peak_src = F.peak_flops(dtype=dtype)
   achieved = model_flops / sec
   metrics = {k: float(v) for k, v in jax.device_get(last["metrics"]).items()}

@@ -110,7 +110,7 @@ class Trainer:
       self.total_steps = 0
     else:
       self.total_steps = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
-    num_layers = getattr(start.config, "num_layers", 0)
+    num_layers = start.config.num_layers
     self.tx, self.schedule = optim.build(cfg.optim, trained_part(params, cfg.lora)[0], self.total_steps, num_layers)
     init = lambda p: init_state(p, self.tx, cfg.seed, cfg.dropout_rng, cfg.lora)
     abstract_state = jax.eval_shape(init, params)

@@ -91,11 +91,11 @@ def _train_program(cfg: TrainConfig, slice_: topology.Slice, choices: int) -> ty
       lambda: TaskModel(family, enc_cfg, heads, rngs=nnx.Rngs(cfg.seed), lora=cfg.lora)))
   param_sh = state_shardings(abs_params, mesh, rules)
   trained, trained_sh = trained_part(abs_params, cfg.lora)[0], trained_part(param_sh, cfg.lora)[0]
-  tx, _ = optim.build(cfg.optim, trained, cfg.steps or 1000, getattr(enc_cfg, "num_layers", 0))
+  tx, _ = optim.build(cfg.optim, trained, cfg.steps or 1000, enc_cfg.num_layers)
   abs_state = jax.eval_shape(lambda p: setup.init_state(p, tx, cfg.seed, cfg.dropout_rng, cfg.lora), abs_params)
   state_sh = state_sharding(abs_state, param_sh, mesh, cfg.lora)
 
-  with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
+  with_types = enc_cfg.token_types
   batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, cfg.features.max_length,
                                                    with_types, choices, cfg.features.max_target_length), mesh, rules)
   step = make_train_step(graphdef, tx, task.name, task.head_type, cfg.optim.grad_accum_steps, task_id=0,
