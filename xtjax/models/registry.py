@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from xtjax.errors import CheckpointError
-from xtjax.models import decoder_family, encoder_family, t5_family
+from xtjax.models import decoder_family, encoder_family, gemma2_family, t5_family
 from xtjax.models.family import KINDS, ModelConfig
 from xtjax.models.family import Family  # also read as registry.Family by callers that annotate with it
 
 # The registration table: adding a family is one module with a `FAMILY` and one entry here.
-FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY, decoder_family.FAMILY)
+FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY, decoder_family.FAMILY,
+                                   gemma2_family.FAMILY)
 
 
 def check_interface(fam: Family) -> None:
