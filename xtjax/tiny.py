@@ -159,13 +159,13 @@ def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer:
 
   cfg_name, model_name, opts = KINDS[kind]
   tok = make_t5_tokenizer()
-  cfg = getattr(tf, cfg_name)(
+  hf_cfg = getattr(tf, cfg_name)(
       vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
       relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
       feed_forward_proj=opts["feed_forward_proj"], tie_word_embeddings=opts["tie"], pad_token_id=0, eos_token_id=1,
       decoder_start_token_id=0)
   torch.manual_seed(seed)
-  model = getattr(tf, model_name)(cfg)
+  model = getattr(tf, model_name)(hf_cfg)
   with torch.no_grad():
     if not opts["tie"] and model.lm_head.weight is model.shared.weight:
       # transformers >= 5 ties every T5-family model built from a config; real mT5 heads are separate.
@@ -174,7 +174,7 @@ def make_tiny_t5(folder: Path, kind: str = "mt5", seed: int = 0, with_tokenizer:
       if "layer_norm" in name:
         p.add_(0.2 * torch.randn_like(p))
     head = model.shared.weight if opts["tie"] else model.lm_head.weight
-    head[cfg.eos_token_id] *= EOS_SCALE[kind]
+    head[hf_cfg.eos_token_id] *= EOS_SCALE[kind]
   return save_model_folder(model, tok, folder, with_tokenizer)
 
 

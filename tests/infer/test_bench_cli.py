@@ -137,7 +137,7 @@ def test_decoder_flops_formula():
   _, state = abstract(fam, cfg)  # 32 layers: stored stacked, [32, ...] per layer parameter
   layer = count_params(state["layers"]["stacked"]) // cfg.num_layers - 2 * cfg.hidden_size  # minus the two RMSNorm scales
   T, S, Q = 16, 48, cfg.num_heads * cfg.head_dim
-  assert F.decoder_layer_flops(cfg, T, S) == 2 * layer * T + 4 * T * S * Q
+  assert cfg.layer_flops(T, S) == 2 * layer * T + 4 * T * S * Q
   head = 2 * cfg.hidden_size * cfg.vocab_size
-  assert F.generate_flops(cfg, T, 4) == (cfg.num_layers * (F.decoder_layer_flops(cfg, T, T + 4)
-                                                           + 3 * F.decoder_layer_flops(cfg, 1, T + 4)) + 4 * head)
+  assert F.generate_flops(cfg, T, 4) == (cfg.num_layers * (cfg.layer_flops(T, T + 4)
+                                                           + 3 * cfg.layer_flops(1, T + 4)) + 4 * head)

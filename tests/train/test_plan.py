@@ -192,9 +192,9 @@ def test_plan_of_the_mt5_xxl_text_to_text_phase_memory_only(monkeypatch):
   assert small["head_type"] == "text_to_text" and small["max_target_length"] == 8 and 12e9 < small["num_params"] < 14e9
   assert small["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and large["devices"] == 16
   enc = small["encoder_config"]
-  per_example = flops.encoder_forward_flops(enc, 256) + flops.t5_decoder_flops(enc, 8, 256)
+  per_example = flops.encoder_forward_flops(enc, 256) + enc.target_flops(8, 256)
   assert small["flops_per_device"]["analytic"] == 3 * 4096 * per_example / 4
-  assert flops.t5_decoder_flops(enc, 8, 256) > 0.05 * flops.encoder_forward_flops(enc, 256)
+  assert enc.target_flops(8, 256) > 0.05 * flops.encoder_forward_flops(enc, 256)
   # f32 weights and gradients (8 bytes a parameter) over 4 chips are ~24 GiB before activations;
   # Adafactor's factored statistics (attention kernels included, as mT5's matrices) are ~20 MiB.
   assert small["per_device"]["total"] > 24 * 2 ** 30 and small["per_device"]["optimizer_state"] < 0.1 * 2 ** 30

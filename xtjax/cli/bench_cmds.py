@@ -189,8 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
     pre = load_pretrained(path, mesh=mesh, with_tokenizer=False)
     family, cfg, encoder_params, source = pre.family, pre.config, pre.params, pre.source
   cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override))
-  if hasattr(cfg, "encoder_only") and not cfg.encoder_only:  # T5: the classifier reads the encoder only
-    cfg = dataclasses.replace(cfg, encoder_only=True)
+  if cfg.without_decoder() != cfg:  # T5: the classifier reads the encoder only
+    cfg = cfg.without_decoder()
     if encoder_params is not None:
       encoder_params = _t5_encoder_state(family, cfg, encoder_params)
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,

@@ -94,7 +94,7 @@ def add_estimates(result: dict) -> dict:
   per_device = analytic / result["devices"]
   result["flops_per_device"] = {"analytic": per_device, "compiled": result["programs"][0]["flops"] if result["programs"] else None}
   # XLA's cost analysis counts a loop body once, whatever its trip count.
-  result["compiled_flops_count_one_scanned_layer"] = bool(getattr(enc, "stacked_layers", False))
+  result["compiled_flops_count_one_scanned_layer"] = enc.stacked_layers
   peak = result["peak_bf16"]
   result["step_seconds_at_mfu"] = ({f"{int(m * 100)}%": step_seconds(per_device, peak, m) for m in MFUS}
                                    if peak is not None else None)

@@ -68,7 +68,7 @@ class EvalModel:
   def build(cls, family, encoder_config, graphdef, tokenizer, cfg: TrainConfig, mesh, rules, source: str):
     """Programs bucketed at the run's eval batch size and lengths up to its max_length."""
     buckets = Buckets((cfg.eval_batch_size,), length_buckets(cfg.features.max_length))
-    pad_id = int(getattr(encoder_config, "pad_token_id", 0) or 0)
+    pad_id = encoder_config.pad_id
     return cls(family, encoder_config, graphdef, tokenizer, BucketedPrograms(mesh, rules, buckets, pad_id),
                cfg.features, source)
 

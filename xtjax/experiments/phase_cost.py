@@ -44,14 +44,11 @@ def phase_cost(run_dir: Path, summary: dict) -> dict:
   per_step = 0
   if trained and steps:
     task, length, batch = trained[0], cfg.features.max_length, cfg.batch_size
-    if head_kind(task.head_type).seq2seq:  # text-to-text: encoder + teacher-forced decoder
-      per_step = 3 * batch * (flops.encoder_forward_flops(enc, length)
-                              + flops.t5_decoder_flops(enc, cfg.features.max_target_length, length))
-    else:
-      per_step = flops.train_flops(enc, batch, length, task.head_type, _labels(task))
+    target = cfg.features.max_target_length if head_kind(task.head_type).seq2seq else 0  # text-to-text
+    per_step = flops.train_flops(enc, batch, length, task.head_type, _labels(task), target_len=target)
   seconds = float(summary.get("train_seconds") or 0.0)
   # The model family as the report groups it (xlm-roberta, bert, mt5, ...): the Hugging Face model type.
-  return {"family": getattr(enc, "model_type", None) or family.name, "params": _num_params(family.name, json.dumps(registry.config_to_dict(enc),
+  return {"family": enc.model_type or family.name, "params": _num_params(family.name, json.dumps(registry.config_to_dict(enc),
                                                                                sort_keys=True)),
           "steps": steps, "train_flops": float(per_step * steps),
           "device_hours": seconds * int(summary.get("device_count") or 1) / 3600}

@@ -94,7 +94,7 @@ def bench_infer(engine: InferenceEngine, *, task: str | None = None, batch_sizes
     exe = engine.programs.compiled[main_key or engine.stats.keys[-1]]
     prof = kernel_profile(call, 3, exe.as_text(), trace_dir=trace_dir)
   return {"kind": "infer", "mode": mode, "task": task, "head_type": head, "model": engine.source,
-          "family": engine.family.name, "dtype": getattr(cfg, "dtype", None), "device": device_info(),
+          "family": engine.family.name, "dtype": cfg.dtype, "device": device_info(),
           "warmup": warmup, "iters": iters, "max_new_tokens": max_new_tokens if mode == "generate" else None,
           "compile": {"seconds": engine.stats.compile_seconds,
                       "compilations": engine.stats.compilations, "cache_hits": engine.stats.cache_hits,

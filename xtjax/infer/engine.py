@@ -60,7 +60,7 @@ class InferenceEngine:
     self.buckets = buckets or Buckets()
     self.source = source
     self.feature_settings = feature_settings  # the run's featurisation (predict_examples)
-    self.pad_id = int(getattr(config, "pad_token_id", 0) or 0)
+    self.pad_id = config.pad_id
     self.programs = BucketedPrograms(self.mesh, rules, self.buckets, self.pad_id, persistent_cache_hits)
     self.run = None  # the RunInfo of a run directory (from_run)
 
@@ -184,7 +184,7 @@ class InferenceEngine:
     return fn
 
   def _layer_index(self, layer: int) -> int:
-    n_hidden = getattr(self.config, "num_layers") + 1
+    n_hidden = self.config.num_hidden_states
     if not -n_hidden <= layer < n_hidden:
       raise XtjaxError(f"layer {layer} is out of range: the model has hidden states 0..{n_hidden - 1}")
     return layer % n_hidden
@@ -240,7 +240,7 @@ class InferenceEngine:
   def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, max_new_tokens: int = 32,
                num_beams: int = 1, length_penalty: float = 1.0, early_stopping: bool | str = False):
     """`xtjax.models.generate` per bucket: (sequences [N, 1 + max_new_tokens], lengths [N], scores [N])."""
-    from xtjax.models.generate import GenerateOutput, searches_for
+    from xtjax.models.generate import GenerateOutput
 
     if self.task_model or not can_generate(self.config):
       raise XtjaxError(f"{self.source}: generate needs an encoder-decoder model (mT5 / T5) or a decoder-only LLM")
@@ -248,7 +248,7 @@ class InferenceEngine:
       raise XtjaxError("max_new_tokens and num_beams must be >= 1")
     arrays = {"input_ids": np.asarray(input_ids), "attention_mask": np.asarray(attention_mask)}
     opts = (max_new_tokens, num_beams, float(length_penalty), early_stopping)
-    filler = searches_for(self.config).filler_id(self.config)
+    filler = self.config.filler_id
 
     def filler_eos(batch, rows):  # filler rows: one token, as xtjax.models.generate.generate_texts
       batch["input_ids"][rows:, 0] = filler

@@ -20,6 +20,8 @@ from flax import nnx
 
 from xtjax.models import layers as L
 from xtjax.models.attention import attention
+from xtjax.models.family import ModelConfig
+from xtjax.models.layer_flops import decoder_layer_flops
 from xtjax.models.scan import check_remat, make_layers, run_layers, use_scan
 from xtjax.models.t5 import RMSNorm
 from xtjax.parallel.rules import constrain
@@ -28,7 +30,8 @@ ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
 
 @dataclasses.dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(ModelConfig):
+  kind = "causal"
   vocab_size: int = 32000
   hidden_size: int = 4096
   num_layers: int = 32
@@ -93,6 +96,43 @@ class DecoderConfig:
   @property
   def generation_pad_id(self) -> int:
     return self.eos_token_ids[0] if self.pad_token_id is None else self.pad_token_id
+
+  # ---- the ModelConfig interface ----
+  @property
+  def pad_id(self) -> int:
+    return self.pad_token_id or 0  # attention-masked, so any id serves (Llama has none)
+
+  generates = True
+  left_pad_prompts = True
+
+  @property
+  def prompt_pad_id(self) -> int:
+    return self.generation_pad_id
+
+  @property
+  def filler_id(self) -> int:
+    return self.generation_pad_id
+
+  def layer_flops(self, tokens: int, keys: int) -> int:
+    """One layer: `tokens` new positions attending to `keys` positions."""
+    return decoder_layer_flops(self.hidden_size, self.intermediate_size, self.num_heads * self.head_dim,
+                               self.num_kv_heads * self.head_dim, tokens, keys)
+
+  def stack_flops(self, length: int, first_token_only: bool = False) -> int:
+    return self.num_layers * self.layer_flops(length, length)  # hidden states of every position, no LM head
+
+  def text_to_text_flops(self, length: int, target_length: int) -> int:
+    # `causal_lm.py`: [prompt | target] through the stack, the LM head on the target's T positions only.
+    n = length + target_length
+    return self.num_layers * self.layer_flops(n, n) + 2 * target_length * self.hidden_size * self.vocab_size
+
+  def generate_flops(self, length: int, new_tokens: int) -> int:
+    # A prefill over the prompt (attending to the whole cache of prompt + new tokens, LM head on the last
+    # position), then one cached step per further token.
+    cache, head = length + new_tokens, 2 * self.hidden_size * self.vocab_size
+    step = self.num_layers * self.layer_flops(1, cache) + head
+    prefill = self.num_layers * self.layer_flops(length, cache) + head
+    return prefill + (new_tokens - 1) * step
 
 
 def rope_frequencies(cfg: DecoderConfig) -> tuple[np.ndarray, float]:
@@ -174,6 +214,45 @@ class DecoderOutput(NamedTuple):
   # num_layers + 1, as transformers' `hidden_states`: embedding output, layers 1..n-1, then the final-norm output
   hidden_states: tuple[jax.Array, ...]
   cache: KVCache | None  # the advanced cache when one was given
+
+
+class Slots(NamedTuple):
+  """Where T new tokens go in a causal pass (`causal_slots`): their positions, and which slots each may attend."""
+
+  mask: jax.Array  # [B, T] bool: real tokens
+  start: jax.Array  # [B] int32: rotary position of the first new real token
+  positions: jax.Array  # [B, T] int32
+  index: jax.Array  # int32 scalar: slot of the first new token
+  valid: jax.Array  # [B, S] bool: slots holding a real token (S = T without a cache)
+  key_positions: jax.Array  # [B, S] int32: rotary position of each slot's token
+  allowed: jax.Array  # [B, T, S] bool: causal and valid
+
+  def advanced(self, keys, values) -> KVCache:
+    """The cache after this pass, holding the given stacked keys and values."""
+    T = self.mask.shape[1]
+    return KVCache(keys, values, self.valid, self.key_positions, self.index + T,
+                   self.start + self.mask.sum(1, dtype=jnp.int32))
+
+
+def causal_slots(input_ids_BxT, attention_mask_BxT=None, positions_BxT=None, cache: KVCache | None = None) -> Slots:
+  """`positions_BxT` default: the count of real tokens before each one (left or right padding alike).
+  With `cache`: the tokens fill slots cache.index.. and attend to every valid earlier slot."""
+  B, T = input_ids_BxT.shape
+  mask = jnp.ones((B, T), bool) if attention_mask_BxT is None else attention_mask_BxT > 0
+  start = jnp.zeros((B,), jnp.int32) if cache is None else cache.next_position
+  if positions_BxT is None:
+    positions_BxT = start[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+  positions_BxT = positions_BxT.astype(jnp.int32)
+  if cache is None:
+    index, valid_BxS, key_pos_BxS = jnp.zeros((), jnp.int32), mask, positions_BxT
+  else:
+    index = cache.index
+    valid_BxS = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))
+    key_pos_BxS = jax.lax.dynamic_update_slice(cache.positions, positions_BxT, (0, index))
+  query_slots = index + jnp.arange(T, dtype=jnp.int32)
+  key_slots = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
+  allowed_BxTxS = (key_slots[None, :] <= query_slots[:, None])[None] & valid_BxS[:, None, :]
+  return Slots(mask, start, positions_BxT, index, valid_BxS, key_pos_BxS, allowed_BxTxS)
 
 
 def _kw(cfg: DecoderConfig, rngs, stddev=None):
@@ -277,10 +356,10 @@ class Decoder(nnx.Module):
     return L.project(self.lm_head, "kernel", "btd,dv->btv", hidden_BxTxD, dt, None, jnp.float32)
 
   def encoder_outputs(self, input_ids_BxT, attention_mask_BxT=None, token_type_ids_BxT=None, *,
-                      dropout_key: jax.Array | None = None) -> DecoderOutput:
+                      dropout_key: jax.Array | None = None, first_tokens: int | None = None) -> DecoderOutput:
     """The stack's hidden states without logits, as encoders give them (`embed.encoder_outputs`:
-    task heads, retrieval, `xtjax embed`); decoders have no token types."""
-    del token_type_ids_BxT
+    task heads, retrieval, `xtjax embed`); decoders have no token types, and heads read the last token."""
+    del token_type_ids_BxT, first_tokens
     return self(input_ids_BxT, attention_mask_BxT, with_logits=False, dropout_key=dropout_key)
 
   def __call__(self, input_ids_BxT, attention_mask_BxT=None, positions_BxT=None, *, cache: KVCache | None = None,
@@ -292,21 +371,8 @@ class Decoder(nnx.Module):
     cache comes back advanced (prefill with the whole prompt, then one token per call).
     """
     cfg = self.cfg
-    B, T = input_ids_BxT.shape
-    mask = jnp.ones((B, T), bool) if attention_mask_BxT is None else attention_mask_BxT > 0
-    start = jnp.zeros((B,), jnp.int32) if cache is None else cache.next_position
-    if positions_BxT is None:
-      positions_BxT = start[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
-    positions_BxT = positions_BxT.astype(jnp.int32)
-    if cache is None:
-      index, valid_BxS, key_pos_BxS = jnp.zeros((), jnp.int32), mask, positions_BxT
-    else:
-      index = cache.index
-      valid_BxS = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))
-      key_pos_BxS = jax.lax.dynamic_update_slice(cache.positions, positions_BxT, (0, index))
-    query_slots = index + jnp.arange(T, dtype=jnp.int32)
-    key_slots = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
-    allowed_BxTxS = (key_slots[None, :] <= query_slots[:, None])[None] & valid_BxS[:, None, :]
+    slots = causal_slots(input_ids_BxT, attention_mask_BxT, positions_BxT, cache)
+    positions_BxT, index, key_pos_BxS, allowed_BxTxS = slots.positions, slots.index, slots.key_positions, slots.allowed
     if cfg.sliding_window:  # in positions, so padding inside the cache (right-padded prompts) does not count
       allowed_BxTxS &= key_pos_BxS[:, None, :] > positions_BxT[:, :, None] - cfg.sliding_window
     cos, sin = rotary(cfg, positions_BxT)
@@ -327,7 +393,7 @@ class Decoder(nnx.Module):
 
       (x, keys, values), hidden = run_layers(self.layers, (x, cache.keys, cache.values), cached,
                                              keep=lambda carry: carry[0])
-      new_cache = KVCache(keys, values, valid_BxS, key_pos_BxS, index + T, start + mask.sum(1, dtype=jnp.int32))
+      new_cache = slots.advanced(keys, values)
     last = self.final_norm(x)
     hidden = (embedded,) + tuple(hidden[:-1]) + (last,)
     return DecoderOutput(self.logits(last) if with_logits else None, last, hidden, new_cache)

@@ -250,5 +250,4 @@ FAMILY = Family(
     hf_architecture=hf_architecture,
     presets=PRESETS,
     tensor_plan=tensor_plan,
-    causal_lm=True,
 )

@@ -41,15 +41,13 @@ def length_bucket(n: int, max_length: int, minimum: int = 16) -> int:
 
 def encoder_outputs(model, input_ids, attention_mask, token_type_ids=None, dropout_key=None,
                     first_tokens: int | None = None):
-  """The encoder's hidden states for any family (T5 and decoders expose `encoder_outputs`, encoders are callable).
+  """The backbone's hidden states for any family (every family's model has `encoder_outputs`).
 
   `first_tokens=n`: the caller reads only the first n positions of the last layer; encoders that
   can skip the rest (`Encoder(last_layer_queries=n)`) do, T5 returns every position.
   """
-  fn = getattr(model, "encoder_outputs", None)
-  if fn is not None:
-    return fn(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
-  return model(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key, last_layer_queries=first_tokens)
+  return model.encoder_outputs(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key,
+                               first_tokens=first_tokens)
 
 
 def tokenize(tokenizer, sentences: Sequence[str], max_length: int):
@@ -121,5 +119,4 @@ def _embed_batch(graphdef, layer: int, pooling: str, params, input_ids_BxL, mask
 
 
 def _num_hidden_states(pre) -> int:
-  cfg = pre.config
-  return getattr(cfg, "num_layers") + 1
+  return pre.config.num_hidden_states

@@ -17,11 +17,14 @@ from flax import nnx
 
 from xtjax.models import layers as L
 from xtjax.models.attention import attention
+from xtjax.models.family import ModelConfig
+from xtjax.models.layer_flops import encoder_layer_flops
 from xtjax.models.scan import check_remat, layer_at, make_layers, run_layers, use_scan
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(ModelConfig):
+  kind = "encoder"
   vocab_size: int
   hidden_size: int = 768
   num_layers: int = 12
@@ -61,6 +64,27 @@ class EncoderConfig:
   @property
   def head_dim(self) -> int:
     return self.hidden_size // self.num_heads
+
+  @property
+  def pad_id(self) -> int:
+    return self.pad_token_id
+
+  @property
+  def head_layer_norm_eps(self) -> float:
+    return self.layer_norm_eps
+
+  @property
+  def token_types(self) -> bool:
+    return self.type_vocab_size > 1
+
+  def stack_flops(self, length: int, first_token_only: bool = False) -> int:
+    # A head that reads the first token makes the last layer compute that position only (TaskModel).
+    D, F = self.hidden_size, self.intermediate_size
+    return ((self.num_layers - 1) * encoder_layer_flops(D, F, length)
+            + encoder_layer_flops(D, F, length, queries=1 if first_token_only else None))
+
+  def for_saved_params(self, encoder_tree) -> EncoderConfig:
+    return dataclasses.replace(self, pooler="pooler" in encoder_tree)  # HF base models may lack one
 
 
 class EncoderOutput(NamedTuple):
@@ -171,6 +195,13 @@ class Encoder(nnx.Module):
     self.layers = make_layers([Layer(cfg, rngs) for _ in range(cfg.num_layers)], cfg.stacked_layers)
     self.pooler = (L.Dense(cfg.hidden_size, cfg.hidden_size, ("embed", None), stddev=cfg.initializer_range,
                            **_kw(cfg, rngs)) if cfg.pooler else None)
+
+  def encoder_outputs(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
+                      dropout_key: jax.Array | None = None, first_tokens: int | None = None) -> EncoderOutput:
+    """The hidden states heads read (`embed.encoder_outputs`); `first_tokens=n`: only the first n
+    positions of the last layer are read, so only they are computed."""
+    return self(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL, dropout_key=dropout_key,
+                last_layer_queries=first_tokens)
 
   def __call__(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
                dropout_key: jax.Array | None = None, last_layer_queries: int | None = None) -> EncoderOutput:

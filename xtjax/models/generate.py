@@ -15,14 +15,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xtjax.models.decoder import DecoderConfig
-from xtjax.models.t5 import T5Config
 
 _NEG = -1.0e9  # transformers' "impossible" score in beam search
 
@@ -249,33 +247,30 @@ def bucket_length(n: int, max_length: int, minimum: int = 8) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Searches:
-  """How a model generates: its searches and how its prompts are laid out in a batch."""
+  """How a model generates (its prompts' layout in a batch is its config's: `ModelConfig.left_pad_prompts`,
+  `prompt_pad_id`, `filler_id`)."""
 
   greedy: Callable
   beam: Callable | None
-  left_pad: bool  # decoder-only prompts end in the last column
-  pad_id: Callable[[Any], int]  # config -> prompt padding id
-  filler_id: Callable[[Any], int]  # config -> the lone token of a batch's filler rows
 
 
-# Keyed by the model's config class.
-_SEARCHES: dict[type, Searches] = {
-    T5Config: Searches(greedy_search, beam_search, False, lambda c: c.pad_token_id, lambda c: c.eos_token_id),
-    DecoderConfig: Searches(decoder_greedy_search, None, True, lambda c: c.generation_pad_id,
-                            lambda c: c.generation_pad_id),
+# Keyed by the config's `kind` (`family.KINDS`): decoder-only models of any family share the cached greedy loop.
+_SEARCHES: dict[str, Searches] = {
+    "seq2seq": Searches(greedy_search, beam_search),
+    "causal": Searches(decoder_greedy_search, None),
 }
 
 
 def searches_for(cfg) -> Searches:
-  if type(cfg) not in _SEARCHES:
-    raise ValueError(f"a {type(cfg).__name__} model cannot generate; models that can: "
-                     f"{[c.__name__ for c in _SEARCHES]}")
-  return _SEARCHES[type(cfg)]
+  if not can_generate(cfg):
+    raise ValueError(f"a {type(cfg).__name__} model cannot generate; models that can: kinds {sorted(_SEARCHES)} "
+                     "with a decoder")
+  return _SEARCHES[cfg.kind]
 
 
 def can_generate(cfg) -> bool:
   """An encoder-decoder config with its decoder, or a decoder-only LLM's."""
-  return type(cfg) in _SEARCHES and not getattr(cfg, "encoder_only", False)
+  return cfg.kind in _SEARCHES and cfg.generates
 
 
 def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 16, max_length: int = 512,
@@ -291,7 +286,7 @@ def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size
   import numpy as np
 
   cfg = model.cfg
-  searches = searches_for(cfg)
+  searches_for(cfg)  # fails early for a model that cannot generate
   ids = tokenizer(list(prompts), truncation=True, max_length=max_length)["input_ids"]
   n = len(ids)
   rows = min(batch_size, n)
@@ -302,12 +297,12 @@ def generate_texts(model, tokenizer, prompts, *, max_new_tokens: int, batch_size
   for b in range(0, n, rows):
     batch = order[b:b + rows]
     width = bucket_length(max(len(ids[i]) for i in batch), max_length)
-    input_ids = np.full((rows, width), searches.pad_id(cfg), np.int32)
+    input_ids = np.full((rows, width), cfg.prompt_pad_id, np.int32)
     mask = np.zeros((rows, width), np.int32)
-    edge = -1 if searches.left_pad else 0
-    input_ids[:, edge], mask[:, edge] = searches.filler_id(cfg), 1  # filler rows: one token
+    edge = -1 if cfg.left_pad_prompts else 0
+    input_ids[:, edge], mask[:, edge] = cfg.filler_id, 1  # filler rows: one token
     for r, i in enumerate(batch):
-      cols = slice(width - len(ids[i]), width) if searches.left_pad else slice(0, len(ids[i]))
+      cols = slice(width - len(ids[i]), width) if cfg.left_pad_prompts else slice(0, len(ids[i]))
       input_ids[r, cols], mask[r, cols] = ids[i], 1
     out = generate((graphdef, params), input_ids, mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
                    length_penalty=length_penalty)

@@ -8,15 +8,33 @@ else (loading, export, presets, CLI) asks the registry and never branches on the
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from xtjax.errors import CheckpointError
-from xtjax.models import decoder_family, encoder_family, t5_family
+from xtjax.models import decoder_family, encoder_family, gemma2_family, t5_family
+from xtjax.models.family import KINDS, ModelConfig
 from xtjax.models.family import Family  # also read as registry.Family by callers that annotate with it
 
 # The registration table: adding a family is one module with a `FAMILY` and one entry here.
-FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY, decoder_family.FAMILY)
+FAMILY_TABLE: tuple[Family, ...] = (encoder_family.FAMILY, t5_family.FAMILY, decoder_family.FAMILY,
+                                   gemma2_family.FAMILY)
+
+
+def check_interface(fam: Family) -> None:
+  """A family's config implements `ModelConfig` (every abstract member, the common fields, a known kind)."""
+  cls = fam.config_cls
+  if not (isinstance(cls, type) and issubclass(cls, ModelConfig)) or not dataclasses.is_dataclass(cls):
+    raise TypeError(f"model family {fam.name!r}: config_cls {cls!r} must be a dataclass subclassing ModelConfig")
+  if inspect.isabstract(cls):
+    raise TypeError(f"model family {fam.name!r}: {cls.__name__} leaves {sorted(cls.__abstractmethods__)} abstract")
+  if getattr(cls, "kind", None) not in KINDS:
+    raise TypeError(f"model family {fam.name!r}: {cls.__name__}.kind must be one of {KINDS}")
+  fields = {f.name for f in dataclasses.fields(cls)}
+  missing = sorted(set(ModelConfig.COMMON_FIELDS) - fields)
+  if missing:
+    raise TypeError(f"model family {fam.name!r}: {cls.__name__} lacks the common fields {missing}")
 
 
 def _table(families: tuple[Family, ...]) -> dict[str, Family]:
@@ -24,6 +42,7 @@ def _table(families: tuple[Family, ...]) -> dict[str, Family]:
   for fam in families:
     if fam.name in out:
       raise ValueError(f"model family {fam.name!r} registered twice")
+    check_interface(fam)
     out[fam.name] = fam
   return out
 

@@ -9,7 +9,6 @@ Written atomically (temp folder, then rename; on an object store the marker is w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import jax
@@ -119,7 +118,7 @@ def read_meta(folder: epath.PathLike):
 
 def disk_config(cfg):
   """The config whose parameter layout a model folder holds: layers stored one by one."""
-  return dataclasses.replace(cfg, scan_layers=False) if hasattr(cfg, "scan_layers") else cfg
+  return cfg.disk_config()
 
 
 def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_state):

@@ -129,9 +129,10 @@ class T5(nnx.Module):
     return L.dropout(x, self.cfg.dropout_rate, dropout_key)
 
   def encoder_outputs(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
-                      dropout_key: jax.Array | None = None) -> EncoderOutput:
-    """The encoder with `Encoder.__call__`'s signature (T5 has no token types; no pooler)."""
-    del token_type_ids_BxL
+                      dropout_key: jax.Array | None = None, first_tokens: int | None = None) -> EncoderOutput:
+    """The encoder with `Encoder.__call__`'s signature (T5 has no token types; no pooler; every position
+    is computed whatever `first_tokens`)."""
+    del token_type_ids_BxL, first_tokens
     if attention_mask_BxL is None:
       attention_mask_BxL = jnp.ones_like(input_ids_BxL)
     x = self._embed(input_ids_BxL, L.fold(dropout_key, 0))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 from xtjax.models import layers as L
+from xtjax.models.family import ModelConfig
+from xtjax.models.layer_flops import encoder_layer_flops
 from xtjax.models.scan import check_remat, use_scan
 
 MODEL_TYPES = ("t5", "mt5", "umt5")
 
 
 @dataclasses.dataclass(frozen=True)
-class T5Config:
+class T5Config(ModelConfig):
+  kind = "seq2seq"
   vocab_size: int = 250112
   d_model: int = 512
   d_kv: int = 64
@@ -62,3 +65,60 @@ class T5Config:
   def activation(self) -> str:
     # As transformers: "gated-gelu" means the tanh approximation (gelu_new); plain "gelu" is exact.
     return "gelu_new" if self.feed_forward_proj == "gated-gelu" else self.feed_forward_proj.split("-")[-1]
+
+  # ---- the ModelConfig interface ----
+  @property
+  def hidden_size(self) -> int:
+    return self.d_model
+
+  @property
+  def pad_id(self) -> int:
+    return self.pad_token_id
+
+  @property
+  def generates(self) -> bool:
+    return not self.encoder_only
+
+  @property
+  def prompt_pad_id(self) -> int:
+    return self.pad_token_id
+
+  @property
+  def filler_id(self) -> int:
+    return self.eos_token_id
+
+  def layers_run(self, text_to_text: bool = False) -> int:
+    return self.num_layers + (self.num_decoder_layers if text_to_text else 0)
+
+  def without_decoder(self) -> T5Config:
+    return dataclasses.replace(self, encoder_only=True)
+
+  def stack_flops(self, length: int, first_token_only: bool = False) -> int:
+    # T5's encoder computes every position whatever the head reads.
+    inner = self.num_heads * self.d_kv
+    return self.num_layers * encoder_layer_flops(self.d_model, self.d_ff, length, inner, self.is_gated)
+
+  def target_flops(self, target_length: int, source_length: int, cached_length: int | None = None) -> int:
+    """Decoder FLOPs per example for `target_length` new positions over a `source_length` encoder output.
+
+    Teacher forcing: `cached_length` None (causal self-attention over the target). Incremental decoding
+    with a cache: `cached_length` is the self-attention length attended (the cache size). The
+    cross-attention keys/values of the source are counted here once.
+    """
+    D, I, F, T, S = self.d_model, self.num_heads * self.d_kv, self.d_ff, target_length, source_length
+    self_len = T if cached_length is None else cached_length
+    per_layer = (4 * 2 * T * D * I + 2 * 2 * T * self_len * I  # self-attention
+                 + 2 * 2 * T * D * I + 2 * 2 * S * D * I + 2 * 2 * T * S * I  # cross-attention
+                 + (3 if self.is_gated else 2) * 2 * T * D * F)
+    return self.num_decoder_layers * per_layer + 2 * T * D * self.vocab_size
+
+  def text_to_text_flops(self, length: int, target_length: int) -> int:
+    return self.stack_flops(length) + self.target_flops(target_length, length)
+
+  def generate_flops(self, length: int, new_tokens: int) -> int:
+    # Encoder once, cross K/V once, then one cached step per token (each step attends over the whole
+    # preallocated cache of `new_tokens` positions).
+    D, I, S = self.d_model, self.num_heads * self.d_kv, length
+    cross_kv = self.num_decoder_layers * 2 * 2 * S * D * I
+    step = self.target_flops(1, S, cached_length=new_tokens) - cross_kv
+    return self.stack_flops(S) + cross_kv + new_tokens * step

@@ -4,7 +4,7 @@ Parameters live under `encoder/...` (the backbone, whatever its kind) and `heads
 phase bridging keeps `encoder` and replaces `heads`. A `text_to_text` task uses the whole model
 held in `encoder` (its head has no parameters), so bridging keeps an encoder-decoder's decoder too.
 
-Two kinds of backbone, told apart by the family (`Family.causal_lm`): bidirectional encoders and
+Two kinds of backbone, told apart by the config's `kind` (`ModelConfig`): bidirectional encoders and
 encoder-decoders (heads read the first token; text-to-text is teacher-forced through the decoder),
 and decoder-only causal LMs (heads read the last attended token; text-to-text is the prompt and the
 target in one sequence, `causal_lm.py`).
@@ -21,8 +21,8 @@ from xtjax.models import lora as lora_lib
 from xtjax.models.embed import encoder_outputs
 from xtjax.models.heads import Head, HeadConfig, head_kind
 
-# causal_lm -> the text_to_text head's teacher-forced logits `fn(model, batch, dropout_key)` [B, T, V]
-_TEACHER_FORCED = {False: seq2seq_loss.teacher_forced_logits, True: causal_lm.teacher_forced_logits}
+# kind -> the text_to_text head's teacher-forced logits `fn(model, batch, dropout_key)` [B, T, V]
+_TEACHER_FORCED = {"seq2seq": seq2seq_loss.teacher_forced_logits, "causal": causal_lm.teacher_forced_logits}
 
 
 class TaskModel(nnx.Module):
@@ -31,12 +31,12 @@ class TaskModel(nnx.Module):
                lora: lora_lib.LoraConfig | None = None):
     rngs = L.KeySequence(rngs)
     self.encoder = family.build(encoder_cfg, rngs)
-    self.causal_lm = bool(family.causal_lm)
-    hidden = getattr(encoder_cfg, "hidden_size", None) or getattr(encoder_cfg, "d_model")
-    eps = getattr(encoder_cfg, "layer_norm_eps", 1e-5)
+    self.kind = encoder_cfg.kind
+    self.causal_lm = self.kind == "causal"
     self.heads = nnx.Dict({
-        name: Head(hc, hidden, causal=self.causal_lm, rngs=rngs, dtype=encoder_cfg.dtype,
-                   param_dtype=encoder_cfg.param_dtype, vocab_size=encoder_cfg.vocab_size, layer_norm_eps=eps)
+        name: Head(hc, encoder_cfg.hidden_size, causal=self.causal_lm, rngs=rngs, dtype=encoder_cfg.dtype,
+                   param_dtype=encoder_cfg.param_dtype, vocab_size=encoder_cfg.vocab_size,
+                   layer_norm_eps=encoder_cfg.head_layer_norm_eps)
         for name, hc in sorted(heads.items())})
     self.head_types = {name: hc.type for name, hc in heads.items()}
     if lora is not None:  # after every base parameter, so their initial values do not depend on it
@@ -45,7 +45,9 @@ class TaskModel(nnx.Module):
   def __call__(self, task: str, batch: dict, dropout_key: jax.Array | None = None):
     """Logits of `task`'s head; multiple-choice inputs [B, C, L] are flattened for the backbone."""
     if head_kind(self.head_types[task]).seq2seq:  # the model's own LM head; no head parameters
-      return _TEACHER_FORCED[self.causal_lm](self.encoder, batch, dropout_key)
+      if self.kind not in _TEACHER_FORCED:
+        raise ValueError(f"task {task!r}: a text_to_text head needs a seq2seq or causal model, not {self.kind}")
+      return _TEACHER_FORCED[self.kind](self.encoder, batch, dropout_key)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     types = batch.get("token_type_ids")
     mc = ids.ndim == 3

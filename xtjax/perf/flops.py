@@ -1,5 +1,8 @@
 """Analytic model FLOPs per step, and the device peak that MFU is measured against.
 
+The model's part comes from its config (`ModelConfig.stack_flops`, `text_to_text_flops`,
+`generate_flops`: each family counts its own layers); heads and the backward pass are added here.
+
 Counting convention (as in the PaLM / Megatron MFU papers): a matmul [m, k] @ [k, n] costs
 2*m*n*k FLOPs; attention adds QK^T and PV (2*Q*S*H*K each per sequence); embedding lookups,
 normalisation, activations, softmax and the optimizer update count as free. Training costs 3x the
@@ -39,21 +42,6 @@ PEAK_BF16 = (
 )
 
 
-def _is_t5(cfg) -> bool:
-  return hasattr(cfg, "d_model")
-
-
-def _is_decoder(cfg) -> bool:
-  return hasattr(cfg, "num_kv_heads")
-
-
-def decoder_layer_flops(cfg, tokens: int, keys: int) -> int:
-  """One decoder-only (Llama-family) layer: `tokens` new positions attending to `keys` positions."""
-  D, F, T, S = cfg.hidden_size, cfg.intermediate_size, tokens, keys
-  Q, KV = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-  return 2 * 2 * T * D * Q + 2 * 2 * T * D * KV + 2 * 2 * T * S * Q + 3 * 2 * T * D * F
-
-
 def head_flops(head_type: str | None, hidden: int, seq_len: int, num_labels: int = 2, vocab_size: int = 0,
                choices: int = 1) -> int:
   """Forward FLOPs of one head per example (multiple choice: per example of `choices` sequences)."""
@@ -73,77 +61,25 @@ def head_flops(head_type: str | None, hidden: int, seq_len: int, num_labels: int
   raise ValueError(f"unknown head type {head_type!r}")
 
 
-def encoder_layer_flops(hidden: int, ffn: int, seq_len: int, inner: int | None = None, gated: bool = False,
-                        queries: int | None = None) -> int:
-  """One self-attention + FFN layer over one sequence of `seq_len` tokens; `queries`: only the first
-  positions are computed (keys and values still cover all `seq_len`)."""
-  D, F, L = hidden, ffn, seq_len
-  Q = L if queries is None else queries
-  inner = inner or D
-  proj = 2 * 2 * L * D * inner + 2 * 2 * Q * D * inner  # K, V over all tokens; Q, O over the queries
-  attn = 2 * 2 * Q * L * inner
-  mlp = (3 if gated else 2) * 2 * Q * D * F
-  return proj + attn + mlp
-
-
 def encoder_forward_flops(cfg, seq_len: int, head_type: str | None = None, num_labels: int = 2,
                           choices: int = 1) -> int:
-  """Forward FLOPs per example of an encoder (BERT/XLM-R, or the T5 encoder) plus an optional head."""
-  if _is_decoder(cfg):  # hidden states of every position (no LM head)
-    per_seq = cfg.num_layers * decoder_layer_flops(cfg, seq_len, seq_len)
-    hidden = cfg.hidden_size
-  elif _is_t5(cfg):
-    inner = cfg.num_heads * cfg.d_kv
-    per_seq = cfg.num_layers * encoder_layer_flops(cfg.d_model, cfg.d_ff, seq_len, inner, cfg.is_gated)
-    hidden = cfg.d_model
-  else:
-    D, F = cfg.hidden_size, cfg.intermediate_size
-    # Heads that read the first token make the last layer compute that position only (TaskModel).
-    last_q = 1 if head_type is not None and head_kind(head_type).first_token_only else None
-    per_seq = ((cfg.num_layers - 1) * encoder_layer_flops(D, F, seq_len)
-               + encoder_layer_flops(D, F, seq_len, queries=last_q))
-    hidden = D
-  return choices * per_seq + head_flops(head_type, hidden, seq_len, num_labels, cfg.vocab_size, choices)
-
-
-def t5_decoder_flops(cfg, target_len: int, source_len: int, cached_len: int | None = None) -> int:
-  """Decoder FLOPs per example for `target_len` new positions over a `source_len` encoder output.
-
-  Teacher forcing: `cached_len` None (causal self-attention over the target). Incremental decoding
-  with a cache: `cached_len` is the self-attention length attended (the cache size). The
-  cross-attention keys/values of the source are counted here once.
-  """
-  D, I, F, T, S = cfg.d_model, cfg.num_heads * cfg.d_kv, cfg.d_ff, target_len, source_len
-  self_len = T if cached_len is None else cached_len
-  per_layer = (4 * 2 * T * D * I + 2 * 2 * T * self_len * I  # self-attention
-               + 2 * 2 * T * D * I + 2 * 2 * S * D * I + 2 * 2 * T * S * I  # cross-attention
-               + (3 if cfg.is_gated else 2) * 2 * T * D * F)
-  return cfg.num_decoder_layers * per_layer + 2 * T * D * cfg.vocab_size
+  """Forward FLOPs per example of a model's stack (`ModelConfig.stack_flops`) plus an optional head."""
+  first_only = head_type is not None and head_kind(head_type).first_token_only
+  per_seq = cfg.stack_flops(seq_len, first_only)
+  return choices * per_seq + head_flops(head_type, cfg.hidden_size, seq_len, num_labels, cfg.vocab_size, choices)
 
 
 def generate_flops(cfg, source_len: int, new_tokens: int) -> int:
-  """Greedy decoding per example: encoder once, cross K/V once, then one cached step per token
-  (each step attends over the whole preallocated cache of `new_tokens` positions). Decoder-only: a
-  prefill over the prompt (attending to the whole cache of prompt + new tokens, LM head on the last
-  position), then one cached step per further token."""
-  if _is_decoder(cfg):
-    cache = source_len + new_tokens
-    step = cfg.num_layers * decoder_layer_flops(cfg, 1, cache) + 2 * cfg.hidden_size * cfg.vocab_size
-    prefill = cfg.num_layers * decoder_layer_flops(cfg, source_len, cache) + 2 * cfg.hidden_size * cfg.vocab_size
-    return prefill + (new_tokens - 1) * step
-  enc = encoder_forward_flops(cfg, source_len)
-  D, I, S = cfg.d_model, cfg.num_heads * cfg.d_kv, source_len
-  cross_kv = cfg.num_decoder_layers * 2 * 2 * S * D * I
-  step = t5_decoder_flops(cfg, 1, S, cached_len=new_tokens) - cross_kv
-  return enc + cross_kv + new_tokens * step
+  """Greedy decoding per example (`ModelConfig.generate_flops`)."""
+  return cfg.generate_flops(source_len, new_tokens)
 
 
 def forward_flops(cfg, batch_size: int, seq_len: int, head_type: str | None = "classification",
                   num_labels: int = 2, choices: int = 1, target_len: int = 0) -> int:
   """Model FLOPs of one forward step over a batch: encoder + head, or for a text-to-text head the
-  encoder and the teacher-forced decoder over `target_len` target positions (LM head included)."""
+  model's teacher-forced text-to-text pass over `target_len` target positions (LM head included)."""
   if head_type is not None and head_kind(head_type).seq2seq:
-    return batch_size * (encoder_forward_flops(cfg, seq_len) + t5_decoder_flops(cfg, target_len, seq_len))
+    return cfg.flops(batch_size, seq_len, target_len)
   return batch_size * encoder_forward_flops(cfg, seq_len, head_type, num_labels, choices)
 
 

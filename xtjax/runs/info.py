@@ -88,8 +88,7 @@ def read_run(run_dir: epath.PathLike) -> RunInfo:
   best = run_dir / "best"
   step = best_step(best)
   shapes = param_shapes(best, step)
-  if hasattr(enc_cfg, "pooler"):  # the checkpoint decides (HF base models may lack one)
-    enc_cfg = dataclasses.replace(enc_cfg, pooler="pooler" in shapes.get("encoder", {}))
+  enc_cfg = enc_cfg.for_saved_params(shapes.get("encoder", {}))  # the checkpoint decides (e.g. a pooler or not)
   heads, embedding = {}, []
   for t in cfg.tasks:
     task = task_registry.get(t.name)

@@ -64,7 +64,7 @@ def bench_train(family, cfg, *, batch_size: int = 16, seq_len: int = 128, steps:
   sec = lat["p50"] / 1e3
   prof = kernel_profile(one, 3, compiled.as_text(), trace_dir=trace_dir) if profile else None
   model_flops = F.train_flops(cfg, batch_size, seq_len, "classification", num_labels)
-  dtype = getattr(cfg, "dtype", "float32")
+  dtype = cfg.dtype
   peak, peak_src = F.peak_flops(dtype=dtype)
   achieved = model_flops / sec
   metrics = {k: float(v) for k, v in jax.device_get(last["metrics"]).items()}

@@ -75,7 +75,7 @@ def _train_program(cfg: TrainConfig, slice_: topology.Slice, choices: int) -> ty
   task = train_tasks[0]
   # The trainer's schedule spans the run's steps (from the data when `steps` is unset): its constants are the step's.
   prog = run_program(cfg, family, enc_cfg, setup.head_configs(train_tasks), mesh, rules, cfg.steps or 1000)
-  with_types = getattr(enc_cfg, "type_vocab_size", 0) > 1
+  with_types = enc_cfg.token_types
   batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, cfg.features.max_length,
                                                    with_types, choices, cfg.features.max_target_length), mesh, rules)
   return types.SimpleNamespace(program=prog, devices=devs, task=task, batch=batch, with_types=with_types,

@@ -64,8 +64,7 @@ def comm_seconds(enc_cfg, num_params: int, mesh: tuple[int, int, int], batch: in
   if d > 1:
     moved += 2 * param_bytes / f * (d - 1) / d
   if t > 1:
-    hidden = getattr(enc_cfg, "hidden_size", None) or enc_cfg.d_model
-    activation = 2 * batch / (d * f) * length * hidden
+    activation = 2 * batch / (d * f) * length * enc_cfg.hidden_size
     moved += 4 * layers * 2 * activation * (t - 1) / t
   return moved / bandwidth
 
@@ -78,7 +77,7 @@ def estimate(result: dict, remat: str, bandwidth: float, peak: float) -> dict:
   model_flops /= result["devices"]
   compute = model_flops * (1 + RECOMPUTE[remat]) / (peak * MFU)
   mesh = (result["mesh"]["data"], result["mesh"]["fsdp"], result["mesh"]["tensor"])
-  layers = enc.num_layers + (enc.num_decoder_layers if result["head_type"] == "text_to_text" else 0)
+  layers = enc.layers_run(text_to_text=result["head_type"] == "text_to_text")
   comm = comm_seconds(enc, result["num_params"], mesh, result["batch_size"], result["max_length"], bandwidth, layers)
   step = compute + comm
   return {"compute_seconds": compute, "comm_seconds": comm, "step_seconds": step,

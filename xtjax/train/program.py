@@ -114,7 +114,7 @@ def build_train_program(family: registry.Family, model_config, heads: Mapping[st
       lambda: TaskModel(family, model_config, dict(heads), rngs=nnx.Rngs(seed), lora=lora)))
   param_sh = state_shardings(abs_params, mesh, rules)
   tx, schedule = optim.build(optim_cfg, trained_part(abs_params, lora)[0], total_steps,
-                             getattr(model_config, "num_layers", 0))
+                             model_config.num_layers)
   abs_state = jax.eval_shape(lambda p: setup.init_state(p, tx, seed, rng_impl, lora), abs_params)
   state_sh = state_sharding(abs_state, param_sh, mesh, lora)
   return TrainProgram(family, model_config, dict(heads), mesh, rules, optim_cfg, total_steps, seed, lora, rng_impl,
