@@ -24,7 +24,7 @@ def test_llm_configs_fit_decoders(path, tmp_path):
   assert {"llama31_8b_mnli.yaml": 10, "llama31_70b_mnli.yaml": 10, "rq_scale_decoders.yaml": 60}[path.name] == len(phases)
   for cfg in phases:
     family, preset = registry.preset(PRESET[cfg.model.pretrained])
-    assert family.causal_lm and cfg.model.dtype == "bfloat16" and cfg.mesh.fsdp == -1
+    assert preset.kind == "causal" and cfg.model.dtype == "bfloat16" and cfg.mesh.fsdp == -1
     for t in cfg.tasks:
       kind = tasks.get(t.name).head_type
       assert kind == "retrieval" or head_kind(kind).causal_module is not None, (path.name, t.name)

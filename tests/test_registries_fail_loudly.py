@@ -36,4 +36,4 @@ def test_model_registry_table_rejects_a_duplicate_family():
   fam = model_registry.get("encoder")
   with pytest.raises(ValueError, match="model family 'encoder' registered twice"):
     model_registry._table((fam, fam))
-  assert sorted(model_registry.families()) == ["decoder", "encoder", "t5"]
+  assert sorted(model_registry.families()) == ["decoder", "encoder", "gemma2", "t5"]

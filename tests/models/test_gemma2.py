@@ -4,6 +4,7 @@ states, cached decoding, greedy generation token for token, the classification h
 
 import dataclasses
 import functools
+import importlib.util
 
 import jax
 import numpy as np
@@ -174,3 +175,31 @@ def test_presets_have_the_published_sizes():
   # google/gemma-2-*: 2.61B, 9.24B, 27.2B parameters (tied embedding counted once).
   assert abs(sizes["gemma-2-2b"] - 2.61) < 0.01 and abs(sizes["gemma-2-9b"] - 9.24) < 0.01, sizes
   assert abs(sizes["gemma-2-27b"] - 27.23) < 0.02, sizes
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (the `tpu` extra)")
+def test_plan_on_a_v5p_slice(monkeypatch):
+  """`xtjax plan` for Gemma 2 on a described v5p-8 (4 chips): the 9B preset's sharded state (memory only),
+  and a tiny Gemma 2 whose stacked (sliding, full) pairs libtpu compiles ahead of time (~10 s)."""
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
+  monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v5p-8")
+  monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # another plan may hold libtpu's lock file
+  from xtjax.cli.plan_cmd import load_plan_config
+  from xtjax.models import registry
+  from xtjax.models.init import abstract, count_params
+  from xtjax.parallel import topology
+  from xtjax.train.plan import plan
+
+  r = plan(load_plan_config(None, [], "gemma-2-9b"), topology.parse("v5p-8"), compile_train=False)
+  family, cfg = registry.preset("gemma-2-9b")
+  assert r["model"] == "gemma2" and r["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
+  assert count_params(abstract(family, cfg)[1]) < r["num_params"] < count_params(abstract(family, cfg)[1]) + 10 ** 8
+  per = r["per_device"]  # f32 weights, gradients and two Adam moments over 4 chips: ~34 GiB of a v5p's 95
+  assert 30 * 2 ** 30 < per["total"] < 40 * 2 ** 30 and abs(per["optimizer_state"] - 2 * per["params"]) < 2 ** 20
+  tiny = ["model.config_overrides={num_layers: 4, hidden_size: 64, num_heads: 4, num_kv_heads: 2, head_dim: 16, "
+          "intermediate_size: 128, vocab_size: 256, sliding_window: 8, scan_layers: true}", "features.max_length=32",
+          "batch_size=8", "eval_batch_size=8", "optim.grad_accum_steps=1"]
+  r = plan(load_plan_config(None, tiny, "gemma-2-2b"), topology.parse("v5p-8"), compile_eval=False)
+  assert r["fits"] is True and [p["name"] for p in r["programs"]] == ["train_step"]
+  assert r["programs"][0]["flops"] > 0 and r["programs"][0]["peak_bytes"] > 0

@@ -62,7 +62,7 @@ def test_lora_run_trains_adapters_and_heads_only_and_exports_merged(toy_env, tmp
     np.testing.assert_allclose(got[p], x, rtol=1e-6, atol=1e-7)
   ids = np.array([[0, 5, 9, 13, 2, 1]], np.int32)
   mask = (ids != 1).astype(np.int32)
-  adapter_model = nnx.merge(run.graphdef, best)
+  adapter_model = nnx.merge(run.program.graphdef, best)
   ours = np.asarray(adapter_model.encoder(ids, mask).last_hidden_state)
   np.testing.assert_allclose(np.asarray(merged.model()(ids, mask).last_hidden_state), ours, rtol=1e-5, atol=1e-5)
   _check_transformers(merged, tmp_path / "hf", ids, mask, ours)
