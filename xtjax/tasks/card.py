@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from xtjax.tasks.source_table import SourceRow
-
-if TYPE_CHECKING:
-  from xtjax.tasks.submission_formats import Submission
-  from xtjax.tasks.t2t_forms import Form
+from xtjax.tasks.submission_formats import Submission
+from xtjax.tasks.t2t_forms import Form
 
 
 def langs(spec: str) -> tuple[str, ...]:
