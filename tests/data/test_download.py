@@ -13,7 +13,7 @@ from xtjax.errors import DataError
 from xtjax.tasks import download as dl
 from xtjax.tasks import registry
 from xtjax.tasks.download_plan import benchmark_task_names, plan
-from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
+from xtjax.tasks.xtreme import benchmark_tasks, intermediate_tasks
 
 
 def test_dry_run_lists_every_task_source_and_target(capsys):
@@ -25,9 +25,9 @@ def test_dry_run_lists_every_task_source_and_target(capsys):
   assert "hf:lighteval/siqa@54c6a1f8cb6daf4f5abf24a601852612fb35eb25" in out
   items = plan("all")
   tasks = {i.task for i in items}
-  for spec in BENCHMARKS["xtreme"] + BENCHMARKS["xtreme-r"]:
+  for spec in [*benchmark_tasks("xtreme").values(), *benchmark_tasks("xtreme-r").values()]:
     assert spec.name in tasks
-  assert set(INTERMEDIATE_TASKS) <= tasks | {"anli_plus"}
+  assert set(intermediate_tasks()) <= tasks | {"anli_plus"}
   hub = [i for i in items if i.kind == "hf"]
   assert all("{" not in (i.hf_config or "") for i in hub)
   assert len({i.target for i in hub}) == len(hub)  # no two items write one file

@@ -6,7 +6,8 @@ from hub_fixture import use_local_repo, write_hub_repo
 from xtjax.data.sources import DataSource
 from xtjax.errors import DataError
 from xtjax.tasks import registry
-from xtjax.tasks.source_table import SOURCES, UDPOS_NAMES
+from xtjax.tasks.source_table import source_row
+from xtjax.tasks.tagging import UDPOS_NAMES
 from xtjax.tasks.tagging import UPOS_LABELS
 
 HF = DataSource(kind="hf")
@@ -44,9 +45,9 @@ def test_udpos_reads_each_language_from_its_own_treebank(udpos_repo):
 
 
 def test_every_udpos_language_has_a_treebank_name():
-  from xtjax.tasks.xtreme import UDPOS_LANGS
+  from xtjax.tasks.tagging import UDPOS_LANGS
   assert set(UDPOS_LANGS) <= set(UDPOS_NAMES)
-  assert SOURCES["udpos"].hf_id == "google/xtreme" and SOURCES["udpos"].hf_config == "udpos.{lang}"
+  assert source_row("udpos").hf_id == "google/xtreme" and source_row("udpos").hf_config == "udpos.{lang}"
 
 
 def _qa(qid, context, answer):

@@ -10,7 +10,7 @@ from xtjax.data.formats import read_conllu, read_squad
 from xtjax.data.sources import DataSource
 from xtjax.tasks import registry
 from xtjax.tasks.counts import manifest_mismatches, published_counts
-from xtjax.tasks.source_table import TATOEBA_CODES
+from xtjax.tasks.retrieval import TATOEBA_CODES
 
 TABLE = published_counts()
 # ../shared/data next to the checkout; XTJAX_SHARED_DATA points elsewhere (e.g. from a worktree).

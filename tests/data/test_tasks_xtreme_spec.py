@@ -2,9 +2,8 @@
 
 import pytest
 
-import xtjax.data.formats as formats
-from xtjax.tasks.xtreme import (BENCHMARKS, INTERMEDIATE_TASKS, benchmark_languages,
-                                benchmark_tasks)
+from xtjax.tasks import registry
+from xtjax.tasks.xtreme import BENCHMARKS, benchmark_languages, benchmark_tasks, intermediate_tasks
 
 
 def test_xtreme_tasks_and_language_counts():
@@ -36,33 +35,36 @@ def test_training_data_mapping():
     tasks = benchmark_tasks(benchmark)
     assert tasks["xnli"].train == ("mnli",)
     assert tasks["xquad"].train == tasks["mlqa"].train == ("squad_v1",)
-    assert tasks["tydiqa"].train == ("tydiqa_goldp_en",)
-    assert tasks["udpos"].train == ("udpos_en",) and tasks["panx"].train == ("panx_en",)
-  assert benchmark_tasks("xtreme")["pawsx"].train == ("paws_en",)
+    assert tasks["tydiqa"].train == ("tydiqa",)
+    assert tasks["udpos"].train == ("udpos",) and tasks["panx"].train == ("panx",)
+  assert benchmark_tasks("xtreme")["pawsx"].train == ("pawsx",)
   assert benchmark_tasks("xtreme")["tatoeba"].train == ()
   assert benchmark_tasks("xtreme")["bucc2018"].train == ()
-  assert benchmark_tasks("xtreme-r")["xcopa"].train == ("siqa", "copa_en")
+  assert benchmark_tasks("xtreme-r")["xcopa"].train == ("siqa", "copa")
   assert benchmark_tasks("xtreme-r")["tatoeba"].train == ("squad_v1",)
   assert benchmark_tasks("xtreme-r")["lareqa"].train == ("squad_v1",)
 
 
-def test_metrics_and_readers():
+def test_metrics_and_training_tasks():
   for benchmark in BENCHMARKS:
     for task in benchmark_tasks(benchmark).values():
-      assert set(task.score_metrics) <= set(task.metrics), task.name
-      assert callable(getattr(formats, task.reader)), task.reader
-  assert benchmark_tasks("xtreme")["mlqa"].score_metrics == ("exact_match", "f1")
-  assert benchmark_tasks("xtreme-r")["mewslix"].metrics == ("map@20",)
+      card = registry.card(task.name)
+      assert set(card.score_metrics) <= set(card.submission.format.metrics), task.name
+      for name in task.train:  # every English training task is a registered task with a source
+        assert registry.card(name).source is not None, name
+  assert registry.card("mlqa").score_metrics == ("exact_match", "f1")
+  assert registry.card("mewslix").submission.format.metrics == ("map@20",)
   with pytest.raises(ValueError, match="unknown benchmark"):
     benchmark_tasks("glue")
 
 
 def test_phang_intermediate_tasks():
-  assert list(INTERMEDIATE_TASKS) == ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2",
-                                      "hellaswag", "commonsenseqa", "cosmosqa", "ccg"]
-  anli_plus = INTERMEDIATE_TASKS["anli_plus"]
-  assert [name for name, _ in anli_plus.sources] == ["anli_r1", "anli_r2", "anli_r3", "mnli",
-                                                     "snli"]
-  for task in INTERMEDIATE_TASKS.values():
-    for _, reader in task.sources:
-      assert callable(getattr(formats, reader)), reader
+  assert list(intermediate_tasks()) == ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2",
+                                        "hellaswag", "commonsenseqa", "cosmosqa", "ccg"]
+  anli_plus = intermediate_tasks()["anli_plus"]
+  assert list(anli_plus.source.components) == ["anli_r1", "anli_r2", "anli_r3", "mnli",
+                                               "snli"]
+  rows = registry.source_rows()
+  for task in intermediate_tasks().values():
+    for name in task.source.components or (task.name,):
+      assert name in rows, name

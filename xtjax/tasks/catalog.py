@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from xtjax.tasks import registry
-from xtjax.tasks.source_table import SOURCES
-from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
 
 
 def _languages(name: str) -> dict[str, list[str]]:
-  out = {bench: list(spec.languages) for bench, specs in BENCHMARKS.items() for spec in specs if spec.name == name}
-  if not out and (name in INTERMEDIATE_TASKS or name in SOURCES):
-    out["train"] = list(SOURCES[name].languages) if name in SOURCES else ["en"]
+  """Evaluation languages per benchmark; for a task in none, the languages it trains on."""
+  card = registry.card(name)
+  out = {bench: list(entry.languages) for bench, entry in card.benchmarks.items()}
+  if not out and (card.intermediate or card.source):
+    out["train"] = list(card.source.languages) if card.source else ["en"]
   return out
 
 
@@ -21,7 +21,7 @@ def task_rows() -> list[dict[str, Any]]:
   rows = []
   for name in registry.names():
     task = registry.get(name)
-    src = SOURCES.get(task.source_name)
+    src = registry.card(task.source_name).source
     rows.append({
         "task": name, "head": task.head_type, "metric": task.main_metric,
         "languages": _languages(task.source_name),

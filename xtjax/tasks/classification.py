@@ -34,9 +34,13 @@ from xtjax.data.sources import DataSource, HubDefaults, local_path, source_rows,
 from xtjax.errors import DataError
 from xtjax.metrics import accuracy
 from xtjax.tasks import featurize as fz
+from xtjax.tasks import registry
+from xtjax.tasks import t2t_forms as forms
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.source_table import SOURCES, hub_defaults
+from xtjax.tasks.source_table import ALL, DEV, EN, TVT, SourceRow, hub_defaults
+from xtjax.tasks.submission_formats import LABELS, Submission
 
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 BINARY_LABELS = ("0", "1")
@@ -171,9 +175,9 @@ class PairClassificationTask(Task):
     if not isinstance(source, Mapping) and source.kind != "local" and self.components:
       source = dict.fromkeys(self.components, source)  # hub / TFDS: each component from its own default
     if isinstance(source, Mapping):  # several sources: {component: DataSource}
-      examples = []
+      examples, rows = [], registry.source_rows()
       for component, sub in source.items():
-        hub = hub_defaults(component) if component in SOURCES else None
+        hub = hub_defaults(component) if component in rows else None
         examples += _prefixed(self._read_one(split, language, sub, _component_reader(component), hub), component)
       return examples
     if source.kind == "local" and self.components:
@@ -261,9 +265,70 @@ def _prefixed(examples: list[ClassificationExample], component: str) -> list[Cla
   return [dataclasses.replace(e, guid=f"{component}-{e.guid}") for e in examples]
 
 
-register(PairClassificationTask("mnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("mnli")))
-register(PairClassificationTask("anli_plus", NLI_LABELS, read_nli_file, nli_row,
-                                components=ANLI_PLUS_COMPONENTS))
-register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row, hub_defaults("qqp"), with_f1=True))
-register(PairClassificationTask("xnli", NLI_LABELS, read_nli_file, nli_row, hub_defaults("xnli")))
-register(PairClassificationTask("pawsx", BINARY_LABELS, read_paws_file, pair_row, hub_defaults("pawsx")))
+# ---- registrations: each task with its card ------------------------------------------------------
+
+# google-research/xtreme evaluate.py TASK2LANGS.
+XNLI_LANGS = langs("ar,bg,de,el,en,es,fr,hi,ru,sw,th,tr,ur,vi,zh")
+PAWSX_LANGS = langs("de,en,es,fr,ja,ko,zh")
+
+XNLI_SOURCE = SourceRow(
+    "xnli", XNLI_LANGS, "facebook/xnli", "{lang}", splits=TVT, split_names=DEV,
+    tfds_name="xnli", tfds_split_names=DEV,
+    url="https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip (dev/test); MNLI for train",
+    license="CC BY-NC 4.0",
+    verified="hub commit b8dd5d7 'Convert dataset to Parquet (#10)'; per-language parquet folders")
+PAWSX_SOURCE = SourceRow(
+    "pawsx", PAWSX_LANGS, "google-research-datasets/paws-x", "{lang}", splits=TVT, split_names=DEV,
+    tfds_name="paws_x_wiki/{lang}", tfds_split_names=DEV,
+    url="https://storage.googleapis.com/paws/pawsx/x-final.tar.gz", license="custom (free use, cite)",
+    verified="not verified on the hub here; TFDS paws_x_wiki configs de..zh (tfds 4.9.10); "
+             "google/xtreme PAWS-X.<lang> is a verified parquet copy (validation/test 2000)")
+MNLI_SOURCE = SourceRow(
+    "mnli", EN, "nyu-mll/glue", "mnli",
+    splits={"train": ALL, "validation_matched": ALL, "test_matched": ALL},
+    split_names={"dev": "validation_matched", "test": "test_matched"}, tfds_name="multi_nli",
+    tfds_split_names={"dev": "validation_matched"},
+    url="https://cims.nyu.edu/~sbowman/multinli/multinli_1.0.zip", license="OANC / CC BY-SA 3.0 (mixed)",
+    verified="not verified here (nyu-mll/glue is the canonical GLUE parquet repo)")
+QQP_SOURCE = SourceRow(
+    "qqp", EN, "nyu-mll/glue", "qqp", splits=TVT, split_names=DEV, tfds_name="glue/qqp",
+    tfds_split_names=DEV, url="https://dl.fbaipublicfiles.com/glue/data/QQP-clean.zip",
+    license="Quora terms (non-commercial)",
+    verified="TFDS glue/qqp config (tfds 4.9.10); hub not verified here")
+ANLI_PLUS_SOURCE = SourceRow(
+    "anli_plus", EN, None, url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip "
+                           "https://nlp.stanford.edu/projects/snli/snli_1.0.zip",
+    license="CC BY-NC 4.0 (ANLI), CC BY-SA 4.0 (SNLI)",
+    components=ANLI_PLUS_COMPONENTS)
+ANLI_ROUNDS = tuple(SourceRow(
+    f"anli_r{r}", EN, "facebook/anli", "plain_text",
+    splits={f"{s}_r{r}": ALL for s in ("train", "dev", "test")},
+    split_names={"train": f"train_r{r}", "dev": f"dev_r{r}", "test": f"test_r{r}"},
+    url="https://dl.fbaipublicfiles.com/anli/anli_v1.0.zip", license="CC BY-NC 4.0",
+    verified="hub commit 'Convert dataset to Parquet' (plain_text/{train,dev,test}_r1..3)")
+    for r in (1, 2, 3))
+SNLI_SOURCE = SourceRow(
+    "snli", EN, "stanfordnlp/snli", "plain_text", splits=TVT, split_names=DEV,
+    url="https://nlp.stanford.edu/projects/snli/snli_1.0.zip", license="CC BY-SA 4.0",
+    verified="hub commit 5e5f553 'Convert dataset to Parquet' (train 550152 / validation / test 10000)")
+
+register(PairClassificationTask("anli_plus", NLI_LABELS, read_nli_file, nli_row, components=ANLI_PLUS_COMPONENTS),
+         TaskCard("anli_plus", ANLI_PLUS_SOURCE, parts=(*ANLI_ROUNDS, SNLI_SOURCE), intermediate=True,
+                  text_to_text=forms.NLI))
+register(PairClassificationTask("mnli", NLI_LABELS, read_nli_file, nli_row, MNLI_SOURCE.hub_defaults()),
+         TaskCard("mnli", MNLI_SOURCE, intermediate=True, text_to_text=forms.NLI))
+register(PairClassificationTask("qqp", BINARY_LABELS, read_qqp_file, pair_row, QQP_SOURCE.hub_defaults(),
+                                with_f1=True),
+         TaskCard("qqp", QQP_SOURCE, intermediate=True, text_to_text=forms.QQP))
+register(PairClassificationTask("xnli", NLI_LABELS, read_nli_file, nli_row, XNLI_SOURCE.hub_defaults()),
+         TaskCard("xnli", XNLI_SOURCE, benchmarks={
+             "xtreme": BenchmarkEntry(XNLI_LANGS, ("mnli",), "classification"),
+             "xtreme-r": BenchmarkEntry(XNLI_LANGS, ("mnli",), "classification")},
+             score_metrics=LABELS.metrics, submission=Submission(LABELS, ("xnli.test.tsv", "XNLI-1.0/xnli.test.tsv")),
+             text_to_text=forms.NLI))
+register(PairClassificationTask("pawsx", BINARY_LABELS, read_paws_file, pair_row, PAWSX_SOURCE.hub_defaults()),
+         TaskCard("pawsx", PAWSX_SOURCE, benchmarks={
+             "xtreme": BenchmarkEntry(PAWSX_LANGS, ("pawsx",), "classification")},
+             score_metrics=LABELS.metrics,
+             submission=Submission(LABELS, ("{lang}/test_2k.tsv", "x-final/{lang}/test_2k.tsv")),
+             text_to_text=forms.PAWS))

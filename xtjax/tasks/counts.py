@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from xtjax.errors import DataError
-from xtjax.tasks.source_table import SOURCES
+from xtjax.tasks import registry
 
 TABLE = Path(__file__).with_name("published_counts.tsv")
 
@@ -31,7 +31,8 @@ def published_counts() -> dict[tuple[str, str, str], tuple[int, str]]:
 
 def our_split(task: str, source_split: str) -> list[str]:
   """xtjax's split names that read `source_split` of the task's hub source (e.g. validation -> dev, test)."""
-  names = SOURCES[task].split_names if task in SOURCES else {}
+  row = registry.source_rows().get(task)
+  names = row.split_names if row else {}
   ours = [ours for ours, theirs in names.items() if theirs == source_split]
   return ours or [source_split]
 

@@ -25,7 +25,7 @@ from xtjax.data.sources import DataSource, hf_rows
 from xtjax.errors import DataError
 from xtjax.io_utils import atomic_path, write_text_atomic
 from xtjax.tasks.download_plan import FetchItem
-from xtjax.tasks.source_table import SOURCES
+from xtjax.tasks.source_table import source_row
 from xtjax.tasks.tagging import UPOS_LABELS
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def hub_rows(item: FetchItem, hub_dirs: Mapping[str, str | Path]) -> list[dict[s
     rows = [dict(r) for r in hf_rows(source, item.split, item.language, item.task)]
   except DataError as e:
     raise DataError(f"cannot fetch {item.task} {item.split}/{item.language} from {item.where()}: {e}") from e
-  prefix = SOURCES[item.task].id_prefixes.get(item.language)
+  prefix = source_row(item.task).id_prefixes.get(item.language)
   if prefix:  # TyDi QA GoldP: every language in one split
     rows = [r for r in rows if str(r.get("id", "")).split("-", 1)[0] == prefix]
   return rows
@@ -304,7 +304,7 @@ def check_ccgbank(root: str | Path, out: str | Path) -> dict[str, int]:
     rel = f"ccg/{split}.auto"
     _write(out / rel, text)
     counts[split] = len(read_ccgbank_auto(Path(str(out / rel))).examples)
-    item = FetchItem("ccg", split, "en", "manual", rel, note=f"from {auto}", license=SOURCES["ccg"].license)
+    item = FetchItem("ccg", split, "en", "manual", rel, note=f"from {auto}", license=source_row("ccg").license)
     _record(out, manifest, rel, item, counts[split])
   manifest["counts"] = counts_by_task(manifest)
   _write(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True))

@@ -12,28 +12,18 @@ from collections.abc import Sequence
 
 from xtjax.data.sources import fill_pattern
 from xtjax.errors import ConfigError
-from xtjax.tasks.source_table import ALL, SOURCES, SourceRow
-from xtjax.tasks.xtreme import BENCHMARKS, INTERMEDIATE_TASKS
+from xtjax.tasks import registry
+from xtjax.tasks.source_table import ALL, SourceRow
+from xtjax.tasks.xtreme import BENCHMARKS, benchmark_tasks, intermediate_tasks
 
-# XTREME's English training data for each target (google-research/xtreme scripts/download_data.sh).
-TRAINING_DATA = {"xnli": ("mnli",), "xquad": ("squad_v1",), "mlqa": ("squad_v1",), "lareqa": ("squad_v1",),
-                 "xcopa": ("siqa", "copa")}
 BENCHMARK_CHOICES = ("xtreme", "xtreme-r", "intermediate", "all")
-
-# Output files in the layouts and names the upstream releases use ({split}: train, dev or test, e.g.
-# squad/dev-v1.1.json, tydiqa/tydiqa.goldp.sw.dev.json as XTREME's download script names them).
+# Output files in the layouts and names the upstream releases use (a row's `target`; {split}: train,
+# dev or test, e.g. squad/dev-v1.1.json, tydiqa/tydiqa.goldp.sw.dev.json as XTREME's download
+# script names them).
 UPSTREAM_SPLIT = {"validation": "dev"}
-TARGETS = {
-    "squad_v1": "squad/{split}-v1.1.json", "squad_v2": "squad/{split}-v2.0.json",
-    "xquad": "xquad/xquad.{lang}.json", "mlqa": "mlqa/{split}/{split}-context-{lang}-question-{lang}.json",
-    "tydiqa": "tydiqa/tydiqa.goldp.{lang}.{split}.json", "udpos": "udpos/{lang}/{split}.conllu",
-    "panx": "panx/{split}-{lang}.tsv", "tatoeba": "tatoeba/tatoeba.{code}-eng.{code}",
-}
-# Tasks written as the hub's rows, one JSON object a line: read back with
+# Rows without a target are written as the hub's rows, one JSON object a line: read back with
 # `data: {kind: hf, hf_id: json, path: DIR/<task>/{split}.{lang}.jsonl}` and the task's split names.
 JSONL_TARGET = "{task}/{split}.{lang}.jsonl"
-WRITERS = {"squad_v1": "squad", "squad_v2": "squad", "xquad": "squad", "mlqa": "squad", "tydiqa": "squad",
-           "udpos": "conllu", "panx": "panx", "tatoeba": "tatoeba"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +60,13 @@ def benchmark_task_names(benchmark: str) -> list[str]:
     raise ConfigError(f"--benchmark {benchmark!r}: choose one of {list(BENCHMARK_CHOICES)}")
   names: list[str] = []
   if benchmark in ("xtreme", "xtreme-r", "all"):
-    for bench in ("xtreme", "xtreme-r") if benchmark == "all" else (benchmark,):
-      for spec in BENCHMARKS[bench]:
-        names += [spec.name, *TRAINING_DATA.get(spec.name, ())]
+    for bench in BENCHMARKS if benchmark == "all" else (benchmark,):
+      for spec in benchmark_tasks(bench).values():  # a target, then the English data it trains on
+        names += [spec.name, *spec.train]
   if benchmark in ("intermediate", "all"):
-    names += list(INTERMEDIATE_TASKS)
-  return [n for i, n in enumerate(names) if n in SOURCES and n not in names[:i]]
+    names += list(intermediate_tasks())
+  rows = registry.source_rows()
+  return [n for i, n in enumerate(names) if n in rows and n not in names[:i]]
 
 
 def plan(benchmark: str, tasks: Sequence[str] | None = None, languages: Sequence[str] | None = None) -> list[FetchItem]:
@@ -87,20 +78,23 @@ def plan(benchmark: str, tasks: Sequence[str] | None = None, languages: Sequence
       raise ConfigError(f"--tasks {','.join(unknown)}: not in benchmark {benchmark!r} ({', '.join(names)})")
     names = [n for n in names if n in tasks]
   items: list[FetchItem] = []
+  rows = registry.source_rows()
   for name in names:
-    for part in SOURCES[name].components or (name,):
-      items += [i for i in _row_items(SOURCES[part], languages) if i not in items]
-    items += _fallback_items(SOURCES[name], _uncovered(name, benchmark, languages, items))
+    for part in rows[name].components or (name,):
+      items += [i for i in _row_items(rows[part], languages) if i not in items]
+    items += _fallback_items(rows[name], _uncovered(rows[name], benchmark, languages, items))
   return items
 
 
-def _uncovered(name: str, benchmark: str, languages: Sequence[str] | None, items: Sequence[FetchItem]) -> list[str]:
+def _uncovered(row: SourceRow, benchmark: str, languages: Sequence[str] | None, items: Sequence[FetchItem]
+               ) -> list[str]:
   """Benchmark languages of a hub-sourced task that no planned item covers."""
-  if SOURCES[name].hf_id is None:
+  if row.hf_id is None:
     return []
-  benches = ("xtreme", "xtreme-r") if benchmark == "all" else (benchmark,) if benchmark in BENCHMARKS else ()
-  wanted = {lang for b in benches for spec in BENCHMARKS[b] if spec.name == name for lang in spec.languages}
-  covered = {i.language for i in items if i.task == name}
+  benches = BENCHMARKS if benchmark == "all" else (benchmark,) if benchmark in BENCHMARKS else ()
+  entries = [registry.card(row.task).benchmarks.get(b) for b in benches]
+  wanted = {lang for entry in entries if entry is not None for lang in entry.languages}
+  covered = {i.language for i in items if i.task == row.task}
   return sorted(lang for lang in wanted - covered if not languages or lang in languages)
 
 
@@ -134,11 +128,11 @@ def _row_items(row: SourceRow, languages: Sequence[str] | None) -> list[FetchIte
         continue
       config = fill_pattern(row.hf_config, split, row.language_names.get(lang, lang)) if row.hf_config else None
       code = row.language_names.get(lang, lang)
-      if row.task in TARGETS:
-        target = TARGETS[row.task].format(split=UPSTREAM_SPLIT.get(split, split), lang=lang, code=code)
+      if row.target:
+        target = row.target.format(split=UPSTREAM_SPLIT.get(split, split), lang=lang, code=code)
       else:  # hub rows: the hub's split names, as the task's defaults read them back
         target = JSONL_TARGET.format(task=row.task, split=split, lang=lang)
-      items.append(FetchItem(row.task, split, lang, "hf", target, WRITERS.get(row.task, "jsonl"), row.hf_id,
+      items.append(FetchItem(row.task, split, lang, "hf", target, row.writer, row.hf_id,
                              config, row.hf_revision, url=row.url, license=row.license))
   return items
 

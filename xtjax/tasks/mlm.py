@@ -24,7 +24,9 @@ from xtjax.data.formats.common import iter_lines
 from xtjax.data.sources import DataSource, local_path, source_rows
 from xtjax.errors import DataError
 from xtjax.tasks import featurize as fz
+from xtjax.tasks import t2t_forms as forms
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks.card import TaskCard
 from xtjax.tasks.registry import register
 
 
@@ -135,4 +137,4 @@ class MaskedLMTask(Task):
     return {"accuracy": 100.0 * correct / total}
 
 
-register(MaskedLMTask())
+register(MaskedLMTask(), TaskCard("mlm", text_to_text=forms.MLM))

@@ -27,8 +27,11 @@ from xtjax.errors import DataError
 from xtjax.metrics import accuracy
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks import t2t_forms as forms
+from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.source_table import hub_defaults
+from xtjax.tasks.source_table import ALL, DEV, EN, EVAL_ONLY, TV, TVT, SourceRow
+from xtjax.tasks.submission_formats import LABELS, Submission
 
 Segments = Callable[[MultipleChoiceExample, str], tuple[str, str]]
 
@@ -185,12 +188,57 @@ class MultipleChoiceTask(Task):
     return "tsv", "".join(f"{int(p)}\n" for p in predictions)
 
 
-for _name, _choices, _segments, _read, _row in (
-    ("hellaswag", 4, context_then_question_choice, read_hellaswag, hellaswag_row),
-    ("commonsenseqa", 5, question_then_choice, read_commonsenseqa, commonsenseqa_row),
-    ("cosmosqa", 4, question_then_choice, read_cosmosqa, cosmosqa_row),
-    ("xcopa", 2, copa_prompt_then_choice, read_copa, copa_row),
-    ("siqa", 3, question_then_choice, read_siqa_split, siqa_row),
-    ("copa", 2, copa_prompt_then_choice, read_copa, copa_row),
+# ---- registrations: each task with its card ------------------------------------------------------
+
+# google-research/xtreme scripts/train_xcopa.sh.
+XCOPA_LANGS = langs("et,ht,id,it,qu,sw,ta,th,tr,vi,zh")
+
+HELLASWAG_SOURCE = SourceRow(
+    "hellaswag", EN, "Rowan/hellaswag", None, hf_revision="refs/convert/parquet", splits=TVT,
+    split_names=DEV, tfds_name="hellaswag", tfds_split_names=DEV,
+    url="https://github.com/rowanz/hellaswag/tree/master/data (disabled by a DMCA claim on "
+        "2026-09-14: the hub copy is the source)", license="MIT",
+    verified="hub viewer Rowan/hellaswag (train 39.9k, validation 10k, test 10k); sgl-project/sglang "
+             "#39481: validation 10042 rows; the parquet conversion branch is pinned (main held a script)")
+COMMONSENSEQA_SOURCE = SourceRow(
+    "commonsenseqa", EN, "tau/commonsense_qa", None, splits=TVT, split_names=DEV,
+    url="https://s3.amazonaws.com/commensenseqa/train_rand_split.jsonl", license="MIT",
+    verified="not verified (no card in the search corpus); assumed parquet")
+COSMOSQA_SOURCE = SourceRow(
+    "cosmosqa", EN, "allenai/cosmos_qa", None, hf_revision="refs/convert/parquet", splits=TVT,
+    split_names=DEV, tfds_name="cosmos_qa", tfds_split_names=DEV,
+    url="https://github.com/wilburOne/cosmosqa/tree/master/data", license="CC BY 4.0",
+    verified="not verified on the hub (script repo assumed; the parquet conversion branch is pinned)")
+XCOPA_SOURCE = SourceRow(
+    "xcopa", XCOPA_LANGS, "cambridgeltl/xcopa", "{lang}", splits={"validation": ALL, "test": ALL},
+    split_names=DEV, url="https://github.com/cambridgeltl/xcopa/tree/master/data", license="CC BY 4.0",
+    verified="hub commit 042f789 'Convert dataset to Parquet (#3)': one config per language, "
+             "validation 100 / test 500")
+SIQA_SOURCE = SourceRow(
+    "siqa", EN, "lighteval/siqa", None, hf_revision="54c6a1f8cb6daf4f5abf24a601852612fb35eb25",
+    splits=TV, split_names=EVAL_ONLY,
+    url="https://storage.googleapis.com/ai2-mosaic/public/socialiqa/socialiqa-train-dev.zip",
+    license="CC BY 4.0",
+    verified="hub card lighteval/siqa@54c6a1f: parquet, train 33410 / validation 1954, fields "
+             "context question answerA-C label ('1'-'3'); allenai/social_i_qa is script-only")
+COPA_SOURCE = SourceRow(
+    "copa", EN, "aps/super_glue", "copa", hf_revision="refs/convert/parquet", splits=TVT,
+    split_names=DEV, tfds_name="super_glue/copa", tfds_split_names=DEV,
+    url="https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip", license="BSD 2-Clause",
+    verified="hub parquet-converter commits (copa/{train,validation,test}/0000.parquet); main holds a "
+             "loading script; TFDS super_glue/copa")
+
+XCOPA = {"xtreme-r": BenchmarkEntry(XCOPA_LANGS, ("siqa", "copa"), "classification")}
+XCOPA_SUBMISSION = Submission(LABELS, ("test.{lang}.jsonl", "{lang}/test.{lang}.jsonl", "data/{lang}/test.{lang}.jsonl"))
+
+for _source, _choices, _segments, _read, _row, _card in (
+    (HELLASWAG_SOURCE, 4, context_then_question_choice, read_hellaswag, hellaswag_row, {"intermediate": True}),
+    (COMMONSENSEQA_SOURCE, 5, question_then_choice, read_commonsenseqa, commonsenseqa_row, {"intermediate": True}),
+    (COSMOSQA_SOURCE, 4, question_then_choice, read_cosmosqa, cosmosqa_row, {"intermediate": True}),
+    (XCOPA_SOURCE, 2, copa_prompt_then_choice, read_copa, copa_row,
+     {"benchmarks": XCOPA, "score_metrics": LABELS.metrics, "submission": XCOPA_SUBMISSION}),
+    (SIQA_SOURCE, 3, question_then_choice, read_siqa_split, siqa_row, {}),
+    (COPA_SOURCE, 2, copa_prompt_then_choice, read_copa, copa_row, {}),
 ):
-  register(MultipleChoiceTask(_name, _choices, _segments, _read, _row, hub_defaults(_name)))
+  register(MultipleChoiceTask(_source.task, _choices, _segments, _read, _row, _source.hub_defaults()),
+           TaskCard(_source.task, _source, text_to_text=forms.multiple_choice(_source.task), **_card))

@@ -1,7 +1,7 @@
 """Extractive QA tasks: SQuAD v1.1 / v2.0 (intermediate tasks), XQuAD, MLQA and TyDiQA-GoldP.
 
 All five read SQuAD-format data: local upstream JSON through `read_squad`, or rows of the
-Hugging Face datasets (defaults in `source_table`: `rajpurkar/squad`, `google/xquad` /
+Hugging Face datasets (defaults in each task's source row: `rajpurkar/squad`, `google/xquad` /
 `xquad.{lang}`, `google/xtreme` / `MLQA.{lang}.{lang}`, `google-research-datasets/tydiqa` /
 `secondary_task`) or TFDS with the schema id / title / context / question / answers {text,
 answer_start}. Featurisation is in `qa_features`, answer extraction in `qa_postprocess`. Scores
@@ -24,8 +24,11 @@ from xtjax.metrics.squad import squad_v1, squad_v2
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.qa_features import QA_FEATURES_VERSION, featurize_qa, recoverability
 from xtjax.tasks.qa_postprocess import SpanPredictions, join_span_predictions, postprocess
+from xtjax.tasks import t2t_forms as forms
+from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.source_table import hub_defaults
+from xtjax.tasks.source_table import ALL, DEV, EN, EVAL_ONLY, TV, XTREME_SHA, SourceRow
+from xtjax.tasks.submission_formats import MLQA, SQUAD, Submission
 
 
 class ExtractiveQATask(Task):
@@ -156,11 +159,72 @@ def _rows_in_language(rows: Iterable[Mapping[str, Any]], language: str, id_prefi
       yield row
 
 
-for _task in (
-    ExtractiveQATask("squad_v1", "squad_v1", hub_defaults("squad_v1")),
-    ExtractiveQATask("squad_v2", "squad_v2", hub_defaults("squad_v2"), with_negative=True),
-    ExtractiveQATask("xquad", "squad_v1", hub_defaults("xquad")),
-    ExtractiveQATask("mlqa", "mlqa", hub_defaults("mlqa")),
-    ExtractiveQATask("tydiqa", "squad_v1", hub_defaults("tydiqa")),
+# ---- registrations: each task with its card ------------------------------------------------------
+
+# google-research/xtreme evaluate.py TASK2LANGS.
+XQUAD_LANGS = langs("en,es,de,el,ru,tr,ar,vi,th,zh,hi")
+MLQA_LANGS = langs("en,es,de,ar,hi,vi,zh")
+TYDIQA_LANGS = langs("en,ar,bn,fi,id,ko,ru,sw,te")
+TYDIQA_ID_PREFIX = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
+                    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu"}
+QA_METRICS = ("exact_match", "f1")  # XTREME's QA score: their mean
+
+SQUAD_V1_SOURCE = SourceRow(
+    "squad_v1", EN, "rajpurkar/squad", None, splits=TV, split_names=EVAL_ONLY,
+    tfds_name="squad/v1.1", tfds_split_names=DEV,
+    url="https://rajpurkar.github.io/SQuAD-explorer/dataset/{train,dev}-v1.1.json",
+    license="CC BY-SA 4.0",
+    verified="hub viewer rajpurkar/squad plain_text: train 87.6k / validation 10.6k",
+    target="squad/{split}-v1.1.json", writer="squad")
+SQUAD_V2_SOURCE = SourceRow(
+    "squad_v2", EN, "rajpurkar/squad_v2", None, splits=TV, split_names=EVAL_ONLY,
+    tfds_name="squad/v2.0", tfds_split_names=DEV,
+    url="https://rajpurkar.github.io/SQuAD-explorer/dataset/{train,dev}-v2.0.json",
+    license="CC BY-SA 4.0", verified="not verified here (assumed like rajpurkar/squad)",
+    target="squad/{split}-v2.0.json", writer="squad")
+XQUAD_SOURCE = SourceRow(
+    "xquad", XQUAD_LANGS, "google/xquad", "xquad.{lang}", splits={"validation": ALL},
+    split_names=EVAL_ONLY, tfds_name="xquad/{lang}", tfds_split_names={"test": "test"},
+    url="https://github.com/google-deepmind/xquad/raw/master/xquad.{lang}.json", license="CC BY-SA 4.0",
+    verified="hub commit 'Convert dataset to Parquet' (xquad.{lang}/validation-*.parquet); "
+             "TFDS catalog xquad/{lang}",
+    target="xquad/xquad.{lang}.json", writer="squad")
+MLQA_SOURCE = SourceRow(
+    "mlqa", MLQA_LANGS, "google/xtreme", "MLQA.{lang}.{lang}", splits={"validation": ALL, "test": ALL},
+    split_names=DEV, tfds_name="mlqa/{lang}", tfds_split_names=DEV,
+    url="https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip", license="CC BY-SA 3.0",
+    verified=f"{XTREME_SHA}: MLQA.zh.zh 5.64k rows, MLQA.en.en 12.7k (validation + test)",
+    target="mlqa/{split}/{split}-context-{lang}-question-{lang}.json", writer="squad")
+TYDIQA_SOURCE = SourceRow(
+    "tydiqa", TYDIQA_LANGS, "google-research-datasets/tydiqa", "secondary_task", splits=TV,
+    split_names=EVAL_ONLY, id_prefixes=TYDIQA_ID_PREFIX, tfds_name="tydi_qa/goldp",
+    tfds_split_names=EVAL_ONLY,
+    url="https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-{train,dev}.json",
+    license="Apache 2.0",
+    verified="hub commit da78f23 'Convert dataset to Parquet' (secondary_task train/validation)",
+    target="tydiqa/tydiqa.goldp.{lang}.{split}.json", writer="squad")
+
+
+def _target(source: SourceRow, train: tuple[str, ...], submission: Submission) -> TaskCard:
+  """A QA target of XTREME and XTREME-R alike, evaluated on its source's languages."""
+  entry = BenchmarkEntry(source.languages, train, "qa")
+  return TaskCard(source.task, source, benchmarks={"xtreme": entry, "xtreme-r": entry}, score_metrics=QA_METRICS,
+                  submission=submission, text_to_text=forms.QA)
+
+
+for _task, _card in (
+    (ExtractiveQATask("squad_v1", "squad_v1", SQUAD_V1_SOURCE.hub_defaults()),
+     TaskCard("squad_v1", SQUAD_V1_SOURCE, intermediate=True, text_to_text=forms.QA)),
+    (ExtractiveQATask("squad_v2", "squad_v2", SQUAD_V2_SOURCE.hub_defaults(), with_negative=True),
+     TaskCard("squad_v2", SQUAD_V2_SOURCE, intermediate=True, text_to_text=forms.QA)),
+    (ExtractiveQATask("xquad", "squad_v1", XQUAD_SOURCE.hub_defaults()),
+     _target(XQUAD_SOURCE, ("squad_v1",), Submission(SQUAD, ("xquad.{lang}.json", "xquad/xquad.{lang}.json")))),
+    (ExtractiveQATask("mlqa", "mlqa", MLQA_SOURCE.hub_defaults()),
+     _target(MLQA_SOURCE, ("squad_v1",), Submission(MLQA, (
+         "test-context-{lang}-question-{lang}.json", "test/test-context-{lang}-question-{lang}.json",
+         "MLQA_V1/test/test-context-{lang}-question-{lang}.json")))),
+    (ExtractiveQATask("tydiqa", "squad_v1", TYDIQA_SOURCE.hub_defaults()),
+     _target(TYDIQA_SOURCE, ("tydiqa",), Submission(SQUAD, (
+         "tydiqa.goldp.{lang}.dev.json", "tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json")))),
 ):
-  register(_task)
+  register(_task, _card)

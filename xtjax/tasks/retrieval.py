@@ -34,8 +34,19 @@ from xtjax.errors import ConfigError, DataError
 from xtjax.metrics import bucc_candidates, bucc_f1, bucc_mine, bucc_optimize_threshold, knn, map_at_k
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.xtreme import LAREQA_LANGS
+from xtjax.tasks.source_table import XTREME_SHA, SourceRow
+from xtjax.tasks.submission_formats import LABELS, PAIRS, RANKED, Submission
+
+# google-research/xtreme evaluate.py TASK2LANGS; XTREME-R's from scripts/run_tatoeba.sh,
+# third_party/utils_mewslix.py and scripts/download_data.sh.
+BUCC_LANGS = langs("de,fr,ru,zh")
+TATOEBA_LANGS = langs("ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,"
+                      "ru,ja,ka,ko,th,sw,zh,kk,tr,et,fi,hu")
+TATOEBA_R_LANGS = TATOEBA_LANGS + langs("az,lt,pl,uk,ro")
+MEWSLIX_LANGS = langs("ar,de,en,es,fa,ja,pl,ro,ta,tr,uk")
+LAREQA_LANGS = langs("ar,de,el,en,es,hi,ru,th,tr,vi,zh")
 
 MAP_K = 20
 
@@ -233,7 +244,61 @@ def evaluate_retrieval(task: RetrievalTask, pretrained, source: DataSource, lang
   return out
 
 
-register(RetrievalTask("tatoeba", "accuracy"))
-register(RetrievalTask("bucc2018", "f1"))
-register(RetrievalTask("lareqa", f"map@{MAP_K}"))
-register(RetrievalTask("mewslix", f"map@{MAP_K}"))
+# ---- registrations: each task with its card ------------------------------------------------------
+
+# Tatoeba (LASER) files use ISO 639-3 codes: tatoeba.deu-eng.deu.
+TATOEBA_CODES = {
+    "ar": "ara", "he": "heb", "vi": "vie", "id": "ind", "jv": "jav", "tl": "tgl", "eu": "eus", "ml": "mal",
+    "ta": "tam", "te": "tel", "af": "afr", "nl": "nld", "de": "deu", "el": "ell", "bn": "ben", "hi": "hin",
+    "mr": "mar", "ur": "urd", "fa": "pes", "fr": "fra", "it": "ita", "pt": "por", "es": "spa", "bg": "bul",
+    "ru": "rus", "ja": "jpn", "ka": "kat", "ko": "kor", "th": "tha", "sw": "swh", "zh": "cmn", "kk": "kaz",
+    "tr": "tur", "et": "est", "fi": "fin", "hu": "hun", "az": "aze", "lt": "lit", "pl": "pol", "uk": "ukr",
+    "ro": "ron"}
+# LASER's Tatoeba test files at the commit shared/data was checked against (SOURCES.tsv).
+LASER = ("https://raw.githubusercontent.com/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821/"
+         "data/tatoeba/v1")
+BUCC_SOURCE = SourceRow(
+    "bucc2018", BUCC_LANGS, None, splits={},
+    url="https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.training-gold.tar.bz2 "
+        "https://comparable.limsi.fr/bucc2018/bucc2018-{lang}-en.sample-gold.tar.bz2",
+    license="BUCC 2018 shared task (research use)",
+    verified="google/xtreme bucc18.{lang} holds only gold pairs, not the mining pools: original files")
+TATOEBA_SOURCE = SourceRow(
+    "tatoeba", TATOEBA_R_LANGS, "google/xtreme", "tatoeba.{lang}",
+    splits={"validation": TATOEBA_LANGS}, split_names={"test": "validation"},
+    language_names=TATOEBA_CODES,
+    url="https://github.com/facebookresearch/LASER/raw/main/data/tatoeba/v1/tatoeba.{code}-eng.{code,eng}",
+    license="CC BY 2.0 FR",
+    verified=f"{XTREME_SHA}: tatoeba.deu validation 1000, tatoeba.tel 234",
+    fallback_url=" ".join(f"{LASER}/tatoeba.{{code}}-eng.{side}" for side in ("{code}", "eng")),
+    target="tatoeba/tatoeba.{code}-eng.{code}", writer="tatoeba")
+MEWSLIX_SOURCE = SourceRow(
+    "mewslix", MEWSLIX_LANGS, None,
+    url="google-research/google-research dense_representations_for_entity_retrieval/mel "
+        "(get-mewsli-x.sh)", license="CC BY 3.0", manual="run get-mewsli-x.sh (Wikipedia dump)")
+LAREQA_SOURCE = SourceRow(
+    "lareqa", LAREQA_LANGS, None,
+    url="https://raw.githubusercontent.com/google-research-datasets/lareqa/"
+        "9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c/xquad-r/{lang}.json",
+    verified="the commit shared/data's XQuAD-R was checked against (SOURCES.tsv)",
+    license="CC BY-SA 4.0")
+
+MAP = (f"map@{MAP_K}",)
+
+register(RetrievalTask("bucc2018", "f1"), TaskCard(
+    "bucc2018", BUCC_SOURCE, benchmarks={"xtreme": BenchmarkEntry(BUCC_LANGS, (), "retrieval")},
+    score_metrics=("f1",),
+    submission=Submission(PAIRS, ("{lang}-en.training.gold", "{lang}-en/{lang}-en.training.gold"))))
+register(RetrievalTask("mewslix", MAP[0]), TaskCard(
+    "mewslix", MEWSLIX_SOURCE, benchmarks={"xtreme-r": BenchmarkEntry(MEWSLIX_LANGS, ("mewslix",), "retrieval")},
+    score_metrics=MAP, submission=Submission(RANKED)))
+register(RetrievalTask("lareqa", MAP[0]), TaskCard(
+    "lareqa", LAREQA_SOURCE, benchmarks={"xtreme-r": BenchmarkEntry(LAREQA_LANGS, ("squad_v1",), "retrieval")},
+    score_metrics=MAP, submission=Submission(RANKED)))
+# XTREME-R evaluates Tatoeba with the SQuAD-fine-tuned model (as Phang et al. did); XTREME with the
+# pretrained encoder as is. The gold match of the i-th sentence is the i-th.
+register(RetrievalTask("tatoeba", "accuracy"), TaskCard(
+    "tatoeba", TATOEBA_SOURCE, benchmarks={"xtreme": BenchmarkEntry(TATOEBA_LANGS, (), "retrieval"),
+                                           "xtreme-r": BenchmarkEntry(TATOEBA_R_LANGS, ("squad_v1",), "retrieval")},
+    score_metrics=LABELS.metrics, submission=Submission(
+        LABELS, ("tatoeba.{code}-eng.eng", "v1/tatoeba.{code}-eng.eng"), codes=TATOEBA_CODES, aligned=True)))

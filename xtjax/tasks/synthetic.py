@@ -15,7 +15,9 @@ import numpy as np
 from xtjax.data.sources import DataSource, local_path
 from xtjax.errors import DataError, where
 from xtjax.metrics import accuracy
+from xtjax.tasks import t2t_forms as forms
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks.card import TaskCard
 from xtjax.tasks.registry import register
 
 _WORDS = {
@@ -83,4 +85,4 @@ class ToyClassification(Task):
     return {"accuracy": accuracy(list(predictions), [y for _, y in examples])}
 
 
-register(ToyClassification())
+register(ToyClassification(), TaskCard("toy_cls", text_to_text=forms.TOY))

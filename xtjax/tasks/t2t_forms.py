@@ -2,7 +2,7 @@
 
 Kept apart from any model: an encoder-decoder reads the input and generates the target, a
 decoder-only model would read input + target with the input masked from the loss. Each form
-names its source. Upstream templates (google-research/multilingual-t5 `preprocessors.py` /
+names its source; a task's card names its form (`TaskCard.text_to_text`). Upstream templates (google-research/multilingual-t5 `preprocessors.py` /
 `tasks.py`, google-research/text-to-text-transfer-transformer `t5.data.preprocessors.glue` with
 TFDS label names) are followed where they exist; where no upstream form exists the form says so.
 
@@ -39,24 +39,21 @@ class Form:
   parse: Callable[[str, Any], Any]
 
 
-_FORMS: dict[str, Form] = {}
-
-
-def register(names: Sequence[str], form: Form) -> None:
-  for name in names:
-    if name in _FORMS:
-      raise ValueError(f"text-to-text form for {name!r} registered twice")
-    _FORMS[name] = form
-
-
 def form(task: str) -> Form:
-  if task not in _FORMS:
-    raise ConfigError(f"task {task!r} has no text-to-text form; tasks with one: {sorted(_FORMS)}")
-  return _FORMS[task]
+  """The text-to-text form on a task's card."""
+  from xtjax.tasks import registry
+
+  found = registry.card(task).text_to_text
+  if found is None:
+    raise ConfigError(f"task {task!r} has no text-to-text form; tasks with one: {names()}")
+  return found
 
 
 def names() -> list[str]:
-  return sorted(_FORMS)
+  """The tasks whose card has a text-to-text form, sorted."""
+  from xtjax.tasks import registry
+
+  return sorted(card.name for card in registry.cards() if card.text_to_text is not None)
 
 
 def _label_parse(names_by_text: dict[str, str]):
@@ -73,10 +70,10 @@ def _nli(ex) -> tuple[str, str]:
   return f"xnli: premise: {ex.text_a} hypothesis: {ex.text_b}", target
 
 
-register(("mnli", "anli_plus", "xnli"), Form(
+NLI = Form(
     "multilingual_t5/preprocessors.py process_mnli / process_xnli: 'xnli: premise: P hypothesis: H' -> "
     "the TFDS class id as a string (entailment 0, neutral 1, contradiction 2)",
-    _nli, _label_parse({str(i): name for i, name in enumerate(TFDS_NLI_NAMES)})))
+    _nli, _label_parse({str(i): name for i, name in enumerate(TFDS_NLI_NAMES)}))
 
 
 def _glue_pair(benchmark: str, keys: tuple[str, str], label_names: tuple[str, str]):
@@ -87,15 +84,15 @@ def _glue_pair(benchmark: str, keys: tuple[str, str], label_names: tuple[str, st
   return to_text
 
 
-register(("pawsx",), Form(
+PAWS = Form(
     "multilingual_t5/tasks.py PAWS: t5 glue(benchmark_name='paws', feature_names=[sentence1, sentence2]) -> "
     "'paws sentence1: A sentence2: B' -> different_meaning | paraphrase",
     _glue_pair("paws", ("sentence1", "sentence2"), PAWS_NAMES),
-    _label_parse({name: str(i) for i, name in enumerate(PAWS_NAMES)})))
-register(("qqp",), Form(
+    _label_parse({name: str(i) for i, name in enumerate(PAWS_NAMES)}))
+QQP = Form(
     "t5 glue(benchmark_name='qqp'), features sorted: 'qqp question1: A question2: B' -> not_duplicate | duplicate",
     _glue_pair("qqp", ("question1", "question2"), QQP_NAMES),
-    _label_parse({name: str(i) for i, name in enumerate(QQP_NAMES)})))
+    _label_parse({name: str(i) for i, name in enumerate(QQP_NAMES)}))
 
 
 def _toy(ex) -> tuple[str, str]:
@@ -103,8 +100,8 @@ def _toy(ex) -> tuple[str, str]:
   return f"toy_cls sentence: {text}", ("yes" if label else "no")
 
 
-register(("toy_cls",), Form("xtjax (synthetic task; t5 glue style): 'toy_cls sentence: S' -> no | yes",
-                            _toy, _label_parse({"no": 0, "yes": 1})))
+TOY = Form("xtjax (synthetic task; t5 glue style): 'toy_cls sentence: S' -> no | yes", _toy,
+           _label_parse({"no": 0, "yes": 1}))
 
 
 # ---- extractive QA -------------------------------------------------------------------------------
@@ -116,10 +113,10 @@ def _qa(ex) -> tuple[str, str]:
   return f"question: {ex.question} context: {ex.context}", target
 
 
-register(("squad_v1", "squad_v2", "xquad", "mlqa", "tydiqa"), Form(
+QA = Form(
     "multilingual_t5/preprocessors.py xquad: 'question: Q context: C' -> the first answer. Unlike upstream, "
     "punctuation is not padded with spaces, so answers score against the unpadded official references",
-    _qa, lambda text, ex: text.strip()))
+    _qa, lambda text, ex: text.strip())
 
 
 # ---- multiple choice -----------------------------------------------------------------------------
@@ -131,7 +128,8 @@ def _choices(ex) -> tuple[str, str]:
   return " ".join(parts) + ctx + f" question: {ex.question}", target
 
 
-def _mc_form(task: str) -> Form:
+def multiple_choice(task: str) -> Form:
+  """The COPA form under `task`'s name (every multiple-choice task)."""
   def to_text(ex) -> tuple[str, str]:
     body, target = _choices(ex)
     return f"{task} {body}", target
@@ -146,9 +144,6 @@ def _mc_form(task: str) -> Form:
               "'copa choice1: A choice2: B premise: P question: cause' -> choice1 | choice2; other multiple-choice "
               "tasks use the same form with their own name and choices (xtjax's generalisation)", to_text, parse)
 
-
-for _task in ("xcopa", "copa", "hellaswag", "commonsenseqa", "cosmosqa", "siqa"):
-  register((_task,), _mc_form(_task))
 
 
 # ---- tagging -------------------------------------------------------------------------------------
@@ -191,13 +186,14 @@ def parse_entities(text: str, tokens: Sequence[str]) -> tuple[str, ...] | None:
   return tuple(tags)
 
 
-register(("panx",), Form(
+NER = Form(
     "multilingual_t5/evaluation/metrics.py span_f1 target layout: 'ner: w1 w2 ...' -> 'TAG: entity $$ TAG: entity' "
     "(empty when the sentence has none); the entities are placed back on the words for seqeval",
-    _ner, lambda text, ex: parse_entities(text, ex.tokens)))
+    _ner, lambda text, ex: parse_entities(text, ex.tokens))
 
 
-def _tag_sequence(task: str):
+def tag_sequence(task: str) -> Form:
+  """One tag per word under the prefix `task` (UD-POS: 'pos', CCG)."""
   def to_text(ex) -> tuple[str, str]:
     return f"{task}: {' '.join(ex.tokens)}", "" if ex.labels is None else " ".join(ex.labels)
 
@@ -208,9 +204,6 @@ def _tag_sequence(task: str):
   return Form("xtjax (no upstream mT5 form): 'TASK: w1 w2 ...' -> one tag per word, space-separated; "
               "a wrong number of tags is an invalid output", to_text, parse)
 
-
-register(("udpos",), _tag_sequence("pos"))
-register(("ccg",), _tag_sequence("ccg"))
 
 
 # ---- span corruption (MLM in the mixed setting) --------------------------------------------------
@@ -256,6 +249,6 @@ def _mlm_parse(text: str, ex):
   return np.array(predicted, dtype=object), target
 
 
-register(("mlm",), Form(
+MLM = Form(
     "t5 preprocessors.span_corruption / random_spans_noise_mask (mT5 pre-training on mC4), applied to words: "
-    "'w1 <extra_id_0> w4 ...' -> '<extra_id_0> w2 w3 <extra_id_1> ...'; scored as word accuracy", _mlm, _mlm_parse))
+    "'w1 <extra_id_0> w4 ...' -> '<extra_id_0> w2 w3 <extra_id_1> ...'; scored as word accuracy", _mlm, _mlm_parse)

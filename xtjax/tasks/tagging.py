@@ -36,8 +36,11 @@ from xtjax.errors import ConfigError, DataError
 from xtjax.metrics import accuracy, tagging_scores
 from xtjax.tasks import featurize as fz
 from xtjax.tasks.base import Features, FeatureSettings, Task
+from xtjax.tasks import t2t_forms as forms
+from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.source_table import hub_defaults
+from xtjax.tasks.source_table import ALL, DEV, EN, TVT, XTREME_SHA, SourceRow
+from xtjax.tasks.submission_formats import TAGS, Submission
 
 UPOS_LABELS = tuple(sorted(UPOS_TAGS))
 PANX_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -289,6 +292,67 @@ def _unk_empty_words(tokenizer, words: list[str]) -> list[str]:
   return [w if i in present else tokenizer.unk_token for i, w in enumerate(words)]
 
 
-register(TaggingTask("udpos", UPOS_LABELS, read_udpos_file, udpos_row, "seqeval", hub_defaults("udpos")))
-register(TaggingTask("panx", PANX_LABELS, read_panx_file, panx_row, "seqeval", hub_defaults("panx")))
-register(TaggingTask("ccg", None, read_ccg_file, ccg_row, "accuracy"))
+# ---- registrations: each task with its card ------------------------------------------------------
+
+# google-research/xtreme evaluate.py TASK2LANGS; XTREME-R's extensions from scripts/download_data.sh.
+UDPOS_LANGS = langs("af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,nl,pt,ru,ta,"
+                    "te,th,tl,tr,ur,vi,yo,zh")
+UDPOS_R_LANGS = UDPOS_LANGS + langs("lt,pl,uk,wo,ro")  # UD v2.7 (XTREME: v2.5)
+PANX_LANGS = langs("ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,"
+                   "bg,ru,ja,ka,ko,th,sw,yo,my,zh,kk,tr,et,fi,hu")
+PANX_R_LANGS = PANX_LANGS + langs("qu,pl,uk,az,lt,pa,gu,ro")
+# google/xtreme names UD treebank configs by the language's English name (udpos.German).
+UDPOS_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese"}
+# UD 2.5 treebanks in google/xtreme without training data (test only), and without a dev split.
+_UDPOS_NO_TRAIN = ("th", "tl", "yo")
+_UDPOS_NO_DEV = _UDPOS_NO_TRAIN + ("kk",)
+UDPOS_SOURCE = SourceRow(
+    "udpos", UDPOS_LANGS, "google/xtreme", "udpos.{lang}",
+    splits={"train": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_NO_TRAIN),
+            "validation": tuple(c for c in UDPOS_LANGS if c not in _UDPOS_NO_DEV), "test": ALL},
+    split_names=DEV, language_names=UDPOS_NAMES,
+    url="https://lindat.mff.cuni.cz/repository/xmlui/handle/11234/1-3105 (UD 2.5)",
+    license="per treebank (UD 2.5; UD 2.7 for XTREME-R's extra languages)",
+    verified=f"{XTREME_SHA}: udpos.German train 166849 / validation 19233 / test 22458, "
+             "udpos.Tagalog test only, udpos.Kazakh train 31 / test 1047",
+    # XTREME-R's extra languages (lt pl uk wo ro) are UD 2.7 treebanks, not in google/xtreme.
+    fallback_url="https://lindat.mff.cuni.cz/repository/xmlui/bitstream/handle/11234/1-3424/"
+                 "ud-treebanks-v2.7.tgz",
+    target="udpos/{lang}/{split}.conllu", writer="conllu")
+PANX_SOURCE = SourceRow(
+    "panx", PANX_R_LANGS, "unimelb-nlp/wikiann", "{lang}", splits=TVT, split_names=DEV,
+    tfds_name="wikiann/{lang}", tfds_split_names=DEV,
+    url="https://www.amazon.com/clouddrive/share/d3KGCRCIYwhKJF0H3eWA26hjg2ZCRhjpEQtDL70FSBN "
+        "(AmazonPhotos.zip)",
+    license="ODC-BY",
+    verified="hub commits 'Add <lang> data files' (parquet; ms train 20000 / 1000 / 1000)",
+    target="panx/{split}-{lang}.tsv", writer="panx")
+CCG_SOURCE = SourceRow(
+    "ccg", EN, None, url="https://catalog.ldc.upenn.edu/LDC2005T13", license="LDC user agreement",
+    manual="CCGbank 1.1 is licensed by the LDC (LDC2005T13): obtain it there, then run "
+           "`xtjax data check-ccg DIR --out OUT` on it (writes OUT/ccg/{train,dev,test}.auto)")
+
+F1 = ("f1",)  # evaluate.py: seqeval span F1 for PAN-X and UD-POS alike
+
+register(TaggingTask("udpos", UPOS_LABELS, read_udpos_file, udpos_row, "seqeval", UDPOS_SOURCE.hub_defaults()),
+         TaskCard("udpos", UDPOS_SOURCE, benchmarks={
+             "xtreme": BenchmarkEntry(UDPOS_LANGS, ("udpos",), "tagging"),
+             "xtreme-r": BenchmarkEntry(UDPOS_R_LANGS, ("udpos",), "structured_prediction")},
+             score_metrics=F1, text_to_text=forms.tag_sequence("pos"),
+             submission=Submission(TAGS, ("{lang}/test.conllu", "udpos/{lang}/test.conllu"),
+                                   glob="UD_*/{lang}_*-ud-test.conllu")))
+register(TaggingTask("panx", PANX_LABELS, read_panx_file, panx_row, "seqeval", PANX_SOURCE.hub_defaults()),
+         TaskCard("panx", PANX_SOURCE, benchmarks={
+             "xtreme": BenchmarkEntry(PANX_LANGS, ("panx",), "tagging"),
+             "xtreme-r": BenchmarkEntry(PANX_R_LANGS, ("panx",), "structured_prediction")},
+             score_metrics=F1, text_to_text=forms.NER,
+             # an upstream test-{lang}.tsv holds `lang:token<TAB>tag`; one without tabs is a submission file
+             submission=Submission(TAGS, ("test-{lang}.tsv", "panx/test-{lang}.tsv"), tabbed=True)))
+register(TaggingTask("ccg", None, read_ccg_file, ccg_row, "accuracy"),
+         TaskCard("ccg", CCG_SOURCE, intermediate=True, text_to_text=forms.tag_sequence("ccg")))
