@@ -210,8 +210,23 @@ def cell_status(cell: Cell) -> str:
   return "pending"
 
 
+def code_revision() -> str:
+  """The xtjax checkout's git revision (`+dirty` with uncommitted changes), or the package version outside git."""
+  import subprocess
+
+  import xtjax
+
+  src = Path(xtjax.__file__).parent
+  try:
+    rev = subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return f"xtjax {xtjax.__version__} (not a git checkout)"
+  return f"{rev} (xtjax {xtjax.__version__})"
+
+
 def write_sweep_file(cfg: SweepConfig, cells: list[Cell], workdir: Path) -> None:
-  data = {"name": cfg.name, "sweep": config_lib.to_dict(cfg),
+  data = {"name": cfg.name, "sweep": config_lib.to_dict(cfg), "code_revision": code_revision(),
           "cells": [{"name": c.name, "intermediate": c.intermediate, "target": c.target, "axes": c.axes,
                      "runs": [str(r.run_dir.relative_to(workdir)) for r in c.runs]} for c in cells]}
   write_text_atomic(workdir / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
