@@ -29,6 +29,7 @@ from typing import Any
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
+from xtjax.experiments.sweep_progress import SweepProgress
 from xtjax.io_utils import run_path, write_text_atomic
 from xtjax.runs import identity
 
@@ -50,6 +51,7 @@ class SweepConfig:
   overrides: tuple[str, ...] = ()  # `key=value` over the base pipeline, for every cell (e.g. defaults.cache_dir=...)
   latency: bool = True  # after each target phase: latency / throughput of its best checkpoint (cell_cost.py)
   latency_iters: int = 20
+  latency_repeats: int = 5  # timed rounds of latency_iters calls each: the spread of one cell's numbers
 
   def __post_init__(self):
     for key, values in (self.axes or {}).items():
@@ -264,11 +266,14 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
     from xtjax.train.loop import train as train_fn
   workdir = run_path(workdir)
   cells, runs = prepare(cfg, pipeline_path, workdir, where)
+  progress = SweepProgress([r for r in runs if run_status(r.run_dir) not in ("done", "running")], cells)
   failed: set[Path] = set()
   for run in runs:
     if not should_start(run, failed):
       continue
+    progress.start(run)
     outcome = execute_run(run, train_fn)
+    progress.finish()
     if outcome == "failed":
       failed.add(run.run_dir)
     elif outcome == "interrupted":
@@ -277,7 +282,7 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
   if cfg.latency:
     for run in runs:
       if run.kind == "target" and run_status(run.run_dir) == "done":
-        measure_run_latency(run.run_dir, cfg.latency_iters)
+        measure_run_latency(run.run_dir, cfg.latency_iters, cfg.latency_repeats)
   return status_counts(cells)
 
 
@@ -318,7 +323,7 @@ def status_counts(cells: list[Cell]) -> dict[str, int]:
   return counts
 
 
-def measure_run_latency(run_dir: Path, iters: int) -> None:
+def measure_run_latency(run_dir: Path, iters: int, repeats: int = 5) -> None:
   """A finished target run without a latency measurement gets one on this machine's device (a failure is
   logged and retried on the next invocation: the cell's scores stand)."""
   from xtjax.experiments.cell_cost import LATENCY_FILE, measure_latency
@@ -326,7 +331,7 @@ def measure_run_latency(run_dir: Path, iters: int) -> None:
   if (run_dir / LATENCY_FILE).exists():
     return
   try:
-    out = measure_latency(run_dir, iters=iters)
+    out = measure_latency(run_dir, iters=iters, repeats=repeats)
     log.info("%s: batch-1 p50 %.2f ms, %.1f examples/s at batch %d", run_dir.name, out["batch1_p50_ms"],
              out["examples_per_s"], out["eval_batch_size"])
   except Exception as e:  # noqa: BLE001
