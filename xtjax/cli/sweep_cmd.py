@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
   workdir = run_path(args.workdir or f"runs/sweeps/{cfg.name}")
   cells = sweep.expand(cfg, pipeline, workdir, where=path)
   runs = sweep.unique_runs(cells)
+  from xtjax.cli.train_cmds import check_task_names
+
+  for run in runs:  # a typo'd task fails here, before JAX loads
+    check_task_names(run.config, f"{path} [{run.label}]")
   if status or args.dry_run:
     if args.json:
       print(json.dumps([{"cell": c.name, "status": sweep.cell_status(c), "runs": [str(r.run_dir) for r in c.runs],

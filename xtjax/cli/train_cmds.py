@@ -29,15 +29,29 @@ def load_train_config(path: str, overrides):
   from xtjax import config as config_lib
   from xtjax.runs.schema import TrainConfig
 
-  return config_lib.load(path, TrainConfig, overrides)
+  cfg = config_lib.load(path, TrainConfig, overrides)
+  check_task_names(cfg, path)
+  return cfg
+
+
+def check_task_names(cfg, where: str) -> None:
+  """Every task of a run is registered: a typo is one line naming the file (with "did you mean"), before JAX loads."""
+  from xtjax.errors import ConfigError
+  from xtjax.tasks import registry
+
+  for i, task in enumerate(cfg.tasks):
+    try:
+      registry.get(task.name)
+    except ConfigError as e:
+      raise ConfigError(f"{where}: tasks[{i}].name: {e}") from None
 
 
 def run_train(args: argparse.Namespace) -> int:
+  cfg = load_train_config(args.config, args.overrides)  # a bad config fails here, before JAX loads
   from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
   from xtjax.train.loop import train
 
-  cfg = load_train_config(args.config, args.overrides)
   if args.print_config:
     import yaml
 
