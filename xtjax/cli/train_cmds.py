@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 
@@ -10,7 +11,9 @@ def register(sub) -> None:
   p = sub.add_parser("train", help="train one phase from a YAML config (resumes if the workdir has checkpoints)")
   p.add_argument("config", help="YAML config file (see configs/)")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.learning_rate=2e-5")
-  p.add_argument("--workdir", default=None, help="run directory (default: runs/<name>)")
+  p.add_argument("--workdir", default=None,
+                 help="run directory (default: runs/<name>); its tokenised features go to WORKDIR/feature_cache "
+                      "unless the config sets cache_dir")
   p.add_argument("--overwrite", action="store_true",
                  help="a workdir holding a different config starts afresh (default: an error naming the keys)")
   p.add_argument("--print-config", action="store_true", help="print the fully resolved config as YAML and exit")
@@ -61,6 +64,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
   maybe_initialize()
   workdir = as_path(args.workdir or f"runs/{cfg.name}")
+  if cfg.cache_dir is None:  # a lone run keeps its feature cache inside its workdir (pipeline phases share theirs)
+    cfg = dataclasses.replace(cfg, cache_dir=str(workdir / "feature_cache"))
   summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
     print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "
