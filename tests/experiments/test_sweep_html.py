@@ -195,3 +195,19 @@ def test_welch_of_constant_samples_warns_nothing():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     assert sweep_settings.welch_p([33.3] * 3, [33.3] * 3) is None
+
+
+def test_published_results_sit_beside_measured_settings(swept, capsys):
+  from xtjax.experiments import published
+
+  rows = published.published()
+  assert all(r["source"].startswith("Hu et al. 2020") for r in rows)
+  assert {(r["task"], r["metric"]): r["value"] for r in rows}[("xnli", "accuracy")] == 79.2
+  assert main(["report", str(swept)]) == 0
+  out = capsys.readouterr().out
+  # XNLI accuracy measured: the best setting (10 epochs, 55.0) beside XLM-R large's 79.2.
+  assert ("| xnli | accuracy | 79.2 | xlm-roberta-large | Hu et al. 2020 (XTREME), Table 2 | "
+          "intermediate-mnli epochs=10 | 55.0 ± 3.0 | -24.2 |") in out
+  page = _Page()
+  page.feed((swept / "report" / "report.html").read_text())
+  assert any(t[0][:3] == ["task", "metric", "published"] and len(t) == 2 for t in page.tables)

@@ -16,6 +16,7 @@ from etils import epath
 
 from xtjax.errors import XtjaxError
 from xtjax.experiments.cell_cost import LATENCY_FILE
+from xtjax.experiments.published import beside
 from xtjax.experiments.report import _table, language_order, main_metric
 from xtjax.experiments.sweep import NONE, SWEEP_FILE, read_json
 from xtjax.experiments.sweep_settings import (MIN_SEEDS, SIGNIFICANCE_NOTE, Setting, Spread, mark, row_key,
@@ -126,6 +127,11 @@ def tables(records: list[dict], tpu: str = "v4") -> list[Table]:
              for label in sorted(per_row, key=lambda k: (not k.startswith(NONE), k))]
     out.append(Table(f"{t} ({recs[0]['metric']}) per language", ["intermediate"] + langs, lines,
                      "mean over seeds", key=f"lang:{t}"))
+  ref = beside(settings(records))
+  if ref:
+    out.append(Table("Published results beside this sweep", *ref,
+                     "Published: test sets, averaged over the task's languages, for the model named; the difference "
+                     "compares a different model and setup unless they match.", key="published"))
   return out
 
 
