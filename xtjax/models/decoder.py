@@ -19,12 +19,12 @@ import numpy as np
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models.attention import attention
 from xtjax.models.scan import check_remat, make_layers, run_layers, use_scan
 from xtjax.models.t5 import RMSNorm
 from xtjax.parallel.rules import constrain
 
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
-_NEG = float(jnp.finfo(jnp.float32).min)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,11 +211,8 @@ class Attention(nnx.Module):
       new_cache = (k.astype(ck.dtype), v.astype(cv.dtype))
       k = jax.lax.dynamic_update_slice(ck, new_cache[0], (0, index, 0, 0))
       v = jax.lax.dynamic_update_slice(cv, new_cache[1], (0, index, 0, 0))
-    scores = L.einsum("btngk,bsnk->bngts", q, k, dt, jnp.float32) * (K ** -0.5)
-    scores = jnp.where(allowed_BxTxS[:, None, None], scores, _NEG)
-    probs = jax.nn.softmax(scores, axis=-1)
-    probs = L.dropout(probs, cfg.attention_dropout_rate, dropout_key).astype(dt)
-    ctx = L.einsum("bngts,bsnk->btngk", probs, v, dt)
+    ctx = attention(q, k, v, dtype=dt, scale=K ** -0.5, mask=allowed_BxTxS, dropout_rate=cfg.attention_dropout_rate,
+                    dropout_key=dropout_key)
     return self.o(ctx.reshape(B, T, H * K), key(4)), new_cache
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models.attention import attention
 from xtjax.models.scan import check_remat, layer_at, make_layers, run_layers, use_scan
 
 
@@ -129,10 +130,8 @@ class SelfAttention(nnx.Module):
     q = proj(1, "query", x if num_queries is None else x[:, :num_queries])
     k = proj(2, "key")
     v = proj(3, "value")
-    scores = L.einsum("bqhk,bshk->bhqs", q, k, dt, jnp.float32) / math.sqrt(self.cfg.head_dim)
-    probs = jax.nn.softmax(scores + bias_Bx1x1xL, axis=-1)
-    probs = L.dropout(probs, self.cfg.attention_dropout_rate, dropout_key).astype(dt)
-    ctx = L.einsum("bhqs,bshk->bqhk", probs, v, dt)
+    ctx = attention(q, k, v, dtype=dt, divide_by=math.sqrt(self.cfg.head_dim), bias=bias_Bx1x1xL,
+                    dropout_rate=self.cfg.attention_dropout_rate, dropout_key=dropout_key)
     out = L.project(self, "out", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 4))
     return out + self.out_bias[...].astype(dt)
 

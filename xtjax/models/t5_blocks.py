@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models.attention import NEG as _NEG
+from xtjax.models.attention import attention
 from xtjax.models.t5_config import T5Config
-
-_NEG = float(jnp.finfo(jnp.float32).min)
 
 
 def relative_position_bucket(relative_position, bidirectional: bool, num_buckets: int, max_distance: int):
@@ -89,10 +89,8 @@ class Attention(nnx.Module):
 
   def attend(self, q_BxQxHxK, k_BxSxHxK, v_BxSxHxK, bias_BxHxQxS, dropout_key=None):
     dt = L.to_dtype(self.cfg.dtype)
-    scores = L.einsum("bqhk,bshk->bhqs", q_BxQxHxK, k_BxSxHxK, dt, jnp.float32)
-    probs = jax.nn.softmax(scores + bias_BxHxQxS, axis=-1)
-    probs = L.dropout(probs, self.cfg.dropout_rate, dropout_key).astype(dt)
-    ctx = L.einsum("bhqs,bshk->bqhk", probs, v_BxSxHxK, dt)
+    ctx = attention(q_BxQxHxK, k_BxSxHxK, v_BxSxHxK, dtype=dt, bias=bias_BxHxQxS, dropout_rate=self.cfg.dropout_rate,
+                    dropout_key=dropout_key)
     return L.project(self, "o", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 1))
 
 
