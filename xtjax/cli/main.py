@@ -86,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
   if not args.debug and _drop_harmless not in logging.getLogger("absl").filters:
     logging.getLogger("absl").addFilter(_drop_harmless)
-  from xtjax.infer.xla_setup import tune_cpu_flags
-
   # XLA:CPU flags for the command's compute dtype, before the first JAX computation (commands
-  # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up).
-  tune_cpu_flags(getattr(args, "dtype", None) or ("float32" if hasattr(args, "dtype") else None))
+  # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up). Only those
+  # import JAX here: the others validate their input first and fail in well under a second.
+  dtype = getattr(args, "dtype", None) or ("float32" if hasattr(args, "dtype") else None)
+  if dtype is not None:
+    from xtjax.infer.xla_setup import tune_cpu_flags
+
+    tune_cpu_flags(dtype)
   try:
     code = int(args.func(args) or 0)
     sys.stdout.flush()  # a closed pipe shows here, not at exit

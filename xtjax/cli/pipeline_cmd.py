@@ -19,17 +19,23 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from xtjax.experiments.pipeline import load_pipeline, resolved_phases, run_pipeline, zero_shot_table
+  from xtjax.cli.train_cmds import check_task_names
+  from xtjax.experiments.pipeline import load_pipeline, phase_configs, resolved_phases, run_pipeline, zero_shot_table
   from xtjax.io_utils import as_path
-  from xtjax.parallel.distributed import maybe_initialize
 
   cfg = load_pipeline(args.config, args.overrides)
   workdir = as_path(args.workdir or f"runs/{cfg.name}")
+  # Every phase validated, its tasks too: a bad config fails here, before JAX loads.
+  for name, tcfg, _ in phase_configs(cfg, workdir, args.config):
+    check_task_names(tcfg, f"{args.config} [phase {name}]")
+  phases = resolved_phases(cfg, workdir, args.config)
   if args.print_config:
     import yaml
 
-    print(yaml.safe_dump(resolved_phases(cfg, workdir, args.config), sort_keys=False, allow_unicode=True), end="")
+    print(yaml.safe_dump(phases, sort_keys=False, allow_unicode=True), end="")
     return 0
+  from xtjax.parallel.distributed import maybe_initialize
+
   maybe_initialize()
   res = run_pipeline(cfg, workdir, where=args.config, overwrite=args.overwrite)
   if res["status"] == "preempted":

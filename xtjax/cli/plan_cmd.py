@@ -69,7 +69,8 @@ def load_plan_config(config: str | None, overrides, preset: str | None, phase: s
   else:
     data, where = config_lib.read_with_bases(Path(config)), config
     if "defaults" in data:
-      raise ConfigError(f"{config}: a pipeline config; choose a phase with --phase (e.g. its intermediate phase)")
+      raise ConfigError(f"{config}: a pipeline config; choose a phase with --phase (phases: " + ", ".join(
+          p["name"] for p in [data.get("intermediate"), *(data.get("targets") or [])] if p) + ")")
   if preset is not None:
     data["model"] = dict(data.get("model", {}), preset=preset, pretrained=None)
   config_lib.apply_overrides(data, overrides)

@@ -7,9 +7,10 @@ import argparse
 
 def register(sub) -> None:
   p = sub.add_parser("sweep", help="run a grid of pipelines with shared intermediate phases (re-running resumes)",
-                     description="xtjax sweep SWEEP.yaml [k=v ...] [--backend ray [--address A] [--slice v4-32]] | "
-                                 "xtjax sweep status SWEEP.yaml [--json]")
-  p.add_argument("args", nargs="+", metavar="[status] SWEEP.yaml [k=v ...]")
+                     usage="xtjax sweep SWEEP.yaml [k=v ...] [--workdir W] [--dry-run] [--backend ray [--address A] "
+                           "[--slice v4-32]]\n       xtjax sweep status SWEEP.yaml [--workdir W] [--json]",
+                     description="Runs (or resumes) a sweep; `xtjax sweep status` shows its cells.")
+  p.add_argument("args", nargs="+", metavar="ARG", help="[status] SWEEP.yaml, then key=value overrides")
   p.add_argument("--workdir", default=None, help="sweep directory (default: runs/sweeps/<name>)")
   p.add_argument("--dry-run", action="store_true", help="list the cells and runs, train nothing")
   p.add_argument("--json", action="store_true", help="status as JSON")
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
   workdir = run_path(args.workdir or f"runs/sweeps/{cfg.name}")
   cells = sweep.expand(cfg, pipeline, workdir, where=path)
   runs = sweep.unique_runs(cells)
+  from xtjax.cli.train_cmds import check_task_names
+
+  for run in runs:  # a typo'd task fails here, before JAX loads
+    check_task_names(run.config, f"{path} [{run.label}]")
   if status or args.dry_run:
     if args.json:
       print(json.dumps([{"cell": c.name, "status": sweep.cell_status(c), "runs": [str(r.run_dir) for r in c.runs],

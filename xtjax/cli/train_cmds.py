@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 
@@ -10,7 +11,9 @@ def register(sub) -> None:
   p = sub.add_parser("train", help="train one phase from a YAML config (resumes if the workdir has checkpoints)")
   p.add_argument("config", help="YAML config file (see configs/)")
   p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.learning_rate=2e-5")
-  p.add_argument("--workdir", default=None, help="run directory (default: runs/<name>)")
+  p.add_argument("--workdir", default=None,
+                 help="run directory (default: runs/<name>); its tokenised features go to WORKDIR/feature_cache "
+                      "unless the config sets cache_dir")
   p.add_argument("--overwrite", action="store_true",
                  help="a workdir holding a different config starts afresh (default: an error naming the keys)")
   p.add_argument("--print-config", action="store_true", help="print the fully resolved config as YAML and exit")
@@ -29,15 +32,29 @@ def load_train_config(path: str, overrides):
   from xtjax import config as config_lib
   from xtjax.runs.schema import TrainConfig
 
-  return config_lib.load(path, TrainConfig, overrides)
+  cfg = config_lib.load(path, TrainConfig, overrides)
+  check_task_names(cfg, path)
+  return cfg
+
+
+def check_task_names(cfg, where: str) -> None:
+  """Every task of a run is registered: a typo is one line naming the file (with "did you mean"), before JAX loads."""
+  from xtjax.errors import ConfigError
+  from xtjax.tasks import registry
+
+  for i, task in enumerate(cfg.tasks):
+    try:
+      registry.get(task.name)
+    except ConfigError as e:
+      raise ConfigError(f"{where}: tasks[{i}].name: {e}") from None
 
 
 def run_train(args: argparse.Namespace) -> int:
+  cfg = load_train_config(args.config, args.overrides)  # a bad config fails here, before JAX loads
   from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
   from xtjax.train.loop import train
 
-  cfg = load_train_config(args.config, args.overrides)
   if args.print_config:
     import yaml
 
@@ -47,6 +64,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
   maybe_initialize()
   workdir = as_path(args.workdir or f"runs/{cfg.name}")
+  if cfg.cache_dir is None:  # a lone run keeps its feature cache inside its workdir (pipeline phases share theirs)
+    cfg = dataclasses.replace(cfg, cache_dir=str(workdir / "feature_cache"))
   summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
     print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "

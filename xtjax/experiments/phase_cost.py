@@ -2,8 +2,8 @@
 
 FLOPs: the run's steps x one training step of its first trained task (3x the forward pass at the
 padded length, the MFU convention; a multi-task run's other heads differ by a head's worth, negligible
-next to the encoder). Device-hours: the trainer's training seconds x devices; a resumed run counts
-its last attempt only (its `train_seconds`). Parameters: the exported encoder's (`<run>/model`).
+next to the encoder). Device-hours: the trainer's training seconds without compilation x devices, on the
+device kind it names; a resumed run counts its last attempt only (its `train_seconds`). Parameters: the exported encoder's (`<run>/model`).
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ def phase_cost(run_dir: Path, summary: dict) -> dict:
     task, length, batch = trained[0], cfg.features.max_length, cfg.batch_size
     target = cfg.features.max_target_length if head_kind(task.head_type).seq2seq else 0  # text-to-text
     per_step = flops.train_flops(enc, batch, length, task.head_type, _labels(task), target_len=target)
-  seconds = float(summary.get("train_seconds") or 0.0)
+  # Measured device time: the training loop's wall clock less its compilation (each task's first step and the
+  # dev programs, `compile_seconds` in summary.json; absent in runs older than that key: counted in).
+  compile_s = float(summary.get("compile_seconds") or 0.0)
+  seconds = max(float(summary.get("train_seconds") or 0.0) - compile_s, 0.0)
+  devices = int(summary.get("device_count") or 1)
   # The model family as the report groups it (xlm-roberta, bert, mt5, ...): the Hugging Face model type.
   return {"family": enc.model_type or family.name, "params": _num_params(family.name, json.dumps(registry.config_to_dict(enc),
                                                                                sort_keys=True)),
           "steps": steps, "train_flops": float(per_step * steps),
-          "device_hours": seconds * int(summary.get("device_count") or 1) / 3600}
+          "device_hours": seconds * devices / 3600, "compile_seconds": compile_s,
+          "device_kind": summary.get("device_kind"), "device_count": devices}
 
 
 def _labels(task) -> int:

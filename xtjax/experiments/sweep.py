@@ -29,6 +29,7 @@ from typing import Any
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
+from xtjax.experiments.sweep_progress import SweepProgress
 from xtjax.io_utils import run_path, write_text_atomic
 from xtjax.runs import identity
 
@@ -50,6 +51,7 @@ class SweepConfig:
   overrides: tuple[str, ...] = ()  # `key=value` over the base pipeline, for every cell (e.g. defaults.cache_dir=...)
   latency: bool = True  # after each target phase: latency / throughput of its best checkpoint (cell_cost.py)
   latency_iters: int = 20
+  latency_repeats: int = 5  # timed rounds of latency_iters calls each: the spread of one cell's numbers
 
   def __post_init__(self):
     for key, values in (self.axes or {}).items():
@@ -210,8 +212,23 @@ def cell_status(cell: Cell) -> str:
   return "pending"
 
 
+def code_revision() -> str:
+  """The xtjax checkout's git revision (`+dirty` with uncommitted changes), or the package version outside git."""
+  import subprocess
+
+  import xtjax
+
+  src = Path(xtjax.__file__).parent
+  try:
+    rev = subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return f"xtjax {xtjax.__version__} (not a git checkout)"
+  return f"{rev} (xtjax {xtjax.__version__})"
+
+
 def write_sweep_file(cfg: SweepConfig, cells: list[Cell], workdir: Path) -> None:
-  data = {"name": cfg.name, "sweep": config_lib.to_dict(cfg),
+  data = {"name": cfg.name, "sweep": config_lib.to_dict(cfg), "code_revision": code_revision(),
           "cells": [{"name": c.name, "intermediate": c.intermediate, "target": c.target, "axes": c.axes,
                      "runs": [str(r.run_dir.relative_to(workdir)) for r in c.runs]} for c in cells]}
   write_text_atomic(workdir / SWEEP_FILE, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -249,11 +266,14 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
     from xtjax.train.loop import train as train_fn
   workdir = run_path(workdir)
   cells, runs = prepare(cfg, pipeline_path, workdir, where)
+  progress = SweepProgress([r for r in runs if run_status(r.run_dir) not in ("done", "running")], cells)
   failed: set[Path] = set()
   for run in runs:
     if not should_start(run, failed):
       continue
+    progress.start(run)
     outcome = execute_run(run, train_fn)
+    progress.finish()
     if outcome == "failed":
       failed.add(run.run_dir)
     elif outcome == "interrupted":
@@ -262,7 +282,7 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
   if cfg.latency:
     for run in runs:
       if run.kind == "target" and run_status(run.run_dir) == "done":
-        measure_run_latency(run.run_dir, cfg.latency_iters)
+        measure_run_latency(run.run_dir, cfg.latency_iters, cfg.latency_repeats)
   return status_counts(cells)
 
 
@@ -303,7 +323,7 @@ def status_counts(cells: list[Cell]) -> dict[str, int]:
   return counts
 
 
-def measure_run_latency(run_dir: Path, iters: int) -> None:
+def measure_run_latency(run_dir: Path, iters: int, repeats: int = 5) -> None:
   """A finished target run without a latency measurement gets one on this machine's device (a failure is
   logged and retried on the next invocation: the cell's scores stand)."""
   from xtjax.experiments.cell_cost import LATENCY_FILE, measure_latency
@@ -311,7 +331,7 @@ def measure_run_latency(run_dir: Path, iters: int) -> None:
   if (run_dir / LATENCY_FILE).exists():
     return
   try:
-    out = measure_latency(run_dir, iters=iters)
+    out = measure_latency(run_dir, iters=iters, repeats=repeats)
     log.info("%s: batch-1 p50 %.2f ms, %.1f examples/s at batch %d", run_dir.name, out["batch1_p50_ms"],
              out["examples_per_s"], out["eval_batch_size"])
   except Exception as e:  # noqa: BLE001

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from xtjax.errors import DataError
@@ -24,6 +22,9 @@ def l2_normalize(x_NxD: np.ndarray) -> np.ndarray:
 
 
 def _merge_top_k(s_a_BxK, i_a_BxK, s_b_BxK, i_b_BxK, k):
+  import jax
+  import jax.numpy as jnp
+
   # `a` holds lower database indices, so on equal scores top_k keeps it first.
   s_Bx2K = jnp.concatenate([s_a_BxK, s_b_BxK], axis=1)
   i_Bx2K = jnp.concatenate([i_a_BxK, i_b_BxK], axis=1)
@@ -31,9 +32,11 @@ def _merge_top_k(s_a_BxK, i_a_BxK, s_b_BxK, i_b_BxK, k):
   return s_BxK, jnp.take_along_axis(i_Bx2K, pos_BxK, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
 def _search_block(x_BxD, y_NbxCxD, num_valid, k):
   """Top-k inner products of one query block against all database blocks."""
+  import jax
+  import jax.numpy as jnp
+
   num_blocks, block, _ = y_NbxCxD.shape
   offsets_Nb = jnp.arange(num_blocks, dtype=jnp.int32) * block
 
@@ -49,6 +52,14 @@ def _search_block(x_BxD, y_NbxCxD, num_valid, k):
           jnp.full((x_BxD.shape[0], k), -1, jnp.int32))
   (s_BxK, i_BxK), _ = jax.lax.scan(step, init, (y_NbxCxD, offsets_Nb))
   return s_BxK, i_BxK
+
+
+@functools.cache
+def _search_block_jit():
+  """`_search_block` jitted, built on first use: importing the metrics (every task does) does not load JAX."""
+  import jax
+
+  return jax.jit(_search_block, static_argnames=("k",))
 
 
 def _pad_rows(x_NxD: np.ndarray, multiple: int) -> np.ndarray:
@@ -78,12 +89,14 @@ def knn(x_NxD, y_MxD, k: int, batch: int = 1024, db_batch: int = 65536,
   if n == 0:
     return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
 
+  import jax.numpy as jnp
+
   block = min(max(db_batch, k), m)
   y_pad = _pad_rows(y_MxD, block)
   y_NbxCxD = jnp.asarray(y_pad.reshape(-1, block, y_pad.shape[1]))
   rows = min(batch, n)
   x_pad = _pad_rows(x_NxD, rows)
-  results = [_search_block(jnp.asarray(x_pad[i:i + rows]), y_NbxCxD, m, k)
+  results = [_search_block_jit()(jnp.asarray(x_pad[i:i + rows]), y_NbxCxD, m, k)
              for i in range(0, len(x_pad), rows)]  # dispatched asynchronously, fetched below
   scores_NxK = np.concatenate([np.asarray(s) for s, _ in results])[:n]
   indices_NxK = np.concatenate([np.asarray(i) for _, i in results])[:n].astype(np.int64)

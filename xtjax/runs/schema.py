@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from xtjax.config import BadValue, check_min
 from xtjax.data.sources import DataSource
-from xtjax.models.lora import LoraConfig
-from xtjax.parallel.mesh import MeshConfig
+from xtjax.models.lora_config import LoraConfig
+from xtjax.parallel.mesh_config import MeshConfig
 from xtjax.tasks.base import FeatureSettings
 
 

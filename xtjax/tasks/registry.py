@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from xtjax.errors import ConfigError
@@ -51,7 +52,7 @@ def _ensure_loaded() -> None:
 def get(name: str) -> Task:
   _ensure_loaded()
   if name not in _TASKS:
-    raise ConfigError(f"unknown task {name!r}; known tasks: {sorted(_TASKS)}")
+    raise ConfigError(f"unknown task {name!r}" + "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(name, _TASKS, 1)) + f" (known tasks: {sorted(_TASKS)})")
   return _TASKS[name]
 
 

@@ -163,6 +163,7 @@ class Trainer:
     status = "finished"
     pending = None  # metrics fetched one step late, so the host never waits on the device
     started = time.time()
+    self.compile_seconds = -self.eval_model.programs.stats.compile_seconds  # + the dev programs compiled below
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
     with Preemption() as pre:
@@ -170,7 +171,12 @@ class Trainer:
       while self.position.step < self.total_steps:
         name, batch, next_pos = next(it)
         task = task_by_name[name]
+        fresh, t_step = name not in self._train_steps, time.time()
         self.state, metrics = self.train_step_for(task)(self.state, batch)
+        if fresh:  # a task's first step compiles it: timed apart (summary.json's compile_seconds), not in the ETA
+          jax.block_until_ready(metrics)
+          self.compile_seconds += time.time() - t_step
+          progress.compiled()
         if pending is not None:
           self._log_train(book, progress, *pending)
         pending = (self.position.step + 1, name, metrics)
@@ -193,6 +199,7 @@ class Trainer:
     self._save(self.position.step, force=True)
     self.ckpt.wait()
     elapsed = time.time() - started
+    self.compile_seconds += self.eval_model.programs.stats.compile_seconds
     if status == "preempted":
       book.close()
       log.warning("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
@@ -249,6 +256,8 @@ class Trainer:
     summary = {"status": "finished", "step": self.position.step, "start": self.start_how,
                "config_hash": identity.config_hash(self.config_dict),
                "best": info, "zero_shot": zs, "train_seconds": round(elapsed, 2), "truncation": self.truncation,
+               # of train_seconds: each task's first (compiling) step and the dev programs' compilation
+               "compile_seconds": round(self.compile_seconds, 2),
                "device_count": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
                # a QA example may give several windows: rows trained on per second, and examples per second
                "features_per_second": round(features_per_s, 2),
@@ -267,7 +276,9 @@ class _progress:
 
   def __init__(self, total, initial):
     self.bar = None
-    if jax.process_index() == 0:
+    if total == 0:  # an evaluation-only phase (retrieval): no bar of 0 steps
+      log.info("evaluation only: no training steps")
+    elif jax.process_index() == 0:
       from tqdm import tqdm
 
       self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
@@ -278,6 +289,11 @@ class _progress:
       self.bar.update(max(0, step - self.last))
       self.bar.set_postfix(loss=f"{loss:.4f}")
     self.last = step
+
+  def compiled(self):
+    """A step finished compiling: its time leaves the rate and the ETA (tqdm's timer restarts)."""
+    if self.bar is not None:
+      self.bar.unpause()
 
   def close(self):
     if self.bar is not None:
