@@ -8,7 +8,7 @@ from test_configs_parse import CONFIGS, shipped_phases
 from xtjax.data.sources import DataSource
 from xtjax.evaluation.zero_shot import eval_languages
 from xtjax.tasks import registry
-from xtjax.tasks.source_table import source_problem
+from xtjax.tasks.source_check import source_problem
 
 # Known gaps, each with its reason (none today).
 KNOWN_GAPS: set[str] = set()

@@ -6,7 +6,7 @@ from hub_fixture import use_local_repo, write_hub_repo
 from xtjax.data.sources import DataSource
 from xtjax.errors import DataError
 from xtjax.tasks import registry
-from xtjax.tasks.source_table import source_row
+from xtjax.tasks.source_check import source_row
 from xtjax.tasks.tagging import UDPOS_NAMES
 from xtjax.tasks.tagging import UPOS_LABELS
 
@@ -111,7 +111,7 @@ def test_tfds_without_a_name_is_one_line():
 
 def test_anli_plus_reads_each_component_from_its_own_hub_default(tmp_path, monkeypatch):
   from xtjax.tasks import classification
-  from xtjax.tasks.source_table import hub_defaults
+  from xtjax.tasks.source_check import hub_defaults
 
   nli = {"premise": "A dog.", "hypothesis": "An animal.", "label": 0}
   anli = write_hub_repo(tmp_path / "anli", {"plain_text": {f"dev_r{r}": [{**nli, "uid": f"r{r}"}] for r in (1, 2, 3)}})

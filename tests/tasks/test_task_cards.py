@@ -20,7 +20,8 @@ from xtjax.tasks.catalog import task_rows
 from xtjax.tasks.classification import NLI_LABELS, PairClassificationTask, nli_row, read_nli_file
 from xtjax.tasks.counts import published_counts
 from xtjax.tasks.download_plan import benchmark_task_names, plan
-from xtjax.tasks.source_table import DEV, SourceRow, source_problem
+from xtjax.tasks.source_check import source_problem
+from xtjax.tasks.source_table import DEV, SourceRow
 from xtjax.tasks.submission_formats import LABELS, Submission
 from xtjax.tasks.xtreme import benchmark_groups, benchmark_languages, benchmark_tasks
 

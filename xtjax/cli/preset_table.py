@@ -7,6 +7,9 @@ preset and fails, printing the new table, when a preset or its size changes.
 PRESETS = (  # (preset, family, parameters)
     ('bert-base', 'encoder', 109482240),
     ('bert-large', 'encoder', 335141888),
+    ('gemma-2-27b', 'gemma2', 27227128320),
+    ('gemma-2-2b', 'gemma2', 2614341888),
+    ('gemma-2-9b', 'gemma2', 9241705984),
     ('llama-3.1-70b', 'decoder', 70553706496),
     ('llama-3.1-8b', 'decoder', 8030261248),
     ('llama-3.2-1b', 'decoder', 1235814400),

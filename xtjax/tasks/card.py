@@ -12,16 +12,26 @@ a task is one registration.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from xtjax.tasks.source_table import SourceRow
 from xtjax.tasks.submission_formats import Submission
-from xtjax.tasks.t2t_forms import Form
 
 
 def langs(spec: str) -> tuple[str, ...]:
   """'ar,bg,de' -> ('ar', 'bg', 'de')."""
   return tuple(spec.split(","))
+
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+  """How one task reads and writes text. `parse(text, example)` returns the base task's prediction
+  for the example (None when the text is outside what the target can be)."""
+
+  source: str
+  to_text: Callable[[Any], tuple[str, str]]
+  parse: Callable[[str, Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,8 @@ from xtjax.tasks import t2t_forms as forms
 from xtjax.tasks.base import Features, FeatureSettings, Task
 from xtjax.tasks.card import BenchmarkEntry, TaskCard, langs
 from xtjax.tasks.registry import register
-from xtjax.tasks.source_table import ALL, DEV, EN, TVT, SourceRow, hub_defaults
+from xtjax.tasks.source_check import hub_defaults
+from xtjax.tasks.source_table import ALL, DEV, EN, TVT, SourceRow
 from xtjax.tasks.submission_formats import LABELS, Submission
 
 NLI_LABELS = ("contradiction", "entailment", "neutral")

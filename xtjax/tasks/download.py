@@ -25,7 +25,7 @@ from xtjax.data.sources import DataSource, hf_rows
 from xtjax.errors import DataError
 from xtjax.io_utils import atomic_path, write_text_atomic
 from xtjax.tasks.download_plan import FetchItem
-from xtjax.tasks.source_table import source_row
+from xtjax.tasks.source_check import source_row
 from xtjax.tasks.tagging import UPOS_LABELS
 
 log = logging.getLogger(__name__)

@@ -13,30 +13,19 @@ wrapping task counts them.
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from xtjax.errors import ConfigError
+from xtjax.tasks.card import Form
 
 # TFDS multi_nli / xnli class ids: mT5's `process_mnli` / `process_xnli` target `as_string(label)`.
 TFDS_NLI_NAMES = ("entailment", "neutral", "contradiction")
 PAWS_NAMES = ("different_meaning", "paraphrase")  # multilingual_t5/tasks.py PAWS `label_names`
 QQP_NAMES = ("not_duplicate", "duplicate")  # TFDS glue/qqp label names, as t5's glue preprocessor uses them
 ENTITY_SEP = " $$ "  # multilingual_t5/evaluation/metrics.py `span_f1`: "TAG: entity $$ TAG: entity"
-
-
-@dataclasses.dataclass(frozen=True)
-class Form:
-  """How one task reads and writes text. `parse(text, example)` returns the base task's prediction
-  for the example (None when the text is outside what the target can be)."""
-
-  source: str
-  to_text: Callable[[Any], tuple[str, str]]
-  parse: Callable[[str, Any], Any]
 
 
 def form(task: str) -> Form:
