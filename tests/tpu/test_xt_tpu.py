@@ -4,6 +4,8 @@ the words it was started with."""
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,8 @@ FAKE_GCLOUD = textwrap.dedent("""\
     args = sys.argv[1:]
     with open(os.environ["FAKE_LOG"], "a") as f:
       f.write(json.dumps(args) + "\\n")
+    if os.environ.get("FAKE_GCLOUD_FORBIDDEN"):  # a dry run reached gcloud: fail loudly as well as record
+      sys.exit(97)
     if "describe" in args:
       kind = "qr" if "queued-resources" in args else "vm"
       path = os.environ["FAKE_STATES"]
@@ -173,3 +177,70 @@ def test_watch_without_launch_is_one_line_error(fake):
   fake.run("create", "a", "--type", "v4-8", "--zone", "z")
   r = fake.run("watch", "a", check=False)
   assert r.returncode == 2 and "nothing launched yet" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_dry_run_after_the_name_is_a_dry_run_and_after_the_double_dash_a_word(fake):
+  """`launch NAME --dry-run -- CMD` used to send `--dry-run` to the workers and really run gcloud."""
+  fake.run("create", "a", "--type", "v4-32", "--zone", "z")
+  before = len(fake.calls())
+  r = fake.run("launch", "a", "--dry-run", "--", "xtjax", "pipeline", "c.yaml", FAKE_GCLOUD_FORBIDDEN="1")
+  assert len(fake.calls()) == before
+  assert "nohup setsid .venv/bin/xtjax pipeline c.yaml >" in r.stdout and "--dry-run" not in r.stdout
+  for argv in (["--dry-run", "stop", "a"], ["stop", "--dry-run", "a"], ["stop", "a", "--dry-run"]):
+    assert fake.run(*argv, FAKE_GCLOUD_FORBIDDEN="1").stdout.startswith("gcloud compute tpus tpu-vm ssh a ")
+  assert len(fake.calls()) == before
+  fake.run("launch", "a", "--", "xtjax", "train", "c.yaml", "--workdir", str(fake.root / "w"), "--dry-run")
+  assert fake.launched() == [["train", "c.yaml", "--workdir", str(fake.root / "w"), "--dry-run"]]
+  assert len(fake.calls()) == before + 1  # that one was real
+
+
+def _readme_sequence(title: str) -> list[list[str]]:
+  """The `tpu/xt-tpu ...` lines of tpu/README.md's bash block under `## TITLE`, continuations joined."""
+  text = (ROOT / "tpu" / "README.md").read_text()
+  block = re.search(rf"## {re.escape(title)}\n.*?```bash\n(.*?)```", text, re.S).group(1)
+  lines = block.replace("\\\n", " ").splitlines()
+  return [shlex.split(line, comments=True)[1:] for line in lines if line.startswith("tpu/xt-tpu ")]
+
+
+def test_the_readme_v4_32_sequence_previews_end_to_end_without_gcloud(fake):
+  """Every line of the README's v4-32 sequence with `--dry-run` after the name: create records a
+  hypothetical TPU that setup, launch, status, logs, watch and delete read; stdout holds only
+  commands (gcloud, and setup's local tar); gcloud is never started; no real record is written."""
+  seq = _readme_sequence("v4-32, four hosts")
+  assert [argv[0] for argv in seq] == ["create", "setup", "launch", "status", "logs", "watch", "delete"]
+  printed = {}
+  for argv in seq:
+    r = fake.run(*argv[:2], "--dry-run", *argv[2:], FAKE_GCLOUD_FORBIDDEN="1")
+    printed[argv[0]] = [shlex.split(line) for line in r.stdout.splitlines()]
+    assert printed[argv[0]], argv
+    for cmd in printed[argv[0]]:
+      assert cmd[0] == "gcloud" or (argv[0] in ("setup", "watch") and cmd[0] == "tar"), (argv, cmd)
+  assert fake.calls() == []
+  assert list((fake.root / "state").iterdir()) == []  # delete ended the hypothetical TPU; no real record
+  assert not list(fake.root.glob("xt-tpu-*.tgz"))  # setup's tarball was not made either
+  assert printed["create"] == [["gcloud", "compute", "tpus", "tpu-vm", "create", "xt-v4-32", "--zone=us-central2-b",
+                                "--accelerator-type=v4-32", "--version=tpu-ubuntu2204-base"]]
+  assert printed["setup"][0][:2] == ["tar", "-C"]
+  assert [c[4] for c in printed["setup"][1:]] == ["scp", "ssh"]
+  launched = printed["launch"][0][-1]
+  assert ("nohup setsid .venv/bin/xtjax pipeline configs/phang2020/xlmr_large_mnli.yaml --workdir "
+          "/mnt/my-bucket/runs/mnli-e10 intermediate.train.epochs=10 defaults.mesh.fsdp=4 >") in launched
+  assert [c[4] for c in printed["status"]] == ["describe", "ssh"]
+  assert "--worker=3" in printed["logs"][0]
+  # watch: the state, the finished check, the relaunch, then the recovery from a preemption.
+  verbs = [c[4] if c[0] == "gcloud" else "tar" for c in printed["watch"]]
+  assert verbs == ["describe", "ssh", "ssh", "ssh", "delete", "create", "describe", "tar", "scp", "ssh", "ssh"]
+  assert printed["watch"][-1][-1] == launched  # the same command, relaunched
+  assert printed["delete"] == [["gcloud", "compute", "tpus", "tpu-vm", "delete", "xt-v4-32", "--zone=us-central2-b",
+                                "--quiet"]]
+
+
+def test_a_dry_run_never_writes_a_real_tpus_record(fake):
+  fake.run("create", "a", "--type", "v4-8", "--zone", "z")
+  real = (fake.root / "state" / "a.json").read_text()
+  fake.run("launch", "a", "--dry-run", "--", "xtjax", "train", "c.yaml", FAKE_GCLOUD_FORBIDDEN="1")
+  fake.run("delete", "a", "--dry-run", FAKE_GCLOUD_FORBIDDEN="1")
+  assert (fake.root / "state" / "a.json").read_text() == real
+  r = fake.run("setup", "b", "--dry-run", check=False)
+  assert r.returncode == 2 and "create it with `xt-tpu create b ... --dry-run` first" in r.stderr
+  assert r.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 
 GiB = 1024 ** 3
 MFUS = (0.4, 0.5, 0.6)
@@ -77,11 +78,25 @@ def load_plan_config(config: str | None, overrides, preset: str | None, phase: s
   return config_lib.from_dict(TrainConfig, data, where + (" (with overrides)" if overrides else ""))
 
 
-def _ensure_cpu_devices(topology: str) -> None:
-  """`cpu:N` needs N fake CPU devices, which XLA reads from its flags when JAX starts."""
-  if topology.startswith("cpu:") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    n = topology.split(":", 1)[1]
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+def _host_backend_only(slice_) -> None:
+  """Before JAX starts: its backends on this host's CPU only (a plan compiles for a described slice and
+  never drives a local accelerator, so it can run beside a training on the same TPU VM), and as many CPU
+  devices as a `cpu:N` or `--memory-only` slice stands on (XLA reads their count from its flags)."""
+  import jax
+  from jax._src import xla_bridge
+
+  if xla_bridge.backends_are_initialized():
+    return
+  jax.config.update("jax_platforms", "cpu")
+  if slice_.chip is not None and not slice_.on_cpu:
+    return
+  want = slice_.devices_per_slice * slice_.num_slices
+  flags = os.environ.get("XLA_FLAGS", "")
+  m = re.search(r"--xla_force_host_platform_device_count=(\d+)", flags)
+  if m is None:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={want}".strip()
+  elif int(m.group(1)) < want:
+    os.environ["XLA_FLAGS"] = flags.replace(m.group(0), f"--xla_force_host_platform_device_count={want}")
 
 
 def add_estimates(result: dict) -> dict:
@@ -103,27 +118,30 @@ def add_estimates(result: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-  _ensure_cpu_devices(args.topology)
   if args.config is not None and "=" in args.config:  # `plan --preset P k=v`: no CONFIG, only overrides
     args.config, args.overrides = None, [args.config] + list(args.overrides)
   from xtjax.parallel import topology
+
+  slice_ = topology.parse(args.topology, args.slices)
+  if args.memory_only and not (args.search or args.remat_table):  # sizes only: CPU stand-ins, no libtpu
+    slice_ = topology.on_cpu(slice_)
+  _host_backend_only(slice_)
   from xtjax.train.plan import plan
 
   cfg = load_plan_config(args.config, args.overrides, args.preset, args.phase)
   if args.remat_table:
     from xtjax.train.plan_search import remat_table
 
-    table = remat_table(cfg, topology.parse(args.topology, args.slices), args.choices)
+    table = remat_table(cfg, slice_, args.choices)
     print(json.dumps(table, indent=2) if args.json else format_remat_table(table))
     return 0
   if args.search:
     from xtjax.train.plan_search import search
 
-    found = search(cfg, topology.parse(args.topology, args.slices), args.choices)
+    found = search(cfg, slice_, args.choices)
     print(json.dumps(found, indent=2, default=str) if args.json else format_search(found))
     return 0
-  result = add_estimates(plan(cfg, topology.parse(args.topology, args.slices), args.choices, not args.no_eval,
-                                 not args.memory_only))
+  result = add_estimates(plan(cfg, slice_, args.choices, not args.no_eval, not args.memory_only))
   result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
   if args.json:
     print(json.dumps(result, indent=2, default=str))

@@ -2,19 +2,24 @@
 
 `v4-32`, `v5p-128` (TensorCores, two per megacore chip), `v5e-256`, `v6e-64` (chips) and explicit
 `v4:2x2x4` become libtpu topology descriptions (what MaxText's `train_compile.py` compiles for);
-`cpu:N` is N fake CPU devices, so the whole plan runs where libtpu does not.
+`cpu:N` is N fake CPU devices, so the whole plan runs where libtpu does not; `on_cpu` lays a TPU
+slice's devices out on as many CPU devices (same mesh, same bytes per device), which is all
+`plan --memory-only` needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 
 import jax
 import numpy as np
 
-from xtjax.errors import ConfigError
+from xtjax.errors import ConfigError, XtjaxError
+
+LIBTPU_MISSING = "install the tpu extra (pip install 'xtjax[tpu]')"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Slice:
   chip: Chip | None  # None for cpu:N (no HBM limit to check against)
   grid: tuple[int, ...]  # chips per torus dimension (cpu: (N,))
   num_slices: int = 1
+  on_cpu: bool = False  # CPU stand-ins for the slice's devices: shardings and sizes, nothing compiled for TPU
 
   @property
   def devices_per_slice(self) -> int:
@@ -100,15 +106,25 @@ def parse(name: str, num_slices: int = 1) -> Slice:
   raise ConfigError(f"--topology {name!r}: expected v4-N, v5p-N, v5e-N, v6e-N, GEN:AxB[xC] or cpu:N")
 
 
+def on_cpu(s: Slice) -> Slice:
+  """`s` with CPU devices standing in for its TPU devices: its chip table (HBM, peak FLOP/s) without libtpu."""
+  return dataclasses.replace(s, on_cpu=True)
+
+
 def devices(s: Slice) -> list:
   """The devices to compile for: a libtpu topology description's, or this process's CPU devices."""
-  if s.chip is None:
+  if s.chip is None or s.on_cpu:
     have = jax.devices("cpu")
     want = s.devices_per_slice * s.num_slices
     if len(have) < want:
       raise ConfigError(f"--topology {s.name}: {want} CPU devices needed, {len(have)} present "
                         f"(set XLA_FLAGS=--xla_force_host_platform_device_count={want} before JAX starts)")
     return have[:want]
+  _require_libtpu(s)
+  # libtpu's /tmp/libtpu_lockfile keeps two processes from driving the same TPU chips. A topology
+  # description is compile-only (`xtjax.cli.plan_cmd` also keeps JAX's own backends on CPU), so the
+  # lock guards nothing here; taking it would fail a second plan, or any plan next to a libtpu user.
+  os.environ["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"
   from jax.experimental import topologies
 
   chips_per_host = (2, 2, 1) if s.devices_per_slice >= 4 else (1, 1, 1)
@@ -118,9 +134,20 @@ def devices(s: Slice) -> list:
   return list(topo.devices)
 
 
+def _require_libtpu(s: Slice) -> None:
+  """One line naming the extra when libtpu (what compiles for TPU) is not installed."""
+  if os.path.isfile(os.environ.get("TPU_LIBRARY_PATH", "")):
+    return
+  try:
+    import libtpu  # noqa: F401 - what JAX loads to describe a TPU slice
+  except ImportError as e:
+    raise XtjaxError(f"--topology {s.name}: compiling for a TPU slice needs libtpu: {LIBTPU_MISSING}; "
+                     "--memory-only needs no libtpu") from e
+
+
 def slice_groups(s: Slice, devs: list) -> np.ndarray:
   """Devices as [num_slices, devices_per_slice] (by `slice_index` on TPU, in order on CPU)."""
-  if s.chip is None or s.num_slices == 1:
+  if s.chip is None or s.on_cpu or s.num_slices == 1:
     return np.asarray(devs, dtype=object).reshape(s.num_slices, -1)
   by_slice = sorted(devs, key=lambda d: (d.slice_index, d.id))
   return np.asarray(by_slice, dtype=object).reshape(s.num_slices, -1)
