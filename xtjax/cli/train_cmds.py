@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -35,6 +36,7 @@ def load_train_config(path: str, overrides):
 def run_train(args: argparse.Namespace) -> int:
   from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
+  from xtjax.train import preemption
   from xtjax.train.loop import train
 
   cfg = load_train_config(args.config, args.overrides)
@@ -49,9 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
   workdir = as_path(args.workdir or f"runs/{cfg.name}")
   summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
-    print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "
-          "Run the same command again to resume.")
-    return 0
+    print(preemption.interrupted_line(summary["step"]), file=sys.stderr)
+    return preemption.exit_code()  # 130 (SIGINT), 143 (SIGTERM)
   _print_zero_shot(summary.get("zero_shot", {}))
   print(f"finished {summary['step']} steps in {workdir} (best dev: {json.dumps((summary.get('best') or {}).get('dev'))})")
   return 0

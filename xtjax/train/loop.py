@@ -24,7 +24,8 @@ from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.distributed import allgather_bytes
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
-from xtjax.runs import identity
+from xtjax.parallel import peers
+from xtjax.runs import identity, lease
 from xtjax.runs.schema import TrainConfig
 from xtjax.tasks import registry as task_registry
 from xtjax.tasks.featurize import merge_truncation_reports, truncation_report
@@ -49,10 +50,11 @@ class Trainer:
 
   def __init__(self, cfg: TrainConfig, workdir: epath.PathLike, overwrite: bool = False):
     self.cfg = cfg
-    self.workdir = run_path(workdir)  # a local path or a gs:// URL
-    identity.claim_run_dir(self.workdir, cfg, overwrite)
-    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.workdir = run_path(workdir)  # a local path or a gs:// URL (an unusable bucket fails here)
     self.config_dict = identity.resolved(cfg)
+    # What the config alone decides is checked before the run directory exists; the model folder and the
+    # data in `setup`, whose failure in a new run directory removes what was written: a failed start leaves
+    # nothing behind, and the corrected command needs no --overwrite.
     self.mesh = make_mesh(cfg.mesh)
     self.rules = rules_from_config(cfg.rules)
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
@@ -65,13 +67,51 @@ class Trainer:
         raise XtjaxError(f"{what} = {size} is not divisible by the {n_data} data-parallel devices of the mesh "
                          f"{dict(self.mesh.shape)}")
     self.cache_dir = as_path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
+    self.ckpt = None
+    self.lease = lease.acquire(self.workdir)  # one writer per run directory
+    try:
+      identity.claim_run_dir(self.workdir, cfg, overwrite)
+      self._fresh = not (self.workdir / "config.yaml").exists()
+      self._write_config()
+    except BaseException:
+      self.lease.release()
+      raise
+
+  def _write_config(self):
     if jax.process_index() == 0:
       import yaml
 
       write_text_atomic(self.workdir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False,
                                                                        allow_unicode=True))
 
+  def close(self):
+    """Closes the checkpoint managers and ends the lease (a run directory holding nothing else is removed)."""
+    try:
+      if self.ckpt is not None:
+        self.ckpt.close()
+    finally:
+      self.lease.release()
+
   def setup(self):
+    try:
+      return self._setup()
+    except BaseException:
+      if self._fresh and jax.process_index() == 0:
+        self._undo_start()
+      raise
+
+  def _undo_start(self):
+    """Removes what a failed start wrote into a new run directory (its config, empty checkpoint folders)."""
+    if self.ckpt is not None:
+      self.ckpt.close()
+      self.ckpt = None
+    (self.workdir / "config.yaml").unlink(missing_ok=True)
+    for sub in ("checkpoints", "best"):
+      folder = self.workdir / sub
+      if folder.exists() and not any(folder.iterdir()):
+        folder.rmdir()
+
+  def _setup(self):
     cfg = self.cfg
     t0 = time.time()
     start = setup.encoder_start(cfg, self.mesh, self.rules)
@@ -117,6 +157,7 @@ class Trainer:
     self.state_sh = state_sharding(abstract_state, self.param_sh, self.mesh, cfg.lora)
     self.abstract_state = abstract_like(abstract_state, self.state_sh)
     self.state = jax.jit(init, out_shardings=self.state_sh)(params)
+    peers.progress.checkpoints = self.workdir / "checkpoints"
     self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
     self.position = DataPosition()
     restored = self.ckpt.restore_latest(self.abstract_state)
@@ -178,9 +219,11 @@ class Trainer:
     started = time.time()
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
+    # The handlers stay installed through the final save: a second signal cannot cut it short.
     with Preemption() as pre:
       it = self.loader.iterate(self.position.step, self.total_steps)
       while self.position.step < self.total_steps:
+        peers.progress.step = self.position.step
         name, batch, next_pos = next(it)
         task = task_by_name[name]
         self.state, metrics = self.train_step_for(task)(self.state, batch)
@@ -199,12 +242,13 @@ class Trainer:
           if step < self.total_steps:
             status = "preempted"
             break
+      peers.progress.step = self.position.step
       if pending is not None:
         self._log_train(book, progress, *pending)
       it.close()  # stops the loader's prefetch thread
-    progress.close()
-    self._save(self.position.step, force=True)
-    self.ckpt.wait()
+      progress.close()
+      self._save(self.position.step, force=True)
+      self.ckpt.wait()
     elapsed = time.time() - started
     if status == "preempted":
       book.close()
@@ -307,10 +351,10 @@ def train(cfg: TrainConfig, workdir: epath.PathLike, stop_after_steps: int | Non
   """Runs one phase in `workdir` (resuming if it has checkpoints of the same config). Returns the summary.
 
   A `workdir` holding a different config is an error naming the keys, unless `overwrite` (start afresh)."""
-  trainer = Trainer(cfg, workdir, overwrite).setup()
+  trainer = Trainer(cfg, workdir, overwrite)
   try:
-    return trainer.run(stop_after_steps)
+    return trainer.setup().run(stop_after_steps)
   finally:
-    trainer.ckpt.close()
+    trainer.close()
 
 
