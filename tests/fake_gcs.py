@@ -41,7 +41,7 @@ class FakeBlob:
   def _check(self, if_generation_match):
     from google.api_core import exceptions
 
-    current = self.client.generations.get(self.key, 0) if self.path.exists() else 0
+    current = self.client.generations.setdefault(self.key, 1) if self.path.exists() else 0
     if if_generation_match is not None and if_generation_match != current:
       raise exceptions.PreconditionFailed(f"{self.key}: generation {current}, not {if_generation_match}")
     return current

@@ -3,6 +3,7 @@ keep the best checkpoint, survive preemption, then evaluate zero-shot in every l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -219,11 +220,12 @@ class Trainer:
     started = time.time()
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
-    # The handlers stay installed through the final save: a second signal cannot cut it short.
-    with Preemption() as pre:
+    # The handlers stay installed through the final save: a second signal cannot cut it short. The bar
+    # is closed on an error too, so its line ends before the error's.
+    with Preemption() as pre, contextlib.closing(progress):
       it = self.loader.iterate(self.position.step, self.total_steps)
       while self.position.step < self.total_steps:
-        peers.progress.step = self.position.step
+        peers.progress.step = self.position.step + 1  # the step being run (for the dead-peer line)
         name, batch, next_pos = next(it)
         task = task_by_name[name]
         self.state, metrics = self.train_step_for(task)(self.state, batch)
