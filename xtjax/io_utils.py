@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ def run_path(path: str | os.PathLike) -> epath.Path:
 
 # ---- gs://: one client, and a bucket probed once before anything else touches it -----------------------
 
-REACH_TIMEOUT_S = 5.0  # per request of the probe (connect, then read); no retries
+REACH_TIMEOUT_S = 8.0  # the whole probe: credentials, token refresh, one bucket request (no retries)
 
 
 @functools.cache
@@ -95,11 +96,7 @@ def _first_line(e: BaseException) -> str:
   return f"{type(e).__name__}: {text[:160]}"
 
 
-@functools.cache
-def bucket_problem(bucket: str) -> str | None:
-  """Why gs://`bucket` cannot be used (no credentials, unreachable, no access, absent), or None. One
-  request with a REACH_TIMEOUT_S timeout and no retries, through google-cloud-storage: TensorFlow's
-  gfile (etils' gs:// backend when TF is installed) retries for minutes before it fails."""
+def _probe(bucket: str) -> str | None:
   import google.auth.exceptions
   from google.api_core import exceptions as api
 
@@ -111,15 +108,38 @@ def bucket_problem(bucket: str) -> str | None:
   except Exception as e:  # noqa: BLE001 - e.g. credentials that name no project
     return f"no Google Cloud Storage client ({_first_line(e)})"
   try:
-    if not client.bucket(bucket).exists(timeout=REACH_TIMEOUT_S, retry=None):
+    if not client.bucket(bucket).exists(timeout=REACH_TIMEOUT_S / 2, retry=None):
       return f"bucket {bucket} does not exist"
   except api.Forbidden as e:
     return f"no access to bucket {bucket} ({_first_line(e)})"
-  except google.auth.exceptions.GoogleAuthError as e:
+  except google.auth.exceptions.RefreshError as e:
     return f"the Google Cloud credentials were refused ({_first_line(e)})"
   except Exception as e:  # noqa: BLE001 - no route, no DNS, a timeout: what the user must fix is the network
     return f"cannot reach Google Cloud Storage ({_first_line(e)})"
   return None
+
+
+@functools.cache
+def bucket_problem(bucket: str) -> str | None:
+  """Why gs://`bucket` cannot be used (no credentials, unreachable, no access, absent), or None, within
+  REACH_TIMEOUT_S: through google-cloud-storage, in a thread given that long (a network that drops
+  packets would hold a request for minutes), with urllib3's retry warnings kept off the terminal.
+  TensorFlow's gfile (etils' gs:// backend when TF is installed) retries for minutes before it fails."""
+  import threading
+
+  found: list = []
+  urllib3_log = logging.getLogger("urllib3")
+  level = urllib3_log.level
+  urllib3_log.setLevel(logging.ERROR)
+  try:
+    probe = threading.Thread(target=lambda: found.append(_probe(bucket)), name="xtjax-gcs-probe", daemon=True)
+    probe.start()
+    probe.join(REACH_TIMEOUT_S)
+  finally:
+    urllib3_log.setLevel(level)
+  if not found:
+    return f"cannot reach Google Cloud Storage (no answer within {REACH_TIMEOUT_S:.0f} s)"
+  return found[0]
 
 
 def require_reachable(path: str | os.PathLike) -> None:

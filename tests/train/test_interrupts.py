@@ -151,3 +151,22 @@ def test_a_full_disk_is_one_line(toy_env, tmp_path):
   assert proc.returncode == 2
   assert "Traceback" not in err, err[-3000:]
   assert lines[-1] == f"xtjax train: error: {disk / 'run' / 'checkpoints'}/2: {os.strerror(errno.ENOSPC)}", err[-3000:]
+
+
+def test_a_pipeline_directory_has_one_writer(toy_env, tmp_path):
+  from test_lease import _holder_process
+
+  from xtjax.experiments.pipeline import PhaseConfig, PipelineConfig, run_pipeline
+  from xtjax.runs import lease
+
+  task = {"name": "toy_cls", "data": {"path": str(toy_env["data"] / "{split}.{lang}.jsonl")}}
+  cfg = PipelineConfig(name="p", defaults={"model": {"pretrained": str(toy_env["hf"])}, "tasks": [task]},
+                       targets=(PhaseConfig("target", {}),))
+  holder = _holder_process(tmp_path / "work")
+  try:
+    with pytest.raises(lease.LeaseHeld, match=rf"{tmp_path / 'work'}: in use by pid {holder.pid} "):
+      run_pipeline(cfg, tmp_path / "work")
+  finally:
+    holder.kill()
+    holder.wait()
+  assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["lease.json"]  # no phase started

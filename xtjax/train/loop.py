@@ -254,7 +254,7 @@ class Trainer:
     elapsed = time.time() - started
     if status == "preempted":
       book.close()
-      log.warning("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
+      log.info("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
                   self.position.step, self.workdir / "checkpoints")
       return {"status": "preempted", "step": self.position.step}
     summary = self._finish(book, elapsed, self.position.step - first_step)
