@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -63,13 +64,91 @@ def as_path(path: str | os.PathLike) -> epath.Path:
 def run_path(path: str | os.PathLike) -> epath.Path:
   """A run directory (or a file in one): a gs:// URL as given, a local path made absolute (as it is printed).
 
-  Other URLs are refused: Orbax (0.12) writes checkpoints to local paths and gs:// only."""
+  Other URLs are refused: Orbax (0.12) writes checkpoints to local paths and gs:// only. A bucket that
+  cannot be reached fails here, in seconds (`require_reachable`)."""
   if not is_remote(path):
     return as_path(Path(path).absolute())
   if not os.fspath(path).startswith("gs://"):
     raise ConfigError(f"{os.fspath(path)}: a run directory is a local path or a gs:// URL (Orbax writes "
                       f"checkpoints to no other store)")
-  return as_path(path)
+  out = as_path(path)
+  require_reachable(path)
+  return out
+
+
+# ---- gs://: one client, and a bucket probed once before anything else touches it -----------------------
+
+REACH_TIMEOUT_S = 8.0  # the whole probe: credentials, token refresh, one bucket request (no retries)
+
+
+@functools.cache
+def gcs_client():
+  """The google-cloud-storage client (Application Default Credentials) that probes buckets and holds leases."""
+  from google.cloud import storage
+
+  return storage.Client()
+
+
+def _first_line(e: BaseException) -> str:
+  while e.__cause__ is not None or e.__context__ is not None:  # the innermost error says what happened
+    e = e.__cause__ or e.__context__
+  text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+  return f"{type(e).__name__}: {text[:160]}"
+
+
+def _probe(bucket: str) -> str | None:
+  import google.auth.exceptions
+  from google.api_core import exceptions as api
+
+  try:
+    client = gcs_client()
+  except google.auth.exceptions.DefaultCredentialsError:
+    return ("no Google Cloud credentials (run `gcloud auth application-default login`, or set "
+            "GOOGLE_APPLICATION_CREDENTIALS)")
+  except Exception as e:  # noqa: BLE001 - e.g. credentials that name no project
+    return f"no Google Cloud Storage client ({_first_line(e)})"
+  try:
+    if not client.bucket(bucket).exists(timeout=REACH_TIMEOUT_S / 2, retry=None):
+      return f"bucket {bucket} does not exist"
+  except api.Forbidden as e:
+    return f"no access to bucket {bucket} ({_first_line(e)})"
+  except google.auth.exceptions.RefreshError as e:
+    return f"the Google Cloud credentials were refused ({_first_line(e)})"
+  except Exception as e:  # noqa: BLE001 - no route, no DNS, a timeout: what the user must fix is the network
+    return f"cannot reach Google Cloud Storage ({_first_line(e)})"
+  return None
+
+
+@functools.cache
+def bucket_problem(bucket: str) -> str | None:
+  """Why gs://`bucket` cannot be used (no credentials, unreachable, no access, absent), or None, within
+  REACH_TIMEOUT_S: through google-cloud-storage, in a thread given that long (a network that drops
+  packets would hold a request for minutes), with urllib3's retry warnings kept off the terminal.
+  TensorFlow's gfile (etils' gs:// backend when TF is installed) retries for minutes before it fails."""
+  import threading
+
+  found: list = []
+  urllib3_log = logging.getLogger("urllib3")
+  level = urllib3_log.level
+  urllib3_log.setLevel(logging.ERROR)
+  try:
+    probe = threading.Thread(target=lambda: found.append(_probe(bucket)), name="xtjax-gcs-probe", daemon=True)
+    probe.start()
+    probe.join(REACH_TIMEOUT_S)
+  finally:
+    urllib3_log.setLevel(level)
+  if not found:
+    return f"cannot reach Google Cloud Storage (no answer within {REACH_TIMEOUT_S:.0f} s)"
+  return found[0]
+
+
+def require_reachable(path: str | os.PathLike) -> None:
+  """One line naming `path` and the cause when its bucket cannot be used (checked once per bucket)."""
+  text = os.fspath(path)
+  if text.startswith("gs://"):
+    problem = bucket_problem(text[len("gs://"):].split("/", 1)[0])
+    if problem:
+      raise ConfigError(f"{text}: {problem}")
 
 
 @functools.cache

@@ -6,6 +6,7 @@ it built, the losses and a checksum of the final parameters, and writes them as 
 
   python tests/train/multihost_worker.py --hf DIR --data DIR --workdir DIR --out FILE.json
       [--steps 8] [--stop-after N] [--mesh data=4] [--evaluate]
+      [--sigterm-at N --sigterm-process P [--sigterm-again-during-save]] [--sigkill-at N] [--checkpoint-every N]
 
 `--evaluate` only evaluates the initial parameters on dev and zero-shot (toy_cls and XQuAD-format QA),
 recording each process's share of every split and what it featurised.
@@ -49,7 +50,7 @@ def _config(args) -> TrainConfig:
       "batch_size": 8, "eval_batch_size": args.eval_batch_size, "steps": args.steps, "eval_every": 100, "log_every": 1,
       "optim": {"learning_rate": 3e-3, "warmup_steps": 2},
       "features": {"max_length": 16},
-      "checkpoint": {"every_steps": 100, "keep": 2},
+      "checkpoint": {"every_steps": args.checkpoint_every, "keep": 2},
       "mesh": mesh,
       "zero_shot": False,
       "cache_dir": str(Path(args.workdir).parent / "feature_cache"),
@@ -89,7 +90,39 @@ def _sigterm_self_at(step: int, process: int):
   def iterate(self, start, stop):
     for taken, element in enumerate(orig(self, start, stop), 1):
       if taken == step and jax.process_index() == process:
+        _signalled.append(step)
         os.kill(os.getpid(), signal.SIGTERM)
+      yield element
+
+  TrainLoader.iterate = iterate
+
+
+def _sigterm_again_during_save():
+  """A second SIGTERM while the final checkpoint is written (to every process that got the first): the
+  save must finish, not be cut short."""
+  from xtjax.checkpoint import RunCheckpoints
+
+  orig = RunCheckpoints.save
+
+  def save(self, step, *args, force=False, **kwargs):
+    if force and _signalled:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return orig(self, step, *args, force=force, **kwargs)
+
+  RunCheckpoints.save = save
+
+
+_signalled = []
+
+
+def _sigkill_self_at(step: int, process: int):
+  """Process `process` dies (SIGKILL: no handler, no clean-up) as the loop takes the batch of `step`."""
+  orig = TrainLoader.iterate
+
+  def iterate(self, start, stop):
+    for taken, element in enumerate(orig(self, start, stop), 1):
+      if taken == step and jax.process_index() == process:
+        os.kill(os.getpid(), signal.SIGKILL)
       yield element
 
   TrainLoader.iterate = iterate
@@ -187,6 +220,9 @@ def main(argv=None) -> int:
   p.add_argument("--mesh", default="data=4")
   p.add_argument("--sigterm-at", type=int, default=None, help="this step's batch: SIGTERM to one process")
   p.add_argument("--sigterm-process", type=int, default=0)
+  p.add_argument("--sigterm-again-during-save", action="store_true", help="a second SIGTERM during the final save")
+  p.add_argument("--sigkill-at", type=int, default=None, help="this step's batch: SIGKILL to --sigterm-process")
+  p.add_argument("--checkpoint-every", type=int, default=100)
   p.add_argument("--save-params", default=None, help="process 0 saves the final parameters here (.npz)")
   p.add_argument("--evaluate", action="store_true", help="only evaluate (dev and zero-shot) the initial parameters")
   p.add_argument("--eval-batch-size", type=int, default=8)
@@ -209,6 +245,10 @@ def main(argv=None) -> int:
   _record_featurized(featurized)
   if args.sigterm_at is not None:
     _sigterm_self_at(args.sigterm_at, args.sigterm_process)
+  if args.sigterm_again_during_save:
+    _sigterm_again_during_save()
+  if args.sigkill_at is not None:
+    _sigkill_self_at(args.sigkill_at, args.sigterm_process)
   _record_losses(losses)
   trainer = Trainer(_config(args), args.workdir).setup()
   first_step = trainer.position.step

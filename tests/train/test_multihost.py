@@ -1,13 +1,14 @@
 """Two processes joined by `jax.distributed.initialize` on localhost (CPU, 2 devices each) train a
 few steps, each tokenising only its example shards and building only its slice of every global
-batch; they train like one process with all 4 devices; SIGTERM to one of them stops both at the same
-step with one checkpoint, and a second invocation resumes from it and ends bit for bit where an
+batch; they train like one process with all 4 devices; SIGTERM to one of them (twice: the second during the final
+save) stops both at the same step with one checkpoint, and a second invocation resumes from it and ends bit for bit where an
 uninterrupted run ends. Evaluated by two processes, dev and zero-shot scores and prediction files equal
 one process's, each process having featurised only its share of every split."""
 
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,8 +43,9 @@ def _free_port() -> int:
 
 
 def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str,
-            processes: int = NUM_PROCESSES) -> list[dict]:
-  """Runs the worker as `processes` processes of one cluster (4 devices in all); returns their JSON results."""
+            processes: int = NUM_PROCESSES, env_extra: dict | None = None, check: bool = True) -> list:
+  """Runs the worker as `processes` processes of one cluster (4 devices in all); returns their JSON results
+  (`check=False`: their exit codes, whatever they are)."""
   port = _free_port()
   procs, logs, outs = [], [], []
   for pid in range(processes):
@@ -51,6 +53,7 @@ def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str,
     if processes > 1:
       env.update(XTJAX_COORDINATOR=f"127.0.0.1:{port}", XTJAX_NUM_PROCESSES=str(processes),
                  XTJAX_PROCESS_ID=str(pid))
+    env.update(env_extra or {})
     env.update(JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes}",  # replaces the session's 8
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -67,7 +70,7 @@ def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str,
     # Until all exit, one fails (its peer would wait for it at the next barrier) or time runs out.
     while time.monotonic() < deadline:
       codes = [p.poll() for p in procs]
-      if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+      if all(c is not None for c in codes) or (check and any(c not in (None, 0) for c in codes)):
         break
       time.sleep(0.5)
   finally:
@@ -81,6 +84,8 @@ def _launch(env_root: Path, workdir: Path, name: str, mesh: str, *extra: str,
       p.wait()
     for log in logs:
       log.close()
+  if not check:
+    return [p.returncode for p in procs]
   failed = [(pid, p.returncode) for pid, p in enumerate(procs) if p.returncode != 0]
   if failed:
     tails = "\n".join(f"--- process {pid} (rc {rc}) ---\n" + _tail(env_root / f"{name}.p{pid}.log")
@@ -158,7 +163,10 @@ def test_two_processes_train_save_and_resume(tmp_path):
   # The same run as one process with all 4 devices: the same global batches, so the same training.
   one = _launch(tmp_path, tmp_path / "one", "one", MESH, "--save-params", str(tmp_path / "one.npz"), processes=1)
   # SIGTERM reaches only process 1: both must agree to stop at the same step and save it once.
-  cut = _launch(tmp_path, tmp_path / "cut", "cut", MESH, "--sigterm-at", str(STOP_AFTER), "--sigterm-process", "1")
+  # ...and a second SIGTERM there while the final checkpoint is written must not cut the save short.
+  cut = _launch(tmp_path, tmp_path / "cut", "cut", MESH, "--sigterm-at", str(STOP_AFTER), "--sigterm-process", "1",
+                "--sigterm-again-during-save")
+  assert "saving, please wait" in (tmp_path / "cut.p1.log").read_text()
   resumed = _launch(tmp_path, tmp_path / "cut", "resumed", MESH)
 
   for r in full + cut + resumed:
@@ -210,6 +218,32 @@ def test_two_processes_train_save_and_resume(tmp_path):
   # A finished run exports its (best = last) encoder, gathered from both processes.
   for workdir, run in ((tmp_path / "full", full), (tmp_path / "cut", resumed)):
     assert _encoder_checksum(workdir / "model") == run[0]["encoder"]["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_killed_peer_is_one_line(tmp_path, killed):
+  """SIGKILL of one process (0 also hosts the coordination service): the survivor prints one line and exits 75
+  after XTJAX_PEER_TIMEOUT_S, not a C++ abort."""
+  from xtjax.parallel import peers
+  from xtjax.tasks.synthetic import write_toy_data
+  from xtjax.tiny import make_tiny_hf
+
+  make_tiny_hf(tmp_path / "hf", "xlm-roberta")
+  write_toy_data(tmp_path / "data", n_train=44, n_eval=16, languages=("en",))
+  survivor = 1 - killed
+  codes = _launch(tmp_path, tmp_path / "run", "killed", MESH, "--sigkill-at", "5", "--sigterm-process", str(killed),
+                  "--checkpoint-every", "2", env_extra={"XTJAX_PEER_TIMEOUT_S": "10"}, check=False)
+  assert codes[survivor] == peers.EXIT_CODE and codes[killed] == -signal.SIGKILL, \
+      (codes, _tail(tmp_path / f"killed.p{survivor}.log"))
+  log = (tmp_path / f"killed.p{survivor}.log").read_text()
+  last = log.strip().splitlines()[-1]
+  m = re.fullmatch(rf"process {killed} of 2 stopped responding at step 5; last complete checkpoint: "
+                   r"(step (\d+)|none); rerun to resume", last)
+  assert m, log[-3000:]
+  assert "Traceback" not in log and "Check failed" not in log and "SIGABRT" not in log, log[-3000:]
+  done = peers.complete_checkpoints(tmp_path / "run" / "checkpoints")
+  assert m.group(2) is None or int(m.group(2)) in done
 
 
 def _write_toy_squad(folder: Path, sizes: dict, seed: int = 0) -> None:

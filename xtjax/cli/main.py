@@ -61,6 +61,19 @@ def _quiet_teardown() -> None:
   threading.excepthook = lambda args: None
 
 
+def _closed_loop_dropped(unraisable) -> None:
+  """A failed async checkpoint write (a full disk) closes Orbax's event loop while TensorStore still
+  completes the writes in flight: each completion's callback meets the closed loop and Python prints
+  its traceback (one per file, dozens). The failure itself reaches the main thread, which ends the
+  command with one line naming the path; these echoes are dropped (`--debug` keeps them)."""
+  if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+    return
+  _previous_unraisablehook[0](unraisable)
+
+
+_previous_unraisablehook = [sys.unraisablehook]
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="xtjax", description=__doc__.splitlines()[0] if __doc__ else None)
   parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -86,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING if not args.debug else logging.DEBUG)
   if not args.debug and _drop_harmless not in logging.getLogger("absl").filters:
     logging.getLogger("absl").addFilter(_drop_harmless)
+  if not args.debug and sys.unraisablehook is not _closed_loop_dropped:
+    _previous_unraisablehook[0] = sys.unraisablehook
+    sys.unraisablehook = _closed_loop_dropped
   # XLA:CPU flags for the command's compute dtype, before the first JAX computation (commands
   # without --dtype, e.g. train, keep XLA's defaults; a no-op once a backend is up). Only those
   # import JAX here: the others validate their input first and fail in well under a second.

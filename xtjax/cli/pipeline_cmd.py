@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub) -> None:
@@ -39,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
   maybe_initialize()
   res = run_pipeline(cfg, workdir, where=args.config, overwrite=args.overwrite)
   if res["status"] == "preempted":
-    print(f"preempted; run the same command again to resume ({workdir})")
-    return 0
+    from xtjax.train import preemption
+
+    phase = next(reversed(res["phases"]))  # the phase that was training
+    print(f"phase {phase}: " + preemption.interrupted_line(res["phases"][phase]["step"]), file=sys.stderr)
+    return preemption.exit_code()  # 130 (SIGINT), 143 (SIGTERM)
   print("\nzero-shot results (" + str(workdir / "results.json") + ")")
   print(zero_shot_table(res["zero_shot"]))
   return 0

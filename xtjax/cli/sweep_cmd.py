@@ -68,4 +68,8 @@ def run(args: argparse.Namespace) -> int:
     counts = sweep.run_sweep(cfg, pipeline, workdir, where=path)
   print(sweep.status_table(cells))
   print(f"report: xtjax report {workdir}")
+  from xtjax.train import preemption
+
+  if preemption.exit_code():  # a signal stopped the run in training; it saved, and a rerun resumes it
+    return preemption.exit_code()
   return 1 if counts.get("failed") else 0

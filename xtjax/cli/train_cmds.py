@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -53,6 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
   cfg = load_train_config(args.config, args.overrides)  # a bad config fails here, before JAX loads
   from xtjax.io_utils import as_path
   from xtjax.parallel.distributed import maybe_initialize
+  from xtjax.train import preemption
   from xtjax.train.loop import train
 
   if args.print_config:
@@ -68,9 +70,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, cache_dir=str(workdir / "feature_cache"))
   summary = train(cfg, workdir, overwrite=args.overwrite)
   if summary["status"] == "preempted":
-    print(f"preempted at step {summary['step']}; checkpoint saved in {workdir}/checkpoints. "
-          "Run the same command again to resume.")
-    return 0
+    print(preemption.interrupted_line(summary["step"]), file=sys.stderr)
+    return preemption.exit_code()  # 130 (SIGINT), 143 (SIGTERM)
   _print_zero_shot(summary.get("zero_shot", {}))
   print(f"finished {summary['step']} steps in {workdir} (best dev: {json.dumps((summary.get('best') or {}).get('dev'))})")
   return 0

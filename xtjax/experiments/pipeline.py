@@ -15,7 +15,7 @@ from etils import epath
 from xtjax import config as config_lib
 from xtjax.errors import ConfigError
 from xtjax.io_utils import run_path, write_text_atomic
-from xtjax.runs import identity
+from xtjax.runs import identity, lease
 from xtjax.runs.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,14 @@ def run_pipeline(cfg: PipelineConfig, workdir: epath.PathLike, where: str = "pip
     detail = "; ".join(f"{name}: {', '.join(keys[:6])}" for name, keys in changed.items())
     raise ConfigError(f"{workdir}: phases were run with a different config ({detail}); pass --overwrite to "
                       f"run them afresh, or choose another --workdir")
+  held = lease.acquire(workdir)  # one pipeline per directory (each phase's trainer leases its own)
+  try:
+    return _run_phases(cfg, phases, changed, workdir, train)
+  finally:
+    held.release()
+
+
+def _run_phases(cfg: PipelineConfig, phases, changed, workdir: epath.Path, train) -> dict:
   results: dict[str, Any] = {"phases": {}, "zero_shot": {}}
   upstream_retrained = False
   for name, tcfg, _ in phases:

@@ -7,8 +7,9 @@ values, crossed). Every phase run is identified by the hash of its fully resolve
     (Phang et al.: 9 intermediate runs for 9 x 9 cells, not 81);
   - a changed config is a new run directory, never a silent skip of the old one;
   - the run directories are the ledger: `summary.json` = done, `sweep_error.json` = failed (kept
-    and retried on the next invocation), `sweep_running.json` with a live pid = running, checkpoints
-    without a summary = interrupted (resumed).
+    and retried on the next invocation), a live lease (`xtjax.runs.lease`, the trainer's own) = running,
+    checkpoints without a summary = interrupted (resumed). Two sweep drivers over one ledger never
+    train the same run twice: the second finds the lease held and skips the run.
 Backends: `run_sweep` trains the runs in sequence on this machine; `sweep_ray.run_sweep_ray` makes each
 a Ray task holding one slice. Both go through `should_start` and `execute_run`, so the ledger is one.
 """
@@ -19,8 +20,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
-import socket
 import time
 import traceback
 from pathlib import Path
@@ -31,7 +30,7 @@ from xtjax.errors import ConfigError
 from xtjax.experiments.pipeline import PipelineConfig, phase_configs
 from xtjax.experiments.sweep_progress import SweepProgress
 from xtjax.io_utils import run_path, write_text_atomic
-from xtjax.runs import identity
+from xtjax.runs import identity, lease
 
 log = logging.getLogger(__name__)
 
@@ -183,23 +182,13 @@ def run_status(run_dir: Path) -> str:
   summary = read_json(run_dir / "summary.json")
   if summary and summary.get("status") == "finished":
     return "done"
-  running = read_json(run_dir / "sweep_running.json")
-  # Another host's marker is trusted; on this host the process must still be alive.
-  if running and (running.get("host") != socket.gethostname() or _alive(int(running.get("pid", -1)))):
+  if lease.holder_of(run_dir) is not None:
     return "running"
   if read_json(run_dir / "sweep_error.json"):
     return "failed"
   if (run_dir / "checkpoints").exists():
     return "interrupted"
   return "pending"
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-    return True
-  except (OSError, ValueError):
-    return False
 
 
 def cell_status(cell: Cell) -> str:
@@ -287,13 +276,15 @@ def run_sweep(cfg: SweepConfig, pipeline_path: Path, workdir: str | Path, where:
 
 
 def execute_run(run: Run, train_fn, primary: bool = True) -> str:
-  """Trains one phase run under the ledger's marks: 'done', 'failed' (the error appended to
-  sweep_error.json, retried next time) or 'interrupted' (preempted; its checkpoints resume it).
-  `primary`: this process writes the marks (process 0 of a multi-host run)."""
-  if primary:
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.run_dir / "sweep_running.json", json.dumps(
-        {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
+  """Trains one phase run under its lease: 'done', 'failed' (the error appended to sweep_error.json,
+  retried next time), 'interrupted' (preempted; its checkpoints resume it) or 'running' (another
+  driver holds the run's lease). `primary`: this process writes the marks (process 0 of a multi-host
+  run); every process takes the lease together (`lease.acquire`)."""
+  try:
+    held = lease.acquire(run.run_dir)
+  except lease.LeaseHeld as e:
+    log.info("%s: skipped, %s", run.run_dir.name, str(e).split(": ", 1)[-1])
+    return "running"
   try:
     summary = train_fn(run.config, run.run_dir)
   except Exception as e:  # noqa: BLE001 - a failed cell is recorded and retried on the next invocation
@@ -303,8 +294,7 @@ def execute_run(run: Run, train_fn, primary: bool = True) -> str:
               type(e).__name__, e)
     return "failed"
   finally:
-    if primary:
-      (run.run_dir / "sweep_running.json").unlink(missing_ok=True)
+    held.release()
   return "interrupted" if summary.get("status") == "preempted" else "done"
 
 

@@ -131,8 +131,9 @@ def _lost(run: sweep.Run, error: Exception) -> str:
   if run.after is not None and sweep.run_status(run.after) != "done":
     return "skipped"
   first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  # The dead worker's lease is taken over by the next sweep (same host: its pid is gone; else after
+  # `lease.STALE_S` without a heartbeat).
   sweep.record_error(run.run_dir, f"{type(error).__name__}: {first_line}", str(error))
-  (run.run_dir / "sweep_running.json").unlink(missing_ok=True)  # the dead process's mark
   log.error("%s: lost (%s); its checkpoints resume it on the next sweep", run.run_dir.name, type(error).__name__)
   return "failed"
 

@@ -11,16 +11,30 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def timeouts() -> dict:
+  """JAX's coordination-service timeouts (seconds): a process missing heartbeats this long is declared
+  dead and JAX aborts (set longer than xtjax's watchdog, `peers.PEER_TIMEOUT_S`, whose one line comes
+  first); how long processes wait for each other at exit."""
+  from xtjax.parallel.peers import PEER_TIMEOUT_S
+
+  return {"heartbeat_timeout_seconds": int(os.environ.get("XTJAX_HEARTBEAT_TIMEOUT_S", PEER_TIMEOUT_S + 60)),
+          "shutdown_timeout_seconds": int(os.environ.get("XTJAX_SHUTDOWN_TIMEOUT_S", "300"))}
+
+
 def maybe_initialize() -> None:
-  """Initialises JAX's distributed runtime when XTJAX_COORDINATOR (or a TPU pod) says so."""
+  """Initialises JAX's distributed runtime when XTJAX_COORDINATOR (or a TPU pod) says so, and starts the
+  watchdog that turns a dead peer into one line (`xtjax.parallel.peers`)."""
+  from xtjax.parallel import peers
+
   coord = os.environ.get("XTJAX_COORDINATOR")
   if coord:
     jax.distributed.initialize(coordinator_address=coord, num_processes=int(os.environ["XTJAX_NUM_PROCESSES"]),
-                               process_id=int(os.environ["XTJAX_PROCESS_ID"]))
+                               process_id=int(os.environ["XTJAX_PROCESS_ID"]), **timeouts())
   elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0 or os.environ.get("MEGASCALE_NUM_SLICES"):
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeouts())
   else:
     return
+  peers.start_watchdog()
   log.info("distributed: process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
            jax.local_device_count(), jax.device_count())
 

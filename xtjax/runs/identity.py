@@ -88,11 +88,19 @@ def claim_run_dir(run_dir: epath.PathLike, cfg: TrainConfig, overwrite: bool = F
 
 
 def discard_run(run_dir: epath.PathLike) -> None:
-  """Deletes a run directory (process 0 deletes, every process waits for it)."""
+  """Deletes what a run directory holds but its lease (process 0 deletes, every process waits for it)."""
   import jax
   from jax.experimental import multihost_utils
 
+  from xtjax.runs.lease import LEASE_FILE
+
   if jax.process_index() == 0 and as_path(run_dir).exists():
-    as_path(run_dir).rmtree()
+    for child in as_path(run_dir).iterdir():
+      if child.name == LEASE_FILE:
+        continue
+      if child.is_dir():
+        child.rmtree()
+      else:
+        child.unlink()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"xtjax:discard_run:{run_dir}")

@@ -3,6 +3,7 @@ keep the best checkpoint, survive preemption, then evaluate zero-shot in every l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,7 +26,8 @@ from xtjax.parallel.batching import put_process_batch
 from xtjax.parallel.distributed import allgather_bytes
 from xtjax.parallel.mesh import make_mesh
 from xtjax.parallel.rules import rules_from_config
-from xtjax.runs import identity
+from xtjax.parallel import peers
+from xtjax.runs import identity, lease
 from xtjax.runs.schema import TrainConfig
 from xtjax.runs.start import ADAPTERS_DIR
 from xtjax.tasks import registry as task_registry
@@ -42,17 +44,16 @@ class TrainingDiverged(XtjaxError):
   """Loss or gradients became NaN/Inf."""
 
 
-
-
 class Trainer:
   """Holds the compiled steps and state of one run; `run()` trains and evaluates."""
 
   def __init__(self, cfg: TrainConfig, workdir: epath.PathLike, overwrite: bool = False):
     self.cfg = cfg
-    self.workdir = run_path(workdir)  # a local path or a gs:// URL
-    identity.claim_run_dir(self.workdir, cfg, overwrite)
-    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.workdir = run_path(workdir)  # a local path or a gs:// URL (an unusable bucket fails here)
     self.config_dict = identity.resolved(cfg)
+    # What the config alone decides is checked before the run directory exists; the model folder and the
+    # data in `setup`, whose failure in a new run directory removes what was written: a failed start leaves
+    # nothing behind, and the corrected command needs no --overwrite.
     self.mesh = make_mesh(cfg.mesh)
     self.rules = rules_from_config(cfg.rules)
     self.tasks = [task_registry.get(t.name) for t in cfg.tasks]
@@ -60,13 +61,51 @@ class Trainer:
     self.train_tasks = [t for t in self.tasks if t.head_type != "retrieval"]
     check_batch_sizes(self.mesh, cfg.batch_size, cfg.optim.grad_accum_steps, cfg.eval_batch_size)
     self.cache_dir = as_path(cfg.cache_dir) if cfg.cache_dir else self.workdir.parent / ".feature_cache"
+    self.ckpt = None
+    self.lease = lease.acquire(self.workdir)  # one writer per run directory
+    try:
+      identity.claim_run_dir(self.workdir, cfg, overwrite)
+      self._fresh = not (self.workdir / "config.yaml").exists()
+      self._write_config()
+    except BaseException:
+      self.lease.release()
+      raise
+
+  def _write_config(self):
     if jax.process_index() == 0:
       import yaml
 
       write_text_atomic(self.workdir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False,
                                                                        allow_unicode=True))
 
+  def close(self):
+    """Closes the checkpoint managers and ends the lease (a run directory holding nothing else is removed)."""
+    try:
+      if self.ckpt is not None:
+        self.ckpt.close()
+    finally:
+      self.lease.release()
+
   def setup(self):
+    try:
+      return self._setup()
+    except BaseException:
+      if self._fresh and jax.process_index() == 0:
+        self._undo_start()
+      raise
+
+  def _undo_start(self):
+    """Removes what a failed start wrote into a new run directory (its config, empty checkpoint folders)."""
+    if self.ckpt is not None:
+      self.ckpt.close()
+      self.ckpt = None
+    (self.workdir / "config.yaml").unlink(missing_ok=True)
+    for sub in ("checkpoints", "best"):
+      folder = self.workdir / sub
+      if folder.exists() and not any(folder.iterdir()):
+        folder.rmdir()
+
+  def _setup(self):
     cfg = self.cfg
     t0 = time.time()
     start = setup.encoder_start(cfg, self.mesh, self.rules)
@@ -107,6 +146,7 @@ class Trainer:
     self.eval_model = EvalModel.build(start.family, start.config, self.program.graphdef, self.tokenizer, cfg,
                                       self.mesh, self.rules, f"run:{self.workdir}")
     self.state = self.program.init_state(self.program.initial_params(start))
+    peers.progress.checkpoints = self.workdir / "checkpoints"
     self.ckpt = RunCheckpoints(self.workdir, cfg.checkpoint.keep, cfg.checkpoint.async_save)
     self.position = DataPosition()
     restored = self.ckpt.restore_latest(self.program.abstract_state)
@@ -166,9 +206,12 @@ class Trainer:
     self.compile_seconds = -self.eval_model.programs.stats.compile_seconds  # + the dev programs compiled below
     first_step = self.position.step
     progress = _progress(self.total_steps, first_step)
-    with Preemption() as pre:
+    # The handlers stay installed through the final save: a second signal cannot cut it short. The bar
+    # is closed on an error too, so its line ends before the error's.
+    with Preemption() as pre, contextlib.closing(progress):
       it = self.loader.iterate(self.position.step, self.total_steps)
       while self.position.step < self.total_steps:
+        peers.progress.step = self.position.step + 1  # the step being run (for the dead-peer line)
         name, batch, next_pos = next(it)
         task = task_by_name[name]
         fresh, t_step = name not in self._train_steps, time.time()
@@ -192,17 +235,18 @@ class Trainer:
           if step < self.total_steps:
             status = "preempted"
             break
+      peers.progress.step = self.position.step
       if pending is not None:
         self._log_train(book, progress, *pending)
       it.close()  # stops the loader's prefetch thread
-    progress.close()
-    self._save(self.position.step, force=True)
-    self.ckpt.wait()
+      progress.close()
+      self._save(self.position.step, force=True)
+      self.ckpt.wait()
     elapsed = time.time() - started
     self.compile_seconds += self.eval_model.programs.stats.compile_seconds
     if status == "preempted":
       book.close()
-      log.warning("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
+      log.info("preempted at step %d: checkpoint saved in %s; run the same command again to resume",
                   self.position.step, self.workdir / "checkpoints")
       return {"status": "preempted", "step": self.position.step}
     summary = self._finish(book, elapsed, self.position.step - first_step)
@@ -304,10 +348,10 @@ def train(cfg: TrainConfig, workdir: epath.PathLike, stop_after_steps: int | Non
   """Runs one phase in `workdir` (resuming if it has checkpoints of the same config). Returns the summary.
 
   A `workdir` holding a different config is an error naming the keys, unless `overwrite` (start afresh)."""
-  trainer = Trainer(cfg, workdir, overwrite).setup()
+  trainer = Trainer(cfg, workdir, overwrite)
   try:
-    return trainer.run(stop_after_steps)
+    return trainer.setup().run(stop_after_steps)
   finally:
-    trainer.ckpt.close()
+    trainer.close()
 
 
