@@ -19,6 +19,7 @@ def bucket(tmp_path, monkeypatch):
 def test_paths_keep_urls_and_local_paths_as_printed(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   monkeypatch.setattr(io_utils, "missing_gcs_clients", lambda: ())
+  monkeypatch.setattr(io_utils, "bucket_problem", lambda bucket: None)  # a reachable bucket (the probe: test_remote_fail_fast.py)
   assert str(io_utils.run_path("gs://b/run") / "best") == "gs://b/run/best"
   assert str(io_utils.run_path("runs/x")) == str(tmp_path / "runs/x")  # absolute, as before
   assert str(io_utils.as_path("runs/x")) == "runs/x"

@@ -21,6 +21,9 @@ ALLOWED = {
   ("cli/generate_cmd.py", "run"): "writes into atomic_path's temp file, which is always local",
   ("infer/bench.py", "write_outputs"): "benchmark CSV at a local --out path",
   ("infer/xla_setup.py", "enable_compilation_cache"): "the XLA compilation cache folder, a local cache",
+  ("runs/lease.py", "_LocalStore.read"): "the lease file of a local run directory (a bucket's is _GcsStore)",
+  ("runs/lease.py", "_LocalStore.replace"): "the lease's temp file beside it in a local run directory",
+  ("runs/lease.py", "_pid_start"): "/proc/<pid>/stat of this machine, to tell a live holder from a reused pid",
   ("tiny.py", "write_tiny_xtreme"): "writes the tiny demo data into a local folder",
 }
 

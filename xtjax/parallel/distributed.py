@@ -25,13 +25,16 @@ def maybe_initialize() -> None:
   """Initialises JAX's distributed runtime when XTJAX_COORDINATOR (or a TPU pod) says so, and starts the
   watchdog that turns a dead peer into one line (`xtjax.parallel.peers`)."""
   from xtjax.parallel import peers
+  from xtjax.parallel.service import service_in_child_process
 
   coord = os.environ.get("XTJAX_COORDINATOR")
   if coord:
-    jax.distributed.initialize(coordinator_address=coord, num_processes=int(os.environ["XTJAX_NUM_PROCESSES"]),
-                               process_id=int(os.environ["XTJAX_PROCESS_ID"]), **timeouts())
+    with service_in_child_process():
+      jax.distributed.initialize(coordinator_address=coord, num_processes=int(os.environ["XTJAX_NUM_PROCESSES"]),
+                                 process_id=int(os.environ["XTJAX_PROCESS_ID"]), **timeouts())
   elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0 or os.environ.get("MEGASCALE_NUM_SLICES"):
-    jax.distributed.initialize(**timeouts())
+    with service_in_child_process():
+      jax.distributed.initialize(**timeouts())
   else:
     return
   peers.start_watchdog()
