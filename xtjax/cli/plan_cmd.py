@@ -1,4 +1,8 @@
-"""`xtjax plan CONFIG [key=value ...] --topology v4-32`: does the run fit, and what does a step cost?"""
+"""`xtjax plan CONFIG [key=value ...] --topology v4-32`: does the run fit, and what does a step cost?
+
+A run that does not fit is an answer, not an error: exit 0, `fits: false` in `--json` (with `overflow`, the
+figures of the compiler's refusal when it refused the program) and a "does not fit: ..." line in the text.
+"""
 
 from __future__ import annotations
 
@@ -164,7 +168,11 @@ def format_plan(r: dict) -> str:
            "per device:"]
   for k, v in r["per_device"].items():
     lines.append(f"  {k:<28}{_gib(v) if v is not None else '   (not compiled)'}")
-  if r["hbm_bytes"] is not None:
+  if r.get("overflow"):  # the compiler refused a program: its figures are the answer
+    from xtjax.parallel.plan import Overflow
+
+    lines.append(Overflow(**r["overflow"]).text())
+  elif r["hbm_bytes"] is not None:
     verdict = {True: "fits", False: "does NOT fit", None: "fits without activations (compile to know)"}[r["fits"]]
     lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes'])}  -> {verdict} (limit {int(r['headroom'] * 100)}% of HBM; "
                  f"{r['chip_source']})")
@@ -196,8 +204,9 @@ def format_remat_table(r: dict) -> str:
   for row in r["policies"]:
     saved = _gib(row["saved_bytes"]) if row["saved_bytes"] is not None else "-"
     verdict = {True: "", False: "  does NOT fit", None: ""}[row["fits"]]
-    lines.append(f"  {row['remat']:<34}{_gib(row['temp_bytes']):>14}{_gib(row['peak_bytes']):>14}{saved:>15}"
-                 f"{row['compile_cpu_seconds']:>15.1f}{verdict}")
+    temps = _gib(row["temp_bytes"]) if row["temp_bytes"] is not None else "-"
+    cpu = f"{row['compile_cpu_seconds']:.1f}" if row["compile_cpu_seconds"] is not None else "refused"
+    lines.append(f"  {row['remat']:<34}{temps:>14}{_gib(row['peak_bytes']):>14}{saved:>15}{cpu:>15}{verdict}")
   return "\n".join(lines)
 
 

@@ -174,9 +174,10 @@ def remat_table(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, rema
   rows = []
   for remat in remats:
     r = plan(_with(cfg, None, remat), slice_, choices, compile_eval=False)
-    train = r["programs"][0]
-    rows.append({"remat": remat, "temp_bytes": train["temp_bytes"], "peak_bytes": train["peak_bytes"],
-                 "fits": r["fits"], "compile_cpu_seconds": train["compile_cpu_seconds"]})
+    train = r["programs"][0] if r["programs"] else None  # none: the compiler refused it (`r["overflow"]`)
+    rows.append({"remat": remat, "temp_bytes": r["per_device"]["activations_and_temporaries"],
+                 "peak_bytes": r["per_device"]["total"], "fits": r["fits"],
+                 "compile_cpu_seconds": train["compile_cpu_seconds"] if train else None})
   base = next((row["peak_bytes"] for row in rows if row["remat"] == "none"), None)
   for row in rows:
     row["saved_bytes"] = None if base is None else base - row["peak_bytes"]
