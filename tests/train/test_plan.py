@@ -363,3 +363,17 @@ def test_other_compile_errors_still_raise(monkeypatch):
 
   with pytest.raises(JaxRuntimeError, match="INTERNAL"):
     plan(load_plan_config(None, TINY, "xlmr-bench-small"), topology.parse("cpu:8"))
+
+
+def test_remat_table_lists_a_refused_policy(monkeypatch):
+  """A policy whose step the compiler refuses is a row that does not fit, with the refusal's temporaries."""
+  from xtjax.cli.plan_cmd import format_remat_table, load_plan_config
+  from xtjax.train.plan_search import remat_table
+
+  _refuse_train_step(monkeypatch)
+  r = remat_table(load_plan_config(None, TINY + ["optim.grad_accum_steps=1"], "xlmr-bench-small"),
+                  topology.parse("cpu:8"), remats=("none", "full"))
+  rows = {row["remat"]: row for row in r["policies"]}
+  assert rows["none"]["fits"] is False and rows["none"]["temp_bytes"] == 51.23 * 2 ** 30
+  assert rows["none"]["compile_cpu_seconds"] is None and rows["full"]["fits"] is None
+  assert "refused" in format_remat_table(r).splitlines()[2]
