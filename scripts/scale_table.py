@@ -81,8 +81,6 @@ def _config(preset: str, form: str, task: str, remat: str = "none", accum: int =
     overrides.append(f"features.max_target_length={target}")
   if preset.startswith("mt5"):  # mT5 was fine-tuned with Adafactor at a constant 1e-3, no weight decay
     overrides += ["optim.optimizer=adafactor", "optim.weight_decay=0.0", "optim.learning_rate=0.001"]
-    if form == "encoder":
-      overrides.append("model.config_overrides.encoder_only=true")
   if form == "decoder_lora":
     overrides.append(LORA)
   return load_plan_config(None, overrides, preset)

@@ -124,8 +124,10 @@ def test_plan_compiles_for_a_described_tpu_slice(monkeypatch):
   cfg = load_plan_config(None, TINY + ["mesh.data=2", "mesh.fsdp=-1"], "xlmr-bench-small")
   r = plan(cfg, topology.parse("v4-8", num_slices=2), compile_eval=False)
   assert r["devices"] == 8 and r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1} and r["num_slices"] == 2
-  # mT5-XXL's weights, Adam moments and gradients alone (16 bytes a parameter) overflow 4 v4 chips.
-  r = plan(load_plan_config(None, [], "mt5-xxl"), topology.parse("v4-8"), compile_train=False)
+  # mT5-XXL's weights, Adam moments and gradients alone (16 bytes a parameter) overflow 4 v4 chips (the whole
+  # model: a text-to-text task; a classifier leaves the decoder out, tests/train/test_unused_parts.py).
+  r = plan(load_plan_config(None, ["tasks=[{name: mnli_t2t}]"], "mt5-xxl"), topology.parse("v4-8"),
+           compile_train=False)
   assert r["fits"] is False and r["per_device"]["total"] > 32 * 2 ** 30
 
 
@@ -361,3 +363,17 @@ def test_other_compile_errors_still_raise(monkeypatch):
 
   with pytest.raises(JaxRuntimeError, match="INTERNAL"):
     plan(load_plan_config(None, TINY, "xlmr-bench-small"), topology.parse("cpu:8"))
+
+
+def test_remat_table_lists_a_refused_policy(monkeypatch):
+  """A policy whose step the compiler refuses is a row that does not fit, with the refusal's temporaries."""
+  from xtjax.cli.plan_cmd import format_remat_table, load_plan_config
+  from xtjax.train.plan_search import remat_table
+
+  _refuse_train_step(monkeypatch)
+  r = remat_table(load_plan_config(None, TINY + ["optim.grad_accum_steps=1"], "xlmr-bench-small"),
+                  topology.parse("cpu:8"), remats=("none", "full"))
+  rows = {row["remat"]: row for row in r["policies"]}
+  assert rows["none"]["fits"] is False and rows["none"]["temp_bytes"] == 51.23 * 2 ** 30
+  assert rows["none"]["compile_cpu_seconds"] is None and rows["full"]["fits"] is None
+  assert "refused" in format_remat_table(r).splitlines()[2]

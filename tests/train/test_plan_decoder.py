@@ -16,7 +16,7 @@ def test_llama_8b_memory_plan_shards_every_large_tensor_over_fsdp():
   r = plan(load_plan_config(None, ["model.param_dtype=float32"], "llama-3.1-8b"), topology.parse("cpu:8"),
            compile_train=False)
   family, cfg = registry.preset("llama-3.1-8b")
-  n = count_params(abstract(family, cfg)[1])
+  n = count_params(abstract(family, cfg.for_heads(lm_logits=False))[1])  # the run's heads never read LM logits
   assert r["model"] == "decoder" and r["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
   assert n < r["num_params"] < n + 5 * cfg.hidden_size ** 2  # plus the MNLI classification head
   per = r["per_device"]
@@ -46,6 +46,7 @@ def test_lora_plan_keeps_moments_and_gradients_for_the_adapters_only():
   full, low = (plan(load_plan_config(None, ["model.param_dtype=float32"] + extra, "llama-3.2-1b"),
                     topology.parse("cpu:8"), compile_train=False) for extra in ([], [lora]))
   family, cfg = registry.preset("llama-3.2-1b")
+  cfg = cfg.for_heads(lm_logits=False)  # tied: nothing left out
   adapters = cfg.num_layers * 8 * (2 * cfg.hidden_size + cfg.num_heads * cfg.head_dim + cfg.num_kv_heads * cfg.head_dim)
   head = full["num_params"] - count_params(abstract(family, cfg)[1])
   assert low["num_params"] == full["num_params"] + adapters and low["trained_params"] == adapters + head

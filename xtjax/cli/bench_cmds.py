@@ -186,13 +186,10 @@ def run_train(args: argparse.Namespace) -> int:
     from xtjax.models.loading import load_pretrained
 
     path = as_path(args.model) / "model" if _is_run(args.model) else args.model
-    pre = load_pretrained(path, mesh=mesh, with_tokenizer=False)
+    pre = load_pretrained(path, mesh=mesh, with_tokenizer=False, lm_logits=False)
     family, cfg, encoder_params, source = pre.family, pre.config, pre.params, pre.source
-  cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override))
-  if cfg.without_decoder() != cfg:  # T5: the classifier reads the encoder only
-    cfg = cfg.without_decoder()
-    if encoder_params is not None:
-      encoder_params = _t5_encoder_state(family, cfg, encoder_params)
+  # The classifier reads neither an LM head nor a T5 decoder: neither is built (nor loaded, above).
+  cfg = dataclasses.replace(cfg, dtype=args.dtype, **parse_overrides(args.override)).for_heads(lm_logits=False)
   result = bench_train(family, cfg, batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps,
                        warmup=args.warmup, num_labels=args.num_labels, encoder_params=encoder_params, source=source,
                        dropout=not args.no_dropout, rng_impl=args.rng_impl, mesh=mesh, profile=args.profile,
@@ -205,18 +202,6 @@ def run_train(args: argparse.Namespace) -> int:
              f"{result['model_flops_per_step'] / 1e9:.1f} GFLOP/step, {result['achieved_flops_per_s'] / 1e12:.3f} "
              f"TFLOP/s, MFU {mfu} ({result['peak_source']}); compile {result['compile_seconds']:.1f}s")
   return _emit(result, args, "bench_train", summary)
-
-
-def _t5_encoder_state(family, cfg, params):
-  """The embedding + encoder part of full T5 params, as an encoder-only T5's state."""
-  from flax import nnx
-
-  from xtjax.models import init
-
-  _, abstract = init.abstract(family, cfg)
-  pure = nnx.to_pure_dict(params)
-  nnx.replace_by_pure_dict(abstract, {k: pure[k] for k in nnx.to_pure_dict(abstract)})
-  return abstract
 
 
 def run_compare(args: argparse.Namespace) -> int:

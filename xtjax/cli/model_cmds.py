@@ -42,7 +42,9 @@ def run_export(args: argparse.Namespace) -> int:
 
   pre = load_pretrained(args.model)
   out = export_hf(pre, args.out, dtype=args.dtype)
-  print(f"exported {args.model} -> {out} ({pre.family.hf_architecture(pre.config)})")
+  left = ("; saved without its LM head / decoder (no head of its run read the LM logits): take them from the "
+          "pretrained checkpoint") if pre.config.lm_part_left_out else ""
+  print(f"exported {args.model} -> {out} ({pre.family.hf_architecture(pre.config)}{left})")
   return 0
 
 

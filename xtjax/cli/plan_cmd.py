@@ -164,8 +164,12 @@ def format_plan(r: dict) -> str:
   lines = [f"{r['model']} {r['num_params'] / 1e6:.0f}M params{trained}, task {r['task']} ({r['head_type']}), batch "
            f"{r['batch_size']} x {r['max_length']}{targets} ({r['grad_accum_steps']} micro-batches), {r['dtype']} compute, "
            f"{r['param_dtype']} weights",
-           f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}", "",
-           "per device:"]
+           f"{r['topology']}: {r['devices']} devices in {r['num_slices']} slice(s), mesh {r['mesh']}"]
+  if r.get("left_out"):
+    lo = r["left_out"]
+    lines.append(f"left out (no head of the run reads the LM logits): {', '.join(lo['paths'])} "
+                 f"({lo['params'] / 1e6:.0f}M params, kept in the source checkpoint)")
+  lines += ["", "per device:"]
   for k, v in r["per_device"].items():
     lines.append(f"  {k:<28}{_gib(v) if v is not None else '   (not compiled)'}")
   if r.get("overflow"):  # the compiler refused a program: its figures are the answer

@@ -58,6 +58,8 @@ class DecoderConfig(ModelConfig):
   sliding_window: int = 0  # Mistral: a query sees at most this many keys back, itself included (0: no window)
   attention_dropout_rate: float = 0.0
   tie_word_embeddings: bool = False
+  # False: built without its (untied) LM head, for runs whose heads never read the LM logits (`for_heads`)
+  with_lm_head: bool = True
   pad_token_id: int | None = None  # None (Llama): generation pads with the first EOS id
   bos_token_id: int | None = 1
   eos_token_ids: tuple[int, ...] = (2,)  # generation stops at any of them (Llama 3 instruct has several)
@@ -102,8 +104,21 @@ class DecoderConfig(ModelConfig):
   def pad_id(self) -> int:
     return self.pad_token_id or 0  # attention-masked, so any id serves (Llama has none)
 
-  generates = True
+  @property
+  def generates(self) -> bool:
+    return self.with_lm_head or self.tie_word_embeddings
+
   left_pad_prompts = True
+
+  def for_heads(self, lm_logits: bool) -> DecoderConfig:
+    return self if lm_logits or self.tie_word_embeddings else dataclasses.replace(self, with_lm_head=False)
+
+  @property
+  def lm_part_left_out(self) -> bool:
+    return not self.generates
+
+  def for_saved_params(self, encoder_tree) -> DecoderConfig:
+    return self if self.tie_word_embeddings else dataclasses.replace(self, with_lm_head="lm_head" in encoder_tree)
 
   @property
   def prompt_pad_id(self) -> int:
@@ -337,7 +352,7 @@ class Decoder(nnx.Module):
     self.layers = make_layers([Layer(cfg, rngs) for _ in range(cfg.num_layers)], cfg.stacked_layers)
     self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, rngs=rngs, dtype=L.to_dtype(cfg.dtype),
                               param_dtype=pdt)
-    self.lm_head = (None if cfg.tie_word_embeddings else
+    self.lm_head = (None if cfg.tie_word_embeddings or not cfg.with_lm_head else
                     L.Dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), use_bias=False, **_kw(cfg, rngs)))
 
   def init_cache(self, batch_size: int, max_length: int) -> KVCache:
@@ -351,6 +366,9 @@ class Decoder(nnx.Module):
 
   def logits(self, hidden_BxTxD):
     dt = L.to_dtype(self.cfg.dtype)
+    if not self.cfg.generates:
+      raise ValueError("this decoder was built without its LM head (with_lm_head=False: the heads of the run "
+                       "that saved it never read the LM logits); load the pretrained checkpoint for LM logits")
     if self.lm_head is None:
       return L.einsum("btd,vd->btv", hidden_BxTxD, self.embed[...], dt, jnp.float32)
     return L.project(self.lm_head, "kernel", "btd,dv->btv", hidden_BxTxD, dt, None, jnp.float32)

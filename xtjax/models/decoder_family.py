@@ -3,7 +3,9 @@
 Checkpoints are read as transformers writes them (`model.layers.{i}.self_attn.q_proj.weight`, ...,
 `lm_head.weight`; a bare `LlamaModel` without the `model.` prefix also loads). A tied checkpoint
 (Llama 3.2 1B/3B) has no `lm_head.weight`, or one equal to the embedding; an untied config whose
-checkpoint lacks the head is an error naming it.
+checkpoint lacks the head is an error naming it. A config built without its LM head (`with_lm_head=False`:
+no head of the run reads the LM logits) skips `lm_head.weight` by name, and exports as the bare `LlamaModel`
+(`Qwen2Model`, `MistralModel`), which is what such a folder holds; a config.json naming a bare model loads so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from xtjax.models.family import Family
 from xtjax.models.scan import to_per_layer
 
 _ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
+_BASE_ARCH = {"llama": "LlamaModel", "qwen2": "Qwen2Model", "mistral": "MistralModel"}  # no LM head
 _ANCHOR = "model.embed_tokens.weight"
 
 
@@ -81,6 +84,7 @@ def config_from_hf(hf: Mapping[str, Any]) -> DecoderConfig:
         sliding_window=_sliding_window(hf, mt),
         attention_dropout_rate=float(hf.get("attention_dropout", 0.0) or 0.0),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        with_lm_head=list(hf.get("architectures") or ()) != [_BASE_ARCH.get(mt)],
         pad_token_id=hf.get("pad_token_id"),
         bos_token_id=hf.get("bos_token_id"),
         eos_token_ids=tuple(eos) if isinstance(eos, list) else (2 if eos is None else eos,),
@@ -169,7 +173,7 @@ def _rules(cfg: DecoderConfig) -> list[M.Rule]:
     r += dense(us + ("mlp", "down"), hf + "mlp.down_proj", F, D, cfg.mlp_bias)
     r.append(M.copy(us + ("attention_norm", "scale"), hf + "input_layernorm.weight", (D,)))
     r.append(M.copy(us + ("mlp_norm", "scale"), hf + "post_attention_layernorm.weight", (D,)))
-  if not cfg.tie_word_embeddings:
+  if not cfg.tie_word_embeddings and cfg.with_lm_head:
     r.append(M.linear(("lm_head", "kernel"), "lm_head.weight", D, V))
   return r
 
@@ -190,6 +194,8 @@ def tensor_plan(cfg: DecoderConfig, names, where: str = "checkpoint") -> M.Tenso
   if cfg.tie_word_embeddings:
     ignore.append(r"lm_head\.weight")
     equal.append(("lm_head.weight", embed, "the config ties them (set tie_word_embeddings to false in config.json)"))
+  elif not cfg.with_lm_head:  # left out by the run's heads (`for_heads`): the checkpoint keeps it
+    ignore.append(r"lm_head\.weight")
   return M.TensorPlan(rules, ignore, equal)
 
 
@@ -202,6 +208,8 @@ def params_to_hf(cfg: DecoderConfig, params) -> dict:
 
 
 def hf_architecture(cfg: DecoderConfig) -> str:
+  if not cfg.generates:
+    return _BASE_ARCH[cfg.model_type]
   return _ARCH.get(cfg.model_type, "LlamaForCausalLM")
 
 

@@ -17,7 +17,10 @@ from xtjax.models.scan import to_per_layer
 def export_encoder(model_dir: epath.PathLike, family: registry.Family, encoder_config, params, tokenizer,
                    lora: lora_lib.LoraConfig | None = None, adapters_dir: epath.PathLike | None = None,
                    base: dict | None = None) -> None:
-  """`model_dir`: the encoder of a TaskModel's `params` as an xtjax model folder. With `lora`, its adapters
+  """`model_dir`: the encoder of a TaskModel's `params` as an xtjax model folder: what the run built, so without
+  what no head of it used (`ModelConfig.for_heads`: an untied LM head, a T5 decoder), which the source checkpoint
+  keeps; `xtjax model export-hf` writes such a folder as the bare HF model it is (`LlamaModel`,
+  `MT5EncoderModel`). With `lora`, its adapters
   merged into the weights there, and kept apart in `adapters_dir` with the `base` source they were trained on
   (for `init_from_lora: adapters`).
 

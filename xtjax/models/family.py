@@ -118,6 +118,17 @@ class ModelConfig(abc.ABC):
     """The config of the part that heads read (an encoder-decoder without its decoder)."""
     return self
 
+  def for_heads(self, lm_logits: bool) -> ModelConfig:
+    """The config of what a run's heads use: without the parts only the LM logits need (an encoder-decoder's
+    decoder, a decoder's untied LM head) when no head reads them (`heads.uses_lm_logits`), so that they are
+    never built, trained, checkpointed nor loaded; the pretrained checkpoint keeps them."""
+    return self
+
+  @property
+  def lm_part_left_out(self) -> bool:
+    """Built without what only the LM logits need (`for_heads(False)`, or a checkpoint saved so)."""
+    return False
+
   def for_saved_params(self, encoder_tree: Mapping[str, Any]) -> ModelConfig:
     """This config adjusted to a saved parameter tree of the backbone (e.g. an encoder saved without pooler)."""
     return self

@@ -203,6 +203,12 @@ def head_kind(name: str) -> HeadKind:
   return HEAD_KINDS[name]
 
 
+def uses_lm_logits(head_types) -> bool:
+  """Whether any of these head types (retrieval and other head-less task types included) reads the model's
+  own LM logits: if none does, the run's model is built without the parts only they need (`for_heads`)."""
+  return any(HEAD_KINDS[t].seq2seq for t in head_types if t in HEAD_KINDS)
+
+
 def Head(cfg: HeadConfig, hidden_size: int, causal: bool = False, **kw) -> _HeadModule:  # noqa: N802 - a module constructor
   """The module of `cfg.type`'s head kind, on a bidirectional encoder or (`causal`) a decoder-only LM."""
   kind = head_kind(cfg.type)

@@ -33,19 +33,21 @@ class Pretrained:
 
 
 def load_hf(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES,
-            dtype: str | None = None, param_dtype: str | None = None, with_tokenizer: bool = True) -> Pretrained:
+            dtype: str | None = None, param_dtype: str | None = None, with_tokenizer: bool = True,
+            lm_logits: bool = True) -> Pretrained:
   """Converts a Hugging Face folder (strict tensor mapping): streamed tensor by tensor onto the mesh for
-  families with a `tensor_plan` and safetensors weights, otherwise read whole, then placed."""
+  families with a `tensor_plan` and safetensors weights, otherwise read whole, then placed. Without
+  `lm_logits`, the parts only the LM logits need (`ModelConfig.for_heads`) are skipped by name, unread."""
   hf_cfg = hf_io.read_config(folder)
   family = registry.for_hf_model_type(hf_cfg["model_type"], where=str(folder / "config.json"))
   files = hf_io.safetensors_files(folder) if family.tensor_plan is not None else None
   if files is not None:  # tensor by tensor onto the mesh (hf_stream)
-    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(files))
+    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(files)).for_heads(lm_logits)
     cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
     graphdef, state, ignored = hf_stream.load(folder, family, cfg, mesh or single_device_mesh(), rules, files)
   else:
     tensors = hf_io.read_tensors(folder)
-    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(tensors))
+    cfg = family.config_for_tensors(family.config_from_hf(hf_cfg), list(tensors)).for_heads(lm_logits)
     cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
     pure, ignored = family.params_from_hf(cfg, tensors, where=str(folder))
     graphdef, state = model_init.place(family, cfg, pure, mesh, rules, where=str(folder))
@@ -56,12 +58,15 @@ def load_hf(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES
 
 
 def load_xtjax(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES,
-               dtype: str | None = None, param_dtype: str | None = None, with_tokenizer: bool = True) -> Pretrained:
-  family, cfg = store.read_meta(folder)
-  cfg = model_init.with_dtypes(cfg, dtype, param_dtype)
+               dtype: str | None = None, param_dtype: str | None = None, with_tokenizer: bool = True,
+               lm_logits: bool = True) -> Pretrained:
+  """An xtjax model folder onto the mesh; without `lm_logits`, its parts only the LM logits need are not read."""
+  family, saved = store.read_meta(folder)
+  cfg = model_init.with_dtypes(saved.for_heads(lm_logits), dtype, param_dtype)
   mesh = mesh or single_device_mesh()
   graphdef, abs_state = model_init.abstract(family, store.disk_config(cfg))
-  pure = store.load_params(folder, family, store.disk_config(cfg), state_shardings(abs_state, mesh, rules))
+  pure = store.load_params(folder, family, store.disk_config(cfg), state_shardings(abs_state, mesh, rules),
+                           saved=store.disk_config(saved))
   nnx.replace_by_pure_dict(abs_state, pure)
   if store.disk_config(cfg) != cfg:  # stacked layers (`models.scan`): stacked on the mesh
     graphdef, like = model_init.abstract(family, cfg)
@@ -73,11 +78,12 @@ def load_xtjax(folder: Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RU
 
 def load_pretrained(path_or_id: str | Path, mesh: Mesh | None = None, rules: Rules = DEFAULT_RULES,
                     dtype: str | None = None, param_dtype: str | None = None,
-                    with_tokenizer: bool = True) -> Pretrained:
-  """Loads an xtjax model folder, a Hugging Face folder or a hub id, sharded onto `mesh`."""
+                    with_tokenizer: bool = True, lm_logits: bool = True) -> Pretrained:
+  """Loads an xtjax model folder, a Hugging Face folder or a hub id, sharded onto `mesh`; `lm_logits=False`:
+  without what only the LM logits need (`ModelConfig.for_heads`: a run none of whose heads reads them)."""
   folder = hf_io.resolve(path_or_id)
   loader = load_xtjax if store.is_model_dir(folder) else load_hf
-  return loader(folder, mesh, rules, dtype, param_dtype, with_tokenizer)
+  return loader(folder, mesh, rules, dtype, param_dtype, with_tokenizer, lm_logits)
 
 
 def export_hf(pre: Pretrained, out_dir: Path, dtype: str = "float32") -> Path:

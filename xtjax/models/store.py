@@ -121,9 +121,10 @@ def disk_config(cfg):
   return cfg.disk_config()
 
 
-def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_state):
+def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_state, saved=None):
   """Restores the parameters straight into the given shardings (an nnx.State of shardings of the model
-  `disk_config(cfg)` builds)."""
+  `disk_config(cfg)` builds). `saved`: the config the folder was saved with, when `cfg` leaves out part of it
+  (`ModelConfig.for_heads`): that part, and nothing else, is skipped unread."""
   import orbax.checkpoint as ocp
 
   folder = run_path(folder)
@@ -134,11 +135,38 @@ def load_params(folder: epath.PathLike, family: registry.Family, cfg, shardings_
   abs_pure = nnx.to_pure_dict(abs_state)
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abs_pure, sh)
   try:
-    with ocp.StandardCheckpointer() as ckptr:
-      restored = ckptr.restore(folder / "params", _stringify_keys(target))
+    if saved is None or saved == cfg:
+      with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(folder / "params", _stringify_keys(target))
+    else:
+      restored = _restore_part(folder / "params", _stringify_keys(target),
+                               _stringify_keys(nnx.to_pure_dict(abstract(family, saved)[1])))
   except Exception as e:
     raise CheckpointError(f"{folder / 'params'}: cannot restore ({type(e).__name__}: {str(e)[:300]})") from e
   return _restore_keys(restored, abs_pure)
+
+
+def _restore_part(path, target: dict, saved: dict) -> dict:
+  """`target`, a part of the `saved` tree, restored with the rest of `saved` named as left out (Orbax's
+  placeholders): any other difference between the folder and `saved` still fails the restore."""
+  import orbax.checkpoint as ocp
+
+  def item(want, have):
+    if isinstance(have, dict):
+      return {k: item(want.get(k, {}) if isinstance(want, dict) else {}, v) for k, v in have.items()}
+    return want if isinstance(want, jax.ShapeDtypeStruct) else ocp.PLACEHOLDER
+
+  tree = item(target, saved)
+  leaf = lambda x: x is ocp.PLACEHOLDER
+  args = jax.tree.map(lambda x: x if leaf(x) else ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape,
+                                                                       dtype=x.dtype), tree, is_leaf=leaf)
+  with ocp.PyTreeCheckpointer() as ckptr:
+    restored = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=tree, restore_args=args))
+
+  def keep(want, got):
+    return {k: keep(v, got[k]) for k, v in want.items()} if isinstance(want, dict) else got
+
+  return keep(target, restored)
 
 
 def tokenizer_dir(folder: epath.PathLike) -> epath.Path | None:

@@ -93,6 +93,16 @@ class T5Config(ModelConfig):
   def without_decoder(self) -> T5Config:
     return dataclasses.replace(self, encoder_only=True)
 
+  def for_heads(self, lm_logits: bool) -> T5Config:
+    return self if lm_logits else self.without_decoder()
+
+  @property
+  def lm_part_left_out(self) -> bool:
+    return self.encoder_only
+
+  def for_saved_params(self, encoder_tree) -> T5Config:
+    return dataclasses.replace(self, encoder_only="decoder" not in encoder_tree)
+
   def stack_flops(self, length: int, first_token_only: bool = False) -> int:
     # T5's encoder computes every position whatever the head reads.
     inner = self.num_heads * self.d_kv

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from xtjax.errors import ConfigError
 from xtjax.evaluation.programs import head_fn
+from xtjax.models import init as model_init
 from xtjax.models.heads import head_kind
 from xtjax.parallel import plan as aot
 from xtjax.parallel import topology
@@ -30,9 +31,28 @@ from xtjax.train.program import run_program
 
 
 def model_config(cfg: TrainConfig):
-  """(family, config) of the run's encoder in the trainer's start order, read from configs alone (no weights)."""
+  """(family, config) of the run's encoder in the trainer's start order, read from configs alone (no weights):
+  what the trainer builds, so without the parts no head of the run uses (`setup.run_encoder_config`)."""
   family, enc_cfg, _ = start.encoder_config(start.encoder_source(cfg))
-  return family, start.configure_encoder(enc_cfg, cfg.model)
+  return family, setup.run_encoder_config(enc_cfg, cfg)
+
+
+def left_out(cfg: TrainConfig) -> dict | None:
+  """What the run's model leaves out of its source because no head uses it (`ModelConfig.for_heads`): the
+  top-level parameter paths and their count; None when nothing is."""
+  family, enc_cfg, _ = start.encoder_config(start.encoder_source(cfg))
+  whole = start.configure_encoder(enc_cfg, cfg.model)
+  built = whole.for_heads(setup.lm_logits_used(cfg))
+  if built == whole:
+    return None
+  def sizes(c) -> dict[str, int]:
+    state = model_init.abstract(family, c)[1]
+    return dict(zip(jax.tree.leaves(tree_paths(state)), (x.size for x in jax.tree.leaves(state))))
+
+  kept, full = sizes(built), sizes(whole)
+  gone = {p: n for p, n in full.items() if p not in kept}
+  parts = sorted({"encoder/" + p.split("/")[0] for p in gone})  # TaskModel paths of the parts left out
+  return {"paths": parts, "params": int(sum(gone.values()))}
 
 
 def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, choices: int,
@@ -141,6 +161,7 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "dtype": enc_cfg.dtype, "param_dtype": enc_cfg.param_dtype, "model": prog.family.name, "encoder_config": enc_cfg,
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
       "trained_params": int(sum(x.size for x in jax.tree.leaves(trained))),
+      "left_out": left_out(cfg),  # of the source model: parts no head of the run uses, never built
       "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": grads_b,
                      "activations_and_temporaries": train_temps,
                      "total": total},

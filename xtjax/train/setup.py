@@ -13,12 +13,13 @@ from flax import nnx
 from xtjax.errors import CheckpointError, ConfigError
 from xtjax.models import hf_io, registry, store
 from xtjax.models import lora as lora_lib
-from xtjax.models.heads import HeadConfig
+from xtjax.models.heads import HeadConfig, uses_lm_logits
 from xtjax.models.init import init_task_model, relayout
 from xtjax.models.scan import to_layout
 from xtjax.models.loading import load_pretrained
 from xtjax.runs import start
 from xtjax.runs.schema import TrainConfig
+from xtjax.tasks import registry as task_registry
 from xtjax.train.state import TrainState, new_rng, trained_part
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,36 @@ class EncoderStart:
   adapters: dict | None = None  # LoRA adapters to continue (pure host arrays, rooted like the TaskModel)
 
 
+def lm_logits_used(cfg: TrainConfig) -> bool:
+  """Whether any task of the run (trained or evaluated) reads the model's LM logits: if none does, the run's
+  model leaves out what only they need (an LM head, an encoder-decoder's decoder: `ModelConfig.for_heads`)."""
+  return uses_lm_logits(task_registry.get(t.name).head_type for t in cfg.tasks)
+
+
+def run_encoder_config(enc_cfg, cfg: TrainConfig, where: str = "model"):
+  """The encoder config a run builds: its dtypes and overrides (`start.configure_encoder`), only what its
+  heads use."""
+  return start.configure_encoder(enc_cfg, cfg.model, where).for_heads(lm_logits_used(cfg))
+
+
 def encoder_start(cfg: TrainConfig, mesh, rules) -> EncoderStart:
-  """The encoder of a fresh run from its start source (`xtjax.runs.start`), weights loaded onto the mesh."""
+  """The encoder of a fresh run from its start source (`xtjax.runs.start`), weights loaded onto the mesh
+  (without the parts no head of the run uses, `lm_logits_used`)."""
   m = cfg.model
   source = start.encoder_source(cfg)
+  lm = lm_logits_used(cfg)
   if source.kind == "preset":
     fam, enc_cfg, _ = start.encoder_config(source)
     params, tok = None, None
   else:
-    pre = load_pretrained(source.location, mesh=mesh, rules=rules, dtype=m.dtype, param_dtype=m.param_dtype)
+    pre = load_pretrained(source.location, mesh=mesh, rules=rules, dtype=m.dtype, param_dtype=m.param_dtype,
+                          lm_logits=lm)
     fam, enc_cfg, params, tok = pre.family, pre.config, pre.params, pre.tokenizer
-  enc_cfg = start.configure_encoder(enc_cfg, m)
+  if lm and enc_cfg.lm_part_left_out:
+    raise ConfigError(f"{source.describe()}: saved without its decoder or LM head (no head of the run that saved "
+                      "it read the LM logits), which this run's text-to-text task needs; start from the pretrained "
+                      "checkpoint instead")
+  enc_cfg = run_encoder_config(enc_cfg, cfg)
   tok_dir = start.tokenizer_override(m)
   if tok_dir is not None:
     tok = hf_io.load_tokenizer(tok_dir)
