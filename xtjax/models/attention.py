@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from xtjax.models import attention_kernels as K
 from xtjax.models import layers as L
 from xtjax.models.attention_kernels import Call, MaskSpec
+from xtjax.parallel.rules import active_platform
 
 IMPLS = ("xla", "dot_product", "pallas", "auto")
 NEG = float(jnp.finfo(jnp.float32).min)  # a masked score: exp underflows to exactly 0
@@ -67,7 +68,7 @@ def _xla(q, k, v, *, dtype, scale, divide_by, bias, mask, softcap, sliding_windo
 def choose(impl: str, call: Call, backend: str | None = None) -> str:
   """The implementation that runs `call`: `impl` itself when it can (else one-line ValueError), or
   for "auto" the fused kernel of this backend when it can, else "xla"."""
-  backend = backend or jax.default_backend()
+  backend = backend or active_platform()
   if impl == "auto":
     fused = {"tpu": "pallas", "gpu": "dot_product"}.get(backend)
     return fused if fused and K.why_not(fused, call, backend) is None else "xla"

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xtjax.parallel.rules import active_spec
+from xtjax.parallel.rules import active_platform, active_spec
 
 _INTERPRET: contextvars.ContextVar[bool] = contextvars.ContextVar("pallas_interpret", default=False)
 MAX_BLOCK = 512  # splash block (queries and keys); shorter sequences use one block of their rounded length
@@ -112,7 +112,7 @@ def dot_product(call: Call):
   """`jax.nn.dot_product_attention` over the call's dense mask and bias: cuDNN on GPU, XLA elsewhere."""
   q = _heads_last_to_flat(call.q).astype(call.dtype)
   k, v = call.k.astype(call.dtype), call.v.astype(call.dtype)
-  cudnn = jax.default_backend() == "gpu"
+  cudnn = active_platform() == "gpu"
   bias = call.bias
   if bias is not None and cudnn:  # cuDNN adds the bias in the inputs' dtype: keep masked scores finite there
     bias = jnp.maximum(bias, 0.7 * float(jnp.finfo(call.dtype).min)).astype(call.dtype)

@@ -234,6 +234,13 @@ def constrain(x: jax.Array, names: Sequence[str | None], where: str = "activatio
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
+def active_platform() -> str:
+  """The platform the traced program is for: the `activation_sharding` mesh's devices (an AOT plan's
+  TPU topology), else JAX's default backend."""
+  active = _ACTIVE.get()
+  return active[0].devices.flat[0].platform if active is not None else jax.default_backend()
+
+
 def active_spec(names: Sequence[str | None], shape: Sequence[int], where: str = "activation"
                 ) -> tuple[Mesh, PartitionSpec] | None:
   """(mesh, PartitionSpec) that `constrain` would pin an array of `shape` to; None outside
