@@ -44,11 +44,16 @@ def choice_text(c: dict) -> str:
   return f"{c['slice']} ({c['remat']}, {c['accum']})"
 
 
+# Model fields added after cells were compiled, at the value that lowers to the program those cells were
+# compiled from (checked by its hash): left out, so the cells stay valid.
+NEUTRAL_MODEL_FIELDS = {"attention_impl": "xla"}
+
+
 def inputs_hash(cfg, model_cfg) -> str:
   """The resolved train and model configs a cell is compiled from (the program itself is checked by its hash,
   `program_of`)."""
-  text = json.dumps({"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg)},
-                    sort_keys=True, default=str)
+  model = {k: v for k, v in dataclasses.asdict(model_cfg).items() if NEUTRAL_MODEL_FIELDS.get(k, object()) != v}
+  text = json.dumps({"train": dataclasses.asdict(cfg), "model": model}, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from flax import nnx
 
 from xtjax.models import layers as L
-from xtjax.models.attention import attention
+from xtjax.models.attention import attention, check_impl
+from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.family import ModelConfig
 from xtjax.models.layer_flops import decoder_layer_flops
 from xtjax.models.scan import check_remat, make_layers, run_layers, use_scan
@@ -70,10 +71,12 @@ class DecoderConfig(ModelConfig):
   # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
   remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):
     object.__setattr__(self, "eos_token_ids", tuple(int(t) for t in self.eos_token_ids))  # JSON gives lists
     check_remat(self.remat)
+    check_impl(self.attention_impl)
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
     if not self.head_dim and self.hidden_size % self.num_heads:
@@ -286,11 +289,12 @@ class Attention(nnx.Module):
     self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=cfg.attention_out_bias, **_kw(cfg, rngs))
     self.cfg = cfg
 
-  def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv_cache=None, index=None, dropout_key=None):
+  def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv_cache=None, index=None, dropout_key=None,
+               spec: MaskSpec | None = None):
     """Returns (output [B, T, D], this call's (keys, values) [B, T, N, K] for the cache, or None).
 
     `kv_cache`: this layer's (keys, values) [B, S, N, K]; the new ones are attended at slots index.. (the
-    caller writes them into its cache)."""
+    caller writes them into its cache). `spec`: `allowed_BxTxS` in structural form (fused kernels)."""
     cfg = self.cfg
     dt = L.to_dtype(cfg.dtype)
     B, T, _ = x_BxTxD.shape
@@ -306,7 +310,7 @@ class Attention(nnx.Module):
       k = jax.lax.dynamic_update_slice(ck, new_cache[0], (0, index, 0, 0))
       v = jax.lax.dynamic_update_slice(cv, new_cache[1], (0, index, 0, 0))
     ctx = attention(q, k, v, dtype=dt, scale=K ** -0.5, mask=allowed_BxTxS, dropout_rate=cfg.attention_dropout_rate,
-                    dropout_key=dropout_key)
+                    dropout_key=dropout_key, impl=cfg.attention_impl, spec=spec)
     return self.o(ctx.reshape(B, T, H * K), key(4)), new_cache
 
 
@@ -334,8 +338,8 @@ class Layer(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **norm_kw)
     self.mlp = MLP(cfg, rngs)
 
-  def __call__(self, x, cos, sin, allowed, kv_cache=None, index=None, dropout_key=None):
-    h, new_cache = self.attention(self.attention_norm(x), cos, sin, allowed, kv_cache, index, dropout_key)
+  def __call__(self, x, cos, sin, allowed, kv_cache=None, index=None, dropout_key=None, spec: MaskSpec | None = None):
+    h, new_cache = self.attention(self.attention_norm(x), cos, sin, allowed, kv_cache, index, dropout_key, spec)
     x = x + h
     return x + self.mlp(self.mlp_norm(x), L.fold(dropout_key, 5)), new_cache
 
@@ -396,8 +400,10 @@ class Decoder(nnx.Module):
     cos, sin = rotary(cfg, positions_BxT)
     x = embedded = jnp.take(self.embed[...], input_ids_BxT, axis=0).astype(L.to_dtype(cfg.dtype))
     if cache is None:
+      spec = MaskSpec(slots.valid, causal=True, window=cfg.sliding_window)
+
       def call(layer, h, i):
-        return layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i))[0]
+        return layer(h, cos, sin, allowed_BxTxS, dropout_key=L.fold(dropout_key, i), spec=spec)[0]
 
       x, hidden = run_layers(self.layers, x, call, remat=cfg.remat)
       new_cache = None

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
-from xtjax.models.attention import attention
+from xtjax.models.attention import attention, check_impl
+from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.family import ModelConfig
 from xtjax.models.layer_flops import encoder_layer_flops
 from xtjax.models.scan import check_remat, layer_at, make_layers, run_layers, use_scan
@@ -46,9 +47,11 @@ class EncoderConfig(ModelConfig):
   # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
   remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):
     check_remat(self.remat)
+    check_impl(self.attention_impl)
     if self.hidden_size % self.num_heads:
       raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
     if self.position_style not in ("absolute", "roberta"):
@@ -142,8 +145,10 @@ class SelfAttention(nnx.Module):
     self.out_bias = L.param(rngs, L.zeros, (D,), ("norm",), pdt)
     self.cfg = cfg
 
-  def __call__(self, x_BxLxD, bias_Bx1x1xL, dropout_key=None, num_queries: int | None = None):
-    """Outputs for every position, or for the first `num_queries` only (keys/values still see all)."""
+  def __call__(self, x_BxLxD, bias_Bx1x1xL, dropout_key=None, num_queries: int | None = None,
+               spec: MaskSpec | None = None):
+    """Outputs for every position, or for the first `num_queries` only (keys/values still see all);
+    `spec`: the padding `bias_Bx1x1xL` applies, for the fused kernels."""
     dt = L.to_dtype(self.cfg.dtype)
     x = x_BxLxD.astype(dt)
 
@@ -155,7 +160,8 @@ class SelfAttention(nnx.Module):
     k = proj(2, "key")
     v = proj(3, "value")
     ctx = attention(q, k, v, dtype=dt, divide_by=math.sqrt(self.cfg.head_dim), bias=bias_Bx1x1xL,
-                    dropout_rate=self.cfg.attention_dropout_rate, dropout_key=dropout_key)
+                    dropout_rate=self.cfg.attention_dropout_rate, dropout_key=dropout_key,
+                    impl=self.cfg.attention_impl, spec=spec)
     out = L.project(self, "out", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 4))
     return out + self.out_bias[...].astype(dt)
 
@@ -173,10 +179,10 @@ class Layer(nnx.Module):
     self.output_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
     self.cfg = cfg
 
-  def __call__(self, x, bias, dropout_key=None, num_queries: int | None = None):
+  def __call__(self, x, bias, dropout_key=None, num_queries: int | None = None, spec: MaskSpec | None = None):
     """[B, L, D] -> [B, L, D], or [B, num_queries, D]: only the first positions' outputs."""
     rate = self.cfg.dropout_rate
-    h = self.attention(x, bias, L.fold(dropout_key, 0), num_queries)
+    h = self.attention(x, bias, L.fold(dropout_key, 0), num_queries, spec)
     if num_queries is not None:
       x = x[:, :num_queries]
     x = self.attention_norm(x + L.dropout(h, rate, L.fold(dropout_key, 1)))
@@ -212,14 +218,15 @@ class Encoder(nnx.Module):
     if attention_mask_BxL is None:
       attention_mask_BxL = jnp.ones_like(input_ids_BxL)
     bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    spec = MaskSpec(attention_mask_BxL > 0)
     x = embedded = self.embeddings(input_ids_BxL, token_type_ids_BxL, L.fold(dropout_key, 0))
     last = len(self.layers) - 1
-    x, hidden = run_layers(self.layers, x, lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1)),
+    x, hidden = run_layers(self.layers, x, lambda layer, h, i: layer(h, bias, L.fold(dropout_key, i + 1), spec=spec),
                            remat=self.cfg.remat, stop=last)
     # The last layer apart: with `last_layer_queries` its output is shorter than the scan's carry. (Stacked,
     # the scan reads a slice of the first N-1 layers: XLA copies those weights once a step.)
     x, top = run_layers([layer_at(self.layers, last)], x,
-                        lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries),
+                        lambda layer, h, i: layer(h, bias, L.fold(dropout_key, last + 1), last_layer_queries, spec),
                         remat=self.cfg.remat)
     hidden = [embedded] + hidden + top
     pooled = jnp.tanh(self.pooler(x[:, 0], L.fold(dropout_key, last + 2))) if self.pooler is not None else None

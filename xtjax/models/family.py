@@ -28,12 +28,13 @@ class ModelConfig(abc.ABC):
   """The hyper-parameters of one family's model, as callers outside `models/` may read them.
 
   Subclasses are frozen dataclasses whose fields include `vocab_size`, `num_layers`, `dtype`,
-  `param_dtype`, `scan_layers`, `remat` and `model_type` (Hugging Face's; checked by the registry at import)."""
+  `param_dtype`, `scan_layers`, `remat`, `attention_impl` (`models.attention`: xla | dot_product | pallas |
+  auto) and `model_type` (Hugging Face's; checked by the registry at import)."""
 
   kind: ClassVar[str]
   # Fields every family config declares (the registry checks them).
   COMMON_FIELDS: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "dtype", "param_dtype", "scan_layers",
-                                              "remat", "model_type")
+                                              "remat", "attention_impl", "model_type")
   # The `model.config_overrides` keys `plan --search` may vary.
   PLAN_SEARCH_FIELDS: ClassVar[tuple[str, ...]] = ("remat",)
 

@@ -18,6 +18,7 @@ from flax import nnx
 
 from xtjax.models import layers as L
 from xtjax.models.attention import attention
+from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.decoder import (MLP, Decoder, DecoderConfig, DecoderOutput, KVCache, _kw, apply_rotary,
                                   causal_slots, rotary)
 from xtjax.models.scan import make_layers, run_layers
@@ -86,8 +87,9 @@ class Attention(nnx.Module):
     self.cfg, self.window = cfg, window
 
   def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, positions_BxT, key_pos_BxS, kv_cache=None, index=None,
-               dropout_key=None):
-    """(output [B, T, D], this call's (keys, values) [B, T, N, K] when a cache is given, else None)."""
+               dropout_key=None, spec: MaskSpec | None = None):
+    """(output [B, T, D], this call's (keys, values) [B, T, N, K] when a cache is given, else None);
+    `spec`: `allowed_BxTxS` in structural form (fused kernels; this layer's window is added to it)."""
     cfg = self.cfg
     dt = L.to_dtype(cfg.dtype)
     B, T, _ = x_BxTxD.shape
@@ -104,7 +106,8 @@ class Attention(nnx.Module):
       v = jax.lax.dynamic_update_slice(cv, new_cache[1], (0, index, 0, 0))
     ctx = attention(q, k, v, dtype=dt, scale=cfg.query_pre_attn_scalar ** -0.5, mask=allowed_BxTxS,
                     softcap=cfg.attn_logit_softcapping, sliding_window=self.window, query_positions=positions_BxT,
-                    key_positions=key_pos_BxS, dropout_rate=cfg.attention_dropout_rate, dropout_key=dropout_key)
+                    key_positions=key_pos_BxS, dropout_rate=cfg.attention_dropout_rate, dropout_key=dropout_key,
+                    impl=cfg.attention_impl, spec=spec)
     return self.o(ctx.reshape(B, T, H * K), key(4)), new_cache
 
 
@@ -121,9 +124,10 @@ class Layer(nnx.Module):
     self.mlp = MLP(cfg, rngs)
     self.post_mlp_norm = norm()
 
-  def __call__(self, x, cos, sin, allowed, positions, key_pos, kv_cache=None, index=None, dropout_key=None):
+  def __call__(self, x, cos, sin, allowed, positions, key_pos, kv_cache=None, index=None, dropout_key=None,
+               spec: MaskSpec | None = None):
     h, new_cache = self.attention(self.attention_norm(x), cos, sin, allowed, positions, key_pos, kv_cache, index,
-                                  dropout_key)
+                                  dropout_key, spec)
     x = x + self.post_attention_norm(h)
     return x + self.post_mlp_norm(self.mlp(self.mlp_norm(x), L.fold(dropout_key, 5))), new_cache
 
@@ -170,9 +174,11 @@ class Gemma2(Decoder):
 
     # The carry is (hidden state, the sliding layer's output): both are hidden states a caller may read.
     if cache is None:
+      spec = MaskSpec(s.valid, causal=True)
+
       def call(pair, carry, g):
-        h = _hidden(pair.sliding(carry[0], *ctx, dropout_key=L.fold(dropout_key, 2 * g))[0])
-        return _hidden(pair.full(h, *ctx, dropout_key=L.fold(dropout_key, 2 * g + 1))[0]), h
+        h = _hidden(pair.sliding(carry[0], *ctx, dropout_key=L.fold(dropout_key, 2 * g), spec=spec)[0])
+        return _hidden(pair.full(h, *ctx, dropout_key=L.fold(dropout_key, 2 * g + 1), spec=spec)[0]), h
 
       (x, _), pairs = run_layers(self.layers, (x, x), call, remat=cfg.remat)
       new_cache = None

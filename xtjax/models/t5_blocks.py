@@ -90,7 +90,7 @@ class Attention(nnx.Module):
   def attend(self, q_BxQxHxK, k_BxSxHxK, v_BxSxHxK, bias_BxHxQxS, dropout_key=None):
     dt = L.to_dtype(self.cfg.dtype)
     ctx = attention(q_BxQxHxK, k_BxSxHxK, v_BxSxHxK, dtype=dt, bias=bias_BxHxQxS, dropout_rate=self.cfg.dropout_rate,
-                    dropout_key=dropout_key)
+                    dropout_key=dropout_key, impl=self.cfg.attention_impl)
     return L.project(self, "o", "bqhk,hkd->bqd", ctx, dt, L.fold(dropout_key, 1))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from xtjax.models import layers as L
+from xtjax.models.attention import check_impl
 from xtjax.models.family import ModelConfig
 from xtjax.models.layer_flops import encoder_layer_flops
 from xtjax.models.scan import check_remat, use_scan
@@ -40,9 +41,11 @@ class T5Config(ModelConfig):
   # Layers stored stacked and run as one lax.scan per stack (xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
   remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):
     check_remat(self.remat)
+    check_impl(self.attention_impl)
     if self.model_type not in MODEL_TYPES:
       raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
     parts = self.feed_forward_proj.split("-")

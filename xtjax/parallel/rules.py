@@ -227,8 +227,26 @@ def traced_with_activation_sharding(fn, mesh: Mesh | None, rules: Rules = DEFAUL
 def constrain(x: jax.Array, names: Sequence[str | None], where: str = "activation") -> jax.Array:
   """`x` constrained to the sharding its logical axis `names` get under the active `activation_sharding`;
   `x` as it is outside one (single-device programs, the model's own tests)."""
+  pinned = active_spec(names, x.shape, where)
+  if pinned is None:
+    return x
+  mesh, spec = pinned
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def active_platform() -> str:
+  """The platform the traced program is for: the `activation_sharding` mesh's devices (an AOT plan's
+  TPU topology), else JAX's default backend."""
+  active = _ACTIVE.get()
+  return active[0].devices.flat[0].platform if active is not None else jax.default_backend()
+
+
+def active_spec(names: Sequence[str | None], shape: Sequence[int], where: str = "activation"
+                ) -> tuple[Mesh, PartitionSpec] | None:
+  """(mesh, PartitionSpec) that `constrain` would pin an array of `shape` to; None outside
+  `activation_sharding` (for kernels that must be run per shard, under `shard_map`)."""
   active = _ACTIVE.get()
   if active is None:
-    return x
+    return None
   mesh, rules = active
-  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules, mesh, x.shape, where)))
+  return mesh, logical_to_spec(names, rules, mesh, shape, where)
