@@ -28,12 +28,8 @@ from pathlib import Path
 
 GiB = 1024 ** 3
 MAX_TRIES = 4  # compiles per cell before the cell is reported as unresolved
-# libtpu refuses to compile a program larger than HBM: "... Used 40.12G of 31.25G hbm. Exceeded hbm capacity ..."
-# or "Ran out of memory on HBM, the total memory required for HLO temporaries (31.89G) exceeds available HBM ..."
+# libtpu's refusals of a program larger than HBM (`xtjax.parallel.plan.hbm_overflow` reads their figures)
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|[Rr]an out of memory|Exceeded hbm capacity")
-_USED = re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm")
-_TEMPS = re.compile(r"memory required for HLO temporaries \(([\d.]+)([KMGT])\)")
-_UNIT = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
 def cell_key(label: str, head: str, task: str, gen: str) -> str:
@@ -168,9 +164,16 @@ def isolated(fn, *args) -> dict:
 
 def oom_result(text: str) -> dict:
   """libtpu's refusal of a program larger than HBM: the peak, or the temporaries alone, that it names."""
-  used, temps = _USED.search(text), _TEMPS.search(text)
-  return {"fits": False, "peak_bytes": float(used.group(1)) * _UNIT[used.group(2)] if used else None,
-          "temp_bytes": float(temps.group(1)) * _UNIT[temps.group(2)] if temps else None,
+  from xtjax.parallel.plan import hbm_overflow
+
+  return overflow_result(hbm_overflow("train_step", text), text)
+
+
+def overflow_result(overflow, text: str) -> dict:
+  """A cell's try from an `Overflow` (None: a refusal whose figures are unknown)."""
+  needed = overflow.needed if overflow else None
+  return {"fits": False, "peak_bytes": overflow.needed_bytes if needed == "peak" else None,
+          "temp_bytes": overflow.needed_bytes if needed == "temporaries" else None,
           "error": text.strip().splitlines()[0][:300]}
 
 
@@ -188,6 +191,11 @@ def compile_train_step(cfg, slice_name: str) -> dict:
     if not _OOM.search(text):
       raise
     return oom_result(text)
+  if r["overflow"] is not None:  # `plan`'s own answer to a refusal
+    from xtjax.parallel.plan import Overflow
+
+    overflow = Overflow(**r["overflow"])
+    return overflow_result(overflow, overflow.message)
   p = r["programs"][0]
   return {"fits": bool(r["fits"]), "peak_bytes": p["peak_bytes"], "temp_bytes": p["temp_bytes"],
           "argument_bytes": p["argument_bytes"], "flops": p["flops"], "compile_seconds": p["compile_seconds"],

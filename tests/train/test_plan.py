@@ -304,3 +304,60 @@ def test_the_train_step_lowers_to_one_program_whatever_the_hash_seed(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     hashes.add(out.stdout.split()[-1])
   assert len(hashes) == 1, hashes
+
+
+OOM = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries (51.23G) "
+       "exceeds available HBM (30.75G).\nmore detail")
+
+
+def _refuse_train_step(monkeypatch, message=OOM):
+  """The compiler refuses the train step as libtpu refuses a program larger than HBM; eval compiles."""
+  from jax.errors import JaxRuntimeError
+
+  compile_ = jax.stages.Lowered.compile
+
+  def refuse(self, *a, **k):
+    if not refuse.done:  # the first program `plan` compiles is the train step
+      refuse.done = True
+      raise JaxRuntimeError(message)
+    return compile_(self, *a, **k)
+
+  refuse.done = False
+  monkeypatch.setattr(jax.stages.Lowered, "compile", refuse)
+
+
+def test_a_plan_the_compiler_refuses_answers_does_not_fit(monkeypatch, capsys):
+  """`xtjax plan` of a step larger than HBM: exit 0, `fits: false` and the refusal's figures, never a crash."""
+  _refuse_train_step(monkeypatch)
+  assert main(["plan", "--preset", "xlmr-bench-small", "--topology", "cpu:8", "--json", *TINY]) == 0
+  r = json.loads(capsys.readouterr().out)
+  assert r["fits"] is False and r["programs"] == []
+  assert r["overflow"] == {"name": "train_step", "needed": "temporaries", "needed_bytes": 51.23 * 2 ** 30,
+                           "available_bytes": 30.75 * 2 ** 30, "message": OOM.splitlines()[0]}
+  per = r["per_device"]
+  assert per["activations_and_temporaries"] == 51.23 * 2 ** 30
+  assert per["total"] == per["params"] + per["optimizer_state"] + 51.23 * 2 ** 30
+
+  _refuse_train_step(monkeypatch)
+  assert main(["plan", "--preset", "xlmr-bench-small", "--topology", "cpu:8", *TINY]) == 0
+  out = capsys.readouterr()
+  assert ("does not fit: train_step needs 51.23 GiB of temporaries against 30.75 GiB HBM per device\n" in out.out
+          and "error" not in out.err)
+
+
+def test_other_compile_errors_still_raise(monkeypatch):
+  from jax.errors import JaxRuntimeError
+
+  from xtjax.parallel import plan as aot
+
+  o = aot.hbm_overflow("train_step", "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in "
+                                     "memory space hbm. Used 40.12G of 30.75G hbm. Exceeded hbm capacity by 9.37G.")
+  assert (o.needed, o.needed_bytes, o.available_bytes) == ("peak", 40.12 * 2 ** 30, 30.75 * 2 ** 30)
+  assert o.text() == "does not fit: train_step needs 40.12 GiB at its peak against 30.75 GiB HBM per device"
+  assert aot.hbm_overflow("train_step", "INTERNAL: something else") is None
+  _refuse_train_step(monkeypatch, "INTERNAL: something else")
+  from xtjax.cli.plan_cmd import load_plan_config
+  from xtjax.train.plan import plan
+
+  with pytest.raises(JaxRuntimeError, match="INTERNAL"):
+    plan(load_plan_config(None, TINY, "xlmr-bench-small"), topology.parse("cpu:8"))

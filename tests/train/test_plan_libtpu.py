@@ -72,3 +72,20 @@ def test_memory_only_needs_no_libtpu():
   assert r.returncode == 0, r.stderr
   assert "v4-32: 16 devices in 1 slice(s), mesh {'data': 1, 'fsdp': 16, 'tensor': 1}" in r.stdout
   assert "HBM                            32.00 GiB  -> fits without activations" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu is not installed (the `tpu` extra)")
+def test_a_step_larger_than_hbm_is_a_does_not_fit_answer():
+  """libtpu refuses a tiny model's step at 16384 x 512 tokens (its attention scores alone exceed a v4 chip's HBM):
+  `plan` answers with libtpu's figures and exits 0, in text and in --json."""
+  big = [TINY[0].replace("max_position_embeddings: 40", "max_position_embeddings: 520"),
+         "features.max_length=512", "batch_size=16384"]
+  r = _plan("--preset", "xlmr-bench-small", "--topology", "v4-8", "--no-eval", "--json", *big)
+  assert r.returncode == 0, r.stderr[-2000:]
+  import json
+
+  out = json.loads(r.stdout)
+  assert out["fits"] is False and out["overflow"]["name"] == "train_step" and out["programs"] == []
+  assert out["overflow"]["needed_bytes"] > out["overflow"]["available_bytes"] > 30 * 2 ** 30
+  assert "RESOURCE_EXHAUSTED" in out["overflow"]["message"]

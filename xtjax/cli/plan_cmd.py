@@ -1,4 +1,8 @@
-"""`xtjax plan CONFIG [key=value ...] --topology v4-32`: does the run fit, and what does a step cost?"""
+"""`xtjax plan CONFIG [key=value ...] --topology v4-32`: does the run fit, and what does a step cost?
+
+A run that does not fit is an answer, not an error: exit 0, `fits: false` in `--json` (with `overflow`, the
+figures of the compiler's refusal when it refused the program) and a "does not fit: ..." line in the text.
+"""
 
 from __future__ import annotations
 
@@ -167,7 +171,11 @@ def format_plan(r: dict) -> str:
            "per device:"]
   for k, v in r["per_device"].items():
     lines.append(f"  {k:<28}{_gib(v) if v is not None else '   (not compiled)'}")
-  if r["hbm_bytes"] is not None:
+  if r.get("overflow"):  # the compiler refused a program: its figures are the answer
+    from xtjax.parallel.plan import Overflow
+
+    lines.append(Overflow(**r["overflow"]).text())
+  elif r["hbm_bytes"] is not None:
     verdict = {True: "fits", False: "does NOT fit", None: "fits without activations (compile to know)"}[r["fits"]]
     lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes'])}  -> {verdict} (limit {int(r['headroom'] * 100)}% of HBM; "
                  f"{r['chip_source']})")
@@ -213,8 +221,11 @@ def format_remat_table(r: dict) -> str:
     saved = _gib(row["saved_bytes"]) if row["saved_bytes"] is not None else "-"
     share = f"{row['recompute_of_full']:.0%}" if row["recompute_of_full"] is not None else "-"
     verdict = {True: "", False: "  does NOT fit", None: ""}[row["fits"]]
-    lines.append(f"  {row['remat']:<34}{_gib(row['temp_bytes']):>14}{_gib(row['peak_bytes']):>14}{saved:>15}"
-                 f"{row['flops']:>11.3g}{share:>19}{row['compile_cpu_seconds']:>15.1f}{verdict}")
+    temps = _gib(row["temp_bytes"]) if row["temp_bytes"] is not None else "-"
+    cpu = f"{row['compile_cpu_seconds']:.1f}" if row["compile_cpu_seconds"] is not None else "refused"
+    flops = f"{row['flops']:.3g}" if row["flops"] is not None else "-"
+    lines.append(f"  {row['remat']:<34}{temps:>14}{_gib(row['peak_bytes']):>14}{saved:>15}{flops:>11}{share:>19}"
+                 f"{cpu:>15}{verdict}")
   lines.append("  XLA FLOPs per device" + (", a scanned stack's body counted once (one layer)"
                                             if r["flops_count_one_scanned_layer"] else "")
                + "; of full recompute: (FLOPs - none's) / (full's - none's), ~100%: `full` in disguise")

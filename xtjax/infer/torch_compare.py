@@ -104,47 +104,87 @@ class _Jax:
     return self.engine.predict("cls", self.one)
 
 
-class _Torch:
+def torch_model(arch: str, hf: dict, device: str = "cpu", seed: int = 0, **config_kw):
+  """A randomly initialised transformers `arch` (e.g. "MT5ForConditionalGeneration") of the HF config
+  dict `hf` (`family.hf_config_from`), created directly on `device`."""
+  import torch
+  import transformers as tf
 
-  def __init__(self, family, cfg, batch_size, seq_len, num_labels, dropout, bf16, seed=0):
+  hf = dict(hf, **config_kw)
+  config = tf.AutoConfig.for_model(hf.pop("model_type"), **hf)
+  torch.manual_seed(seed)
+  with torch.device(device):
+    return getattr(tf, arch)(config)
+
+
+class TorchStep:
+  """One transformers model's training step (loss, backward, global-norm clipping, optimizer) and
+  forward under `inference_mode`, bf16 autocast when `bf16`; every call waits for the device."""
+
+  def __init__(self, model, opt, *, bf16: bool, max_grad_norm: float | None = 1.0):
     import torch
-    import transformers as tf
 
-    self.torch, self.bf16 = torch, bf16
-    hf = family.hf_config_from(cfg)
-    hf.pop("model_type", None)
-    if not dropout:
-      hf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    torch.manual_seed(seed)
-    self.model = tf.XLMRobertaForSequenceClassification(tf.XLMRobertaConfig(**hf, num_labels=num_labels))
-    self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-5, weight_decay=0.01)
-    rng = np.random.default_rng(seed)
-    self.ids = torch.from_numpy(rng.integers(5, cfg.vocab_size, (batch_size, seq_len)).astype(np.int64))
-    self.mask = torch.ones_like(self.ids)
-    self.labels = torch.from_numpy(rng.integers(0, num_labels, (batch_size,)).astype(np.int64))
+    self.torch, self.model, self.opt, self.bf16, self.max_grad_norm = torch, model, opt, bf16, max_grad_norm
+    self.device = next(model.parameters()).device
+    self.batch: dict = {}
 
-  def _autocast(self):
-    return self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.bf16)
+  def tensors(self, **arrays) -> dict:
+    return {k: self.torch.from_numpy(np.asarray(v, np.int64)).to(self.device) for k, v in arrays.items()}
+
+  def autocast(self):
+    return self.torch.autocast(self.device.type, dtype=self.torch.bfloat16, enabled=self.bf16)
+
+  def sync(self):
+    if self.device.type == "cuda":
+      self.torch.cuda.synchronize(self.device)
 
   def train(self):
     self.model.train()
-    with self._autocast():
-      loss = self.model(input_ids=self.ids, attention_mask=self.mask, labels=self.labels).loss
+    with self.autocast():
+      loss = self.model(**self.batch).loss
     loss.backward()
-    self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+    if self.max_grad_norm:
+      self.torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.max_grad_norm)
     self.opt.step()
     self.opt.zero_grad(set_to_none=True)
+    self.sync()
+    return loss
 
-  def _infer(self, ids, mask):
+  def forward(self, **inputs):
     self.model.eval()
-    with self.torch.inference_mode(), self._autocast():
-      return self.model(input_ids=ids, attention_mask=mask).logits.float().numpy()
+    with self.torch.inference_mode(), self.autocast():
+      return self.model(**inputs).logits.float().cpu().numpy()
+
+
+class _Torch(TorchStep):
+  """XLMRobertaForSequenceClassification + AdamW on random tokens (`device`: a torch device; `attn`:
+  transformers' attn_implementation, e.g. "sdpa", None: its default)."""
+
+  def __init__(self, family, cfg, batch_size, seq_len, num_labels, dropout, bf16, seed=0, device="cpu", attn=None):
+    import torch
+
+    hf = family.hf_config_from(cfg)
+    if not dropout:
+      hf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    kw = {"attn_implementation": attn} if attn else {}
+    model = torch_model("XLMRobertaForSequenceClassification", hf, device, seed, num_labels=num_labels, **kw)
+    super().__init__(model, torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01), bf16=bf16)
+    self.vocab_size, self.num_labels, self.seed = cfg.vocab_size, num_labels, seed
+    self.use_inputs(batch_size, seq_len)
+
+  def use_inputs(self, batch_size: int, seq_len: int) -> None:
+    """Random tokens of this shape for `train`, `infer` and `infer_one`."""
+    rng = np.random.default_rng(self.seed)
+    ids = rng.integers(5, self.vocab_size, (batch_size, seq_len))
+    self.batch = self.tensors(input_ids=ids, attention_mask=np.ones_like(ids),
+                              labels=rng.integers(0, self.num_labels, (batch_size,)))
+    self.ids, self.mask = self.batch["input_ids"], self.batch["attention_mask"]
 
   def infer(self):
-    return self._infer(self.ids, self.mask)
+    return self.forward(input_ids=self.ids, attention_mask=self.mask)
 
   def infer_one(self):
-    return self._infer(self.ids[:1], self.mask[:1])
+    return self.forward(input_ids=self.ids[:1], attention_mask=self.mask[:1])
 
 
 def compare(preset: str = "xlmr-bench-small", *, dtype: str = "float32", batch_size: int = 16, seq_len: int = 128,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import time
 
 import jax
@@ -42,6 +43,50 @@ class Compiled:
     return self.argument_bytes + self.temp_bytes + self.output_bytes - self.alias_bytes
 
 
+# libtpu refuses to compile a program larger than HBM, in one of two forms (0.0.42 names the temporaries alone):
+# "Ran out of memory on HBM, the total memory required for HLO temporaries (51.23G) exceeds available HBM (30.75G)"
+# "Ran out of memory in memory space hbm. Used 40.12G of 30.75G hbm. Exceeded hbm capacity by 9.37G."
+_TEMPS = re.compile(r"memory required for HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
+_USED = re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm")
+_UNIT = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+@dataclasses.dataclass(frozen=True)
+class Overflow:
+  """A compile the compiler refused because the program needs more HBM than one device has."""
+
+  name: str  # the program ("train_step", "eval_step")
+  needed: str  # what `needed_bytes` counts: "temporaries" (a lower bound of the peak) or "peak"
+  needed_bytes: float
+  available_bytes: float  # HBM per device, as the compiler counts it
+  message: str  # the compiler's first line
+
+  def text(self) -> str:
+    return (f"does not fit: {self.name} needs {self.needed_bytes / 2 ** 30:.2f} GiB "
+            f"{'of temporaries' if self.needed == 'temporaries' else 'at its peak'} against "
+            f"{self.available_bytes / 2 ** 30:.2f} GiB HBM per device")
+
+
+class DoesNotFit(Exception):
+  """`measure`'s answer when the compiler refuses a program larger than HBM (`.overflow` has the figures)."""
+
+  def __init__(self, overflow: Overflow):
+    super().__init__(overflow.text())
+    self.overflow = overflow
+
+
+def hbm_overflow(name: str, text: str) -> Overflow | None:
+  """The figures of a compiler's out-of-HBM refusal in `text`, or None when `text` is another error."""
+  if "RESOURCE_EXHAUSTED" not in text:
+    return None
+  first = text.strip().splitlines()[0][:300]
+  for needed, pattern in (("temporaries", _TEMPS), ("peak", _USED)):
+    if m := pattern.search(text):
+      return Overflow(name, needed, float(m.group(1)) * _UNIT[m.group(2)], float(m.group(3)) * _UNIT[m.group(4)],
+                      first)
+  return None
+
+
 def program_hash(lowered) -> str:
   """sha256 (16 hex digits) of a lowered program's StableHLO text, without source locations: the same
   hash is the same program for XLA, whichever code produced it."""
@@ -52,7 +97,12 @@ def measure(name: str, jitted, *abstract_args) -> Compiled:
   t0, c0 = time.perf_counter(), time.process_time()
   lowered = jitted.trace(*abstract_args).lower()
   lower_cpu = time.process_time() - c0
-  compiled = lowered.compile()
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    if (overflow := hbm_overflow(name, str(e))) is None:
+      raise
+    raise DoesNotFit(overflow) from e
   seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()

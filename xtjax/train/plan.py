@@ -93,6 +93,9 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
          compile_train: bool = True) -> dict:
   """Per-device memory, compiled FLOPs and compile time of the run's first training task.
 
+  A program the compiler refuses as larger than HBM gives `fits: False` and `overflow` (`aot.Overflow`: what
+  it needs against the HBM it has); the programs compiled before it stay listed.
+
   `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
   alone, a lower bound that already rules out slices too small for the model."""
   p = _train_program(cfg, slice_, choices)
@@ -100,13 +103,18 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   enc_cfg, mesh, rules = prog.model_config, prog.mesh, prog.rules
   abs_params, param_sh, trained, trained_sh, abs_state, state_sh = (
       prog.abstract_params, prog.param_sh, prog.trained, prog.trained_sh, prog.abstract_state, prog.state_sh)
-  programs = [aot.measure("train_step", p.step, abs_state, p.batch)] if compile_train else []
-  if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
-    eval_sh, eval_batch = _with_shardings(
-        abstract_batch(task.head_type, cfg.eval_batch_size, length, p.with_types, choices), mesh, rules)
-    eval_step = jax.jit(traced_with_activation_sharding(head_fn(prog.graphdef, task.name), mesh, rules),  # the trainer's
-                        in_shardings=(param_sh, eval_sh))  # eval function, as `BucketedPrograms` compiles it
-    programs.append(aot.measure("eval_step", eval_step, abs_params, eval_batch))
+  programs, overflow = [], None
+  try:  # a program the compiler refuses as larger than HBM is an answer ("does not fit"), not a crash
+    if compile_train:
+      programs.append(aot.measure("train_step", p.step, abs_state, p.batch))
+    if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
+      eval_sh, eval_batch = _with_shardings(
+          abstract_batch(task.head_type, cfg.eval_batch_size, length, p.with_types, choices), mesh, rules)
+      eval_step = jax.jit(traced_with_activation_sharding(head_fn(prog.graphdef, task.name), mesh, rules),  # the
+                          in_shardings=(param_sh, eval_sh))  # trainer's eval function, as `BucketedPrograms` compiles it
+      programs.append(aot.measure("eval_step", eval_step, abs_params, eval_batch))
+  except aot.DoesNotFit as e:
+    overflow = e.overflow
 
   paths = jax.tree.leaves(tree_paths(abs_params))
   params_b = aot.sharded_bytes(abs_params, param_sh)
@@ -114,10 +122,16 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   grads_b = aot.sharded_bytes(trained, trained_sh)  # LoRA: the adapters' and heads' gradients only
   hbm = slice_.chip.hbm_bytes if slice_.chip is not None else None
   state_b = params_b + grads_b + opt_b
-  if programs:
+  if overflow is not None:
+    fits = False
+  elif programs:
     fits = None if hbm is None else all(p.peak_bytes <= aot.HEADROOM * hbm for p in programs)
   else:  # without activations only a "no" is certain
     fits = None if hbm is None or state_b <= aot.HEADROOM * hbm else False
+  train_temps, total = (programs[0].temp_bytes, programs[0].peak_bytes) if programs else (None, state_b)
+  if overflow is not None and overflow.name == "train_step":  # what the refusal names: the peak, or temporaries
+    train_temps = overflow.needed_bytes if overflow.needed == "temporaries" else None  # beside the arguments
+    total = overflow.needed_bytes if overflow.needed == "peak" else params_b + opt_b + overflow.needed_bytes
   return {
       "topology": slice_.name, "devices": len(p.devices), "num_slices": slice_.num_slices,
       "mesh": dict(mesh.shape), "task": task.name, "head_type": task.head_type,
@@ -128,10 +142,10 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "num_params": int(sum(x.size for x in jax.tree.leaves(abs_params))),
       "trained_params": int(sum(x.size for x in jax.tree.leaves(trained))),
       "per_device": {"params": params_b, "optimizer_state": opt_b, "gradients": grads_b,
-                     "activations_and_temporaries": programs[0].temp_bytes if programs else None,
-                     "total": programs[0].peak_bytes if programs else state_b},
+                     "activations_and_temporaries": train_temps,
+                     "total": total},
       "hbm_bytes": hbm, "headroom": aot.HEADROOM,
-      "fits": fits,
+      "fits": fits, "overflow": dataclasses.asdict(overflow) if overflow else None,
       "peak_bf16": slice_.chip.peak_bf16 if slice_.chip is not None else None,
       "chip_source": slice_.chip.source if slice_.chip is not None else None,
       "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],

@@ -176,14 +176,16 @@ def remat_table(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, rema
   rows = []
   for remat in remats:
     r = plan(_with(cfg, None, remat), slice_, choices, compile_eval=False)
-    train = r["programs"][0]
-    rows.append({"remat": remat, "temp_bytes": train["temp_bytes"], "peak_bytes": train["peak_bytes"],
-                 "flops": train["flops"], "fits": r["fits"], "compile_cpu_seconds": train["compile_cpu_seconds"]})
+    train = r["programs"][0] if r["programs"] else None  # none: the compiler refused it (`r["overflow"]`)
+    rows.append({"remat": remat, "temp_bytes": r["per_device"]["activations_and_temporaries"],
+                 "peak_bytes": r["per_device"]["total"], "flops": train["flops"] if train else None, "fits": r["fits"],
+                 "compile_cpu_seconds": train["compile_cpu_seconds"] if train else None})
   by_name = {row["remat"]: row for row in rows}
   none, full = by_name.get("none"), by_name.get("full")
   for row in rows:
     row["saved_bytes"] = None if none is None else none["peak_bytes"] - row["peak_bytes"]
-    extra = None if none is None or full is None else full["flops"] - none["flops"]
+    known = none is not None and full is not None and None not in (row["flops"], none["flops"], full["flops"])
+    extra = full["flops"] - none["flops"] if known else None
     row["recompute_of_full"] = (row["flops"] - none["flops"]) / extra if extra else None
   return {"topology": slice_.name, "devices": r["devices"], "mesh": r["mesh"], "batch_size": cfg.batch_size,
           "max_length": cfg.features.max_length, "hbm_bytes": r["hbm_bytes"], "headroom": aot.HEADROOM, "policies": rows,
