@@ -34,7 +34,10 @@ def register(sub) -> None:
                       "that fits, then the largest per-device batch that fits (compiles the train step many times)")
   p.add_argument("--remat-table", action="store_true",
                  help="compile the train step once per remat policy (none, full, dots_saveable, ...) on the config's "
-                      "mesh: per-device temporaries and peak, and the memory each saves against none")
+                      "mesh: per-device temporaries and peak, the memory each saves against none, and XLA's FLOPs "
+                      "of each (a policy recomputing as much as full shows it)")
+  p.add_argument("--remats", default=None,
+                 help="with --remat-table: comma-separated policies to compile (default: all of xtjax.models.remat)")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
   if args.remat_table:
     from xtjax.train.plan_search import remat_table
 
-    table = remat_table(cfg, slice_, args.choices)
+    table = remat_table(cfg, slice_, args.choices, *([_remats(args.remats)] if args.remats else []))
     print(json.dumps(table, indent=2) if args.json else format_remat_table(table))
     return 0
   if args.search:
@@ -200,17 +203,36 @@ def format_plan(r: dict) -> str:
   return "\n".join(lines)
 
 
+def _remats(spec: str) -> tuple[str, ...]:
+  """`--remats a,b`: the named policies, each checked (an unknown one is a one-line error)."""
+  from xtjax.errors import ConfigError
+  from xtjax.models.remat import REMAT_CHOICES
+
+  names = tuple(n.strip() for n in spec.split(",") if n.strip())
+  unknown = [n for n in names if n not in REMAT_CHOICES]
+  if unknown or not names:
+    raise ConfigError(f"--remats {spec!r}: unknown policy {unknown} (choices: {', '.join(REMAT_CHOICES)})")
+  return names
+
+
 def format_remat_table(r: dict) -> str:
   hbm = f", HBM {r['hbm_bytes'] / GiB:.0f} GiB (limit {int(r['headroom'] * 100)}%)" if r["hbm_bytes"] else ""
   lines = [(f"train step per remat policy on {r['topology']} ({r['devices']} devices, mesh {r['mesh']}{hbm}), "
             f"batch {r['batch_size']} x {r['max_length']}:"),
-           f"  {'remat':<34}{'temporaries':>14}{'peak/device':>14}{'saved vs none':>15}{'compile CPU s':>15}"]
+           f"  {'remat':<34}{'temporaries':>14}{'peak/device':>14}{'saved vs none':>15}{'XLA FLOPs':>11}"
+           f"{'of full recompute':>19}{'compile CPU s':>15}"]
   for row in r["policies"]:
     saved = _gib(row["saved_bytes"]) if row["saved_bytes"] is not None else "-"
+    share = f"{row['recompute_of_full']:.0%}" if row["recompute_of_full"] is not None else "-"
     verdict = {True: "", False: "  does NOT fit", None: ""}[row["fits"]]
     temps = _gib(row["temp_bytes"]) if row["temp_bytes"] is not None else "-"
     cpu = f"{row['compile_cpu_seconds']:.1f}" if row["compile_cpu_seconds"] is not None else "refused"
-    lines.append(f"  {row['remat']:<34}{temps:>14}{_gib(row['peak_bytes']):>14}{saved:>15}{cpu:>15}{verdict}")
+    flops = f"{row['flops']:.3g}" if row["flops"] is not None else "-"
+    lines.append(f"  {row['remat']:<34}{temps:>14}{_gib(row['peak_bytes']):>14}{saved:>15}{flops:>11}{share:>19}"
+                 f"{cpu:>15}{verdict}")
+  lines.append("  XLA FLOPs per device" + (", a scanned stack's body counted once (one layer)"
+                                            if r["flops_count_one_scanned_layer"] else "")
+               + "; of full recompute: (FLOPs - none's) / (full's - none's), ~100%: `full` in disguise")
   return "\n".join(lines)
 
 

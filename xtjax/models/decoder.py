@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import remat as R
 from xtjax.models.attention import attention, check_impl
 from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.family import ModelConfig
@@ -70,7 +71,7 @@ class DecoderConfig(ModelConfig):
   param_dtype: str = "float32"
   # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
-  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  remat: str = "none"  # a policy of xtjax.models.remat: none | full | minimal_with_context | ...
   attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):
@@ -283,10 +284,14 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: DecoderConfig, rngs):
     D, H, N, K = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    self.q = L.Dense(D, H * K, ("embed", "heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
-    self.k = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
-    self.v = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **_kw(cfg, rngs))
-    self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=cfg.attention_out_bias, **_kw(cfg, rngs))
+    self.q = L.Dense(D, H * K, ("embed", "heads"), use_bias=cfg.attention_bias, remat_names=(None, R.QUERY),
+                     **_kw(cfg, rngs))
+    self.k = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, remat_names=(None, R.KEY),
+                     **_kw(cfg, rngs))
+    self.v = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=cfg.attention_bias, remat_names=(None, R.VALUE),
+                     **_kw(cfg, rngs))
+    self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=cfg.attention_out_bias, remat_names=(R.CONTEXT, R.OUT),
+                     **_kw(cfg, rngs))
     self.cfg = cfg
 
   def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv_cache=None, index=None, dropout_key=None,
@@ -319,9 +324,9 @@ class MLP(nnx.Module):
 
   def __init__(self, cfg: DecoderConfig, rngs):
     D, F = cfg.hidden_size, cfg.intermediate_size
-    self.gate = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
-    self.up = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
-    self.down = L.Dense(F, D, ("mlp", "embed"), use_bias=cfg.mlp_bias, **_kw(cfg, rngs))
+    self.gate = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, remat_names=(None, R.MLP_IN_0), **_kw(cfg, rngs))
+    self.up = L.Dense(D, F, ("embed", "mlp"), use_bias=cfg.mlp_bias, remat_names=(None, R.MLP_IN_1), **_kw(cfg, rngs))
+    self.down = L.Dense(F, D, ("mlp", "embed"), use_bias=cfg.mlp_bias, remat_names=(None, R.MLP_OUT), **_kw(cfg, rngs))
     self.act = L.activation(cfg.hidden_act)
 
   def __call__(self, x, dropout_key=None):  # dropout_key: for LoRA adapters' dropout

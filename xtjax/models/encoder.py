@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import remat as R
 from xtjax.models.attention import attention, check_impl
 from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.family import ModelConfig
@@ -46,7 +47,7 @@ class EncoderConfig(ModelConfig):
   param_dtype: str = "float32"
   # Layers stored stacked and run as one lax.scan (compiles one layer; xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
-  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  remat: str = "none"  # a policy of xtjax.models.remat: none | full | minimal_with_context | ...
   attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):
@@ -134,6 +135,8 @@ class Embeddings(nnx.Module):
 class SelfAttention(nnx.Module):
   """Multi-head self-attention with [embed, heads, kv] projections (heads shard on `tensor`)."""
 
+  remat_names = {"query": (None, R.QUERY), "key": (None, R.KEY), "value": (None, R.VALUE), "out": (R.CONTEXT, R.OUT)}
+
   def __init__(self, cfg: EncoderConfig, rngs: nnx.Rngs):
     pdt = L.to_dtype(cfg.param_dtype)
     init = L.normal(cfg.initializer_range)
@@ -173,9 +176,9 @@ class Layer(nnx.Module):
     self.attention = SelfAttention(cfg, rngs)
     self.attention_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
     self.intermediate = L.Dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"),
-                                stddev=cfg.initializer_range, **kw)
+                                stddev=cfg.initializer_range, remat_names=(None, R.MLP_IN), **kw)
     self.output = L.Dense(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"),
-                          stddev=cfg.initializer_range, **kw)
+                          stddev=cfg.initializer_range, remat_names=(None, R.MLP_OUT), **kw)
     self.output_norm = L.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, **kw)
     self.cfg = cfg
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import remat as R
 from xtjax.models.attention import attention
 from xtjax.models.attention_kernels import MaskSpec
 from xtjax.models.decoder import (MLP, Decoder, DecoderConfig, DecoderOutput, KVCache, _kw, apply_rotary,
@@ -80,10 +81,10 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: Gemma2Config, window: int, rngs):
     D, H, N, K, b = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.attention_bias
-    self.q = L.Dense(D, H * K, ("embed", "heads"), use_bias=b, **_kw(cfg, rngs))
-    self.k = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=b, **_kw(cfg, rngs))
-    self.v = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=b, **_kw(cfg, rngs))
-    self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=b, **_kw(cfg, rngs))
+    self.q = L.Dense(D, H * K, ("embed", "heads"), use_bias=b, remat_names=(None, R.QUERY), **_kw(cfg, rngs))
+    self.k = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=b, remat_names=(None, R.KEY), **_kw(cfg, rngs))
+    self.v = L.Dense(D, N * K, ("embed", "kv_heads"), use_bias=b, remat_names=(None, R.VALUE), **_kw(cfg, rngs))
+    self.o = L.Dense(H * K, D, ("heads", "embed"), use_bias=b, remat_names=(R.CONTEXT, R.OUT), **_kw(cfg, rngs))
     self.cfg, self.window = cfg, window
 
   def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, positions_BxT, key_pos_BxS, kv_cache=None, index=None,

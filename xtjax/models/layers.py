@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from xtjax.models import remat
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -119,15 +121,20 @@ def einsum(spec: str, a, b, dtype, out_dtype=None):
   Why: on XLA:CPU (jaxlib 0.10) bf16 x bf16 -> f32 dots run on YNNPACK's bf16 kernels at ~450-570
   GFLOP/s on 2 cores, against ~100 for bf16 -> bf16 or mixed f32 x bf16 dots (2048x256x1024);
   accelerators accumulate bf16 products in f32 anyway.
+  Products without a batch index (activation x weight) are named `remat.WEIGHT_DOT` for remat policies.
   """
   dtype = jnp.dtype(dtype)
   out_dtype = jnp.dtype(out_dtype or dtype)
   a, b = a.astype(dtype), b.astype(dtype)
-  if dtype == jnp.float32 or _has_batch_index(spec):
+  if _has_batch_index(spec):
     # Batched (attention) products keep autodiff's backward (f32 cotangents): XLA:CPU's YNNPACK
     # rewrite leaves some transposed batched bf16 x bf16 -> f32 dots to a runtime that cannot run them.
     return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
-  return _lowp_einsum(spec, a, b, out_dtype)
+  if dtype == jnp.float32:
+    y = jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+  else:
+    y = _lowp_einsum(spec, a, b, out_dtype)
+  return remat.name(y, remat.WEIGHT_DOT)  # the custom VJP hides the dot from XLA's dot-saving policies
 
 
 def _has_batch_index(spec: str) -> bool:
@@ -178,20 +185,27 @@ class LoraAdapter(nnx.Module):
 
 def project(module: nnx.Module, name: str, spec: str, x, dtype, dropout_key=None, out_dtype=None):
   """`einsum(spec, x, module.<name>)`, plus its LoRA adapter's term when `module` carries one
-  (`dropout_key`: the adapter's dropout, unused without an adapter)."""
+  (`dropout_key`: the adapter's dropout, unused without an adapter).
+
+  A module may declare `remat_names = {weight: (input name, output name)}` (`xtjax.models.remat`'s names,
+  None for unnamed): the projection's input and output are then named for the remat policies."""
+  in_name, out_name = getattr(module, "remat_names", {}).get(name, (None, None))
+  x = remat.name(x, in_name)
   y = einsum(spec, x, getattr(module, name)[...], dtype, out_dtype)
   adapter = getattr(module, name + LORA_SUFFIX, None)
-  if adapter is None:
-    return y
-  return y + adapter(spec, x, dtype, dropout_key).astype(y.dtype)
+  if adapter is not None:
+    y = y + adapter(spec, x, dtype, dropout_key).astype(y.dtype)
+  return remat.name(y, out_name)
 
 
 class Dense(nnx.Module):
   """y = x @ kernel + bias with kernel [in, out]; logical axes given by the caller."""
 
   def __init__(self, d_in: int, d_out: int, axes: tuple[str | None, str | None], *, rngs, dtype, param_dtype,
-               stddev: float = 0.02, use_bias: bool = True):
+               stddev: float = 0.02, use_bias: bool = True, remat_names: tuple[str | None, str | None] = (None, None)):
     self.kernel = param(rngs, normal(stddev), (d_in, d_out), axes, param_dtype, fan_in_dims=1)
+    if remat_names != (None, None):  # (input, output) names of the projection for remat policies
+      self.remat_names = {"kernel": tuple(remat_names)}
     self.bias = param(rngs, zeros, (d_out,), (axes[1],), param_dtype) if use_bias else None
     self.dtype = dtype
 

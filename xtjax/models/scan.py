@@ -15,10 +15,7 @@ Both layouts are built layer by layer from the same keys, so a seed gives the sa
 Hugging Face mapping and regex rules (freezing, layer-wise learning rates) see the per-layer view
 (`to_per_layer`); checkpoints convert between the layouts with `to_layout`.
 
-`remat` chooses what the backward pass keeps from the forward pass (`jax.checkpoint` policies):
-`none` keeps everything, `full` recomputes each layer from its input, `dots_saveable` keeps matmul
-outputs, `dots_with_no_batch_dims_saveable` keeps only matmuls without batch dimensions (the
-weight products), `offload` moves those to host memory instead of recomputing them.
+`remat` chooses what the backward pass keeps from the forward pass: a policy of `xtjax.models.remat`.
 """
 
 from __future__ import annotations
@@ -30,24 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from xtjax.models.remat import POLICIES, REMAT_CHOICES, check_remat  # noqa: F401 (the models' import)
 from xtjax.parallel.rules import constrain
 
-_policies = jax.checkpoint_policies
-REMAT_POLICIES: dict[str, Callable | None] = {
-    "full": _policies.nothing_saveable,
-    "dots_saveable": _policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": _policies.dots_with_no_batch_dims_saveable,
-    "offload": _policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
-}
-REMAT_CHOICES = ("none",) + tuple(REMAT_POLICIES)
 LAYERS_AXIS = "layers"  # the logical name of the stacked layers' leading axis
 SCAN_BY_DEFAULT_FROM = 12  # `scan_layers: null` stacks models with at least this many layers (the issue's choice)
-
-
-def check_remat(name: str) -> str:
-  if name not in REMAT_CHOICES:
-    raise ValueError(f"remat must be one of {list(REMAT_CHOICES)}, got {name!r}")
-  return name
 
 
 def use_scan(scan_layers: bool | None, num_layers: int) -> bool:
@@ -60,7 +44,7 @@ def _rematted(fn: Callable, remat: str, in_scan: bool) -> Callable:
     return fn
   # Inside a scan the loop already keeps XLA from merging the recomputation with the forward pass
   # (JAX's advice for remat under scan); unrolled, `prevent_cse` keeps the recomputation.
-  return jax.checkpoint(fn, policy=REMAT_POLICIES[check_remat(remat)], prevent_cse=not in_scan)
+  return jax.checkpoint(fn, policy=POLICIES[check_remat(remat)].policy, prevent_cse=not in_scan)
 
 
 def stack_modules(modules: Sequence[nnx.Module]) -> nnx.Module:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xtjax.models import layers as L
+from xtjax.models import remat as R
 from xtjax.models.attention import NEG as _NEG
 from xtjax.models.attention import attention
 from xtjax.models.t5_config import T5Config
@@ -59,6 +60,8 @@ class RMSNorm(nnx.Module):
 class Attention(nnx.Module):
   """Multi-head attention with [embed, heads, kv] projections, no biases and no 1/sqrt(d_kv)."""
 
+  remat_names = {"q": (None, R.QUERY), "k": (None, R.KEY), "v": (None, R.VALUE), "o": (R.CONTEXT, R.OUT)}
+
   def __init__(self, cfg: T5Config, rngs: nnx.Rngs, relative_bias: bool):
     pdt = L.to_dtype(cfg.param_dtype)
     D, H, K, f = cfg.d_model, cfg.num_heads, cfg.d_kv, cfg.initializer_factor
@@ -96,6 +99,8 @@ class Attention(nnx.Module):
 
 class FeedForward(nnx.Module):
   """act(x wi_0) * (x wi_1) -> wo when gated (mT5, T5 v1.1), act(x wi) -> wo otherwise (T5 v1.0)."""
+
+  remat_names = {"wi_0": (None, R.MLP_IN_0), "wi_1": (None, R.MLP_IN_1), "wi": (None, R.MLP_IN), "wo": (None, R.MLP_OUT)}
 
   def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
     pdt = L.to_dtype(cfg.param_dtype)

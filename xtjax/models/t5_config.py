@@ -40,7 +40,7 @@ class T5Config(ModelConfig):
   param_dtype: str = "float32"
   # Layers stored stacked and run as one lax.scan per stack (xtjax.models.scan); None: on from 12 layers.
   scan_layers: bool | None = None
-  remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable | offload
+  remat: str = "none"  # a policy of xtjax.models.remat: none | full | minimal_with_context | ...
   attention_impl: str = "xla"  # xla | dot_product | pallas | auto (xtjax.models.attention)
 
   def __post_init__(self):

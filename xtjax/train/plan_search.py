@@ -14,7 +14,7 @@ import dataclasses
 import logging
 
 from xtjax.errors import ConfigError
-from xtjax.models.scan import REMAT_CHOICES
+from xtjax.models.remat import POLICIES, REMAT_CHOICES
 from xtjax.parallel import plan as aot
 from xtjax.parallel import topology
 from xtjax.perf import flops
@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 MFU = 0.5
 # Share of a training step's model FLOPs that each policy adds by recomputing in the backward pass:
-# `full` reruns the forward (1 of the 3 forward+backward units); the dot-saving policies rerun only
-# element-wise work, which FLOP counts leave out.
-RECOMPUTE = {"none": 0.0, "full": 1 / 3, "dots_saveable": 0.0, "dots_with_no_batch_dims_saveable": 0.0, "offload": 0.0}
-SEARCHED_REMATS = tuple(r for r in REMAT_CHOICES if r != "offload")  # offload trades host transfers, not FLOPs
+# `full` reruns the forward (1 of the 3 forward+backward units); the name-saving policies rerun only
+# attention scores and element-wise work, which FLOP counts leave out (`remat.Policy.recompute`).
+RECOMPUTE = {name: p.recompute / 3 for name, p in POLICIES.items()}
+# Offloading trades host transfers, not FLOPs; the save_* subsets lie between these.
+SEARCHED_REMATS = ("none", "minimal_with_context", "minimal", "save_qkv_proj", "full")
 
 
 def mesh_shapes(devices: int, max_tensor: int = 8) -> list[tuple[int, int, int]]:
@@ -170,16 +171,23 @@ def search(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, remats=SE
 
 def remat_table(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, remats=REMAT_CHOICES) -> dict:
   """`xtjax plan --remat-table`: the train step compiled once per remat policy on the config's mesh;
-  per-device temporaries and peak of each, and what each saves against `none`."""
+  per-device temporaries and peak of each, what each saves against `none`, XLA's FLOPs of each and the
+  share of `full`'s recomputation they amount to (near 1: `full` in disguise, near 0: no matmul rerun)."""
   rows = []
   for remat in remats:
     r = plan(_with(cfg, None, remat), slice_, choices, compile_eval=False)
     train = r["programs"][0] if r["programs"] else None  # none: the compiler refused it (`r["overflow"]`)
     rows.append({"remat": remat, "temp_bytes": r["per_device"]["activations_and_temporaries"],
-                 "peak_bytes": r["per_device"]["total"], "fits": r["fits"],
+                 "peak_bytes": r["per_device"]["total"], "flops": train["flops"] if train else None, "fits": r["fits"],
                  "compile_cpu_seconds": train["compile_cpu_seconds"] if train else None})
-  base = next((row["peak_bytes"] for row in rows if row["remat"] == "none"), None)
+  by_name = {row["remat"]: row for row in rows}
+  none, full = by_name.get("none"), by_name.get("full")
   for row in rows:
-    row["saved_bytes"] = None if base is None else base - row["peak_bytes"]
+    row["saved_bytes"] = None if none is None else none["peak_bytes"] - row["peak_bytes"]
+    known = none is not None and full is not None and None not in (row["flops"], none["flops"], full["flops"])
+    extra = full["flops"] - none["flops"] if known else None
+    row["recompute_of_full"] = (row["flops"] - none["flops"]) / extra if extra else None
   return {"topology": slice_.name, "devices": r["devices"], "mesh": r["mesh"], "batch_size": cfg.batch_size,
-          "max_length": cfg.features.max_length, "hbm_bytes": r["hbm_bytes"], "headroom": aot.HEADROOM, "policies": rows}
+          "max_length": cfg.features.max_length, "hbm_bytes": r["hbm_bytes"], "headroom": aot.HEADROOM, "policies": rows,
+          # XLA's cost analysis counts a loop body once: of a scanned stack, the FLOPs of one layer (+ the rest).
+          "flops_count_one_scanned_layer": r["encoder_config"].stacked_layers}
