@@ -189,7 +189,7 @@ def project(module: nnx.Module, name: str, spec: str, x, dtype, dropout_key=None
 
   A module may declare `remat_names = {weight: (input name, output name)}` (`xtjax.models.remat`'s names,
   None for unnamed): the projection's input and output are then named for the remat policies."""
-  in_name, out_name = getattr(module, "remat_names", {}).get(name, (None, None))
+  in_name, out_name = dict(getattr(module, "remat_names", ())).get(name, (None, None))
   x = remat.name(x, in_name)
   y = einsum(spec, x, getattr(module, name)[...], dtype, out_dtype)
   adapter = getattr(module, name + LORA_SUFFIX, None)
@@ -205,7 +205,7 @@ class Dense(nnx.Module):
                stddev: float = 0.02, use_bias: bool = True, remat_names: tuple[str | None, str | None] = (None, None)):
     self.kernel = param(rngs, normal(stddev), (d_in, d_out), axes, param_dtype, fan_in_dims=1)
     if remat_names != (None, None):  # (input, output) names of the projection for remat policies
-      self.remat_names = {"kernel": tuple(remat_names)}
+      self.remat_names = (("kernel", tuple(remat_names)),)  # hashable: it is part of the module's static graph
     self.bias = param(rngs, zeros, (d_out,), (axes[1],), param_dtype) if use_bias else None
     self.dtype = dtype
 
