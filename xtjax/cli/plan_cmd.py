@@ -38,6 +38,12 @@ def register(sub) -> None:
                       "of each (a policy recomputing as much as full shows it)")
   p.add_argument("--remats", default=None,
                  help="with --remat-table: comma-separated policies to compile (default: all of xtjax.models.remat)")
+  p.add_argument("--notice-s", type=float, default=None,
+                 help="seconds between a preemption notice and shutdown that a save must fit (default 30: spot VMs)")
+  p.add_argument("--disk-mb-s", type=float, default=None,
+                 help="local disk write bandwidth per host in MB/s for the checkpoint estimate (default 200)")
+  p.add_argument("--gcs-mb-s", type=float, default=None,
+                 help="GCS write bandwidth per host in MB/s for the checkpoint estimate (default 500)")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -106,11 +112,33 @@ def _host_backend_only(slice_) -> None:
     os.environ["XLA_FLAGS"] = flags.replace(m.group(0), f"--xla_force_host_platform_device_count={want}")
 
 
-def add_estimates(result: dict) -> dict:
-  """Analytic FLOPs (`perf.flops`, what MFU counts) and the step time they give at 40-60% MFU."""
+def save_settings(notice_s: float | None, disk_mb_s: float | None, gcs_mb_s: float | None) -> tuple[float, dict]:
+  """(notice seconds, store -> bytes/s) from the flags, checked before anything compiles."""
+  from xtjax.errors import ConfigError
+  from xtjax.train import save_time
+
+  bandwidth = dict(save_time.BANDWIDTH)
+  for flag, store, mb_s in (("--disk-mb-s", "local disk", disk_mb_s), ("--gcs-mb-s", "gcs", gcs_mb_s)):
+    if mb_s is not None:
+      if not mb_s > 0:
+        raise ConfigError(f"{flag}: must be > 0, got {mb_s:g}")
+      bandwidth[store] = mb_s * 1e6
+  if notice_s is not None and not notice_s > 0:
+    raise ConfigError(f"--notice-s: must be > 0, got {notice_s:g}")
+  return (save_time.NOTICE_S if notice_s is None else notice_s), bandwidth
+
+
+def add_estimates(result: dict, saving: tuple[float, dict] | None = None) -> dict:
+  """Analytic FLOPs (`perf.flops`, what MFU counts) and the step time they give at 40-60% MFU; how long a
+  checkpoint takes to write per host and whether it fits a preemption notice (`train.save_time`)."""
   from xtjax.perf import flops
   from xtjax.parallel.plan import step_seconds
+  from xtjax.train import save_time
 
+  notice_s, bandwidth = saving if saving is not None else save_settings(None, None, None)
+  est = save_time.estimate(result["checkpoint_bytes"], result["hosts"], notice_s, bandwidth)
+  result["checkpoint"] = dataclasses.asdict(est) | {"bytes_per_host": est.bytes_per_host,
+                                                    "fits_notice": est.fits_notice}
   enc = result["encoder_config"]
   analytic = flops.train_flops(enc, result["batch_size"], result["max_length"], result["head_type"],
                                result["num_labels"], result["choices"], result["max_target_length"])
@@ -129,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     args.config, args.overrides = None, [args.config] + list(args.overrides)
   from xtjax.parallel import topology
 
+  saving = save_settings(args.notice_s, args.disk_mb_s, args.gcs_mb_s)
   slice_ = topology.parse(args.topology, args.slices)
   if args.memory_only and not (args.search or args.remat_table):  # sizes only: CPU stand-ins, no libtpu
     slice_ = topology.on_cpu(slice_)
@@ -148,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     found = search(cfg, slice_, args.choices)
     print(json.dumps(found, indent=2, default=str) if args.json else format_search(found))
     return 0
-  result = add_estimates(plan(cfg, slice_, args.choices, not args.no_eval, not args.memory_only))
+  result = add_estimates(plan(cfg, slice_, args.choices, not args.no_eval, not args.memory_only),
+                         saving)
   result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
   if args.json:
     print(json.dumps(result, indent=2, default=str))
@@ -196,6 +226,11 @@ def format_plan(r: dict) -> str:
                + (" (XLA counts the scanned layer once)" if r.get("compiled_flops_count_one_scanned_layer") else ""))
   if r["step_seconds_at_mfu"]:
     lines.append("step time at " + ", ".join(f"{k} MFU {v * 1e3:.1f} ms" for k, v in r["step_seconds_at_mfu"].items()))
+  if r.get("checkpoint"):
+    from xtjax.train.save_time import SaveTime
+
+    fields = {f.name for f in dataclasses.fields(SaveTime)}
+    lines += ["", *SaveTime(**{k: v for k, v in r["checkpoint"].items() if k in fields}).lines()]
   lines += ["", "parameter shardings (shards = devices a tensor is split over; 1 = replicated):"]
   for row in r["shardings"]:
     flag = "  REPLICATED" if row["shards"] == 1 and r["devices"] > 1 else ""

@@ -36,6 +36,7 @@ class Chip:
 
 
 GiB = 1024 ** 3
+CHIPS_PER_HOST = 4  # a TPU VM host of v4 / v5p (and the multi-host v5e / v6e slices) drives 4 chips
 CHIPS = {
     "v4": Chip("v4", 32 * GiB, 275e12, 3, 2,
                  "cloud.google.com/tpu/docs/v4: 32 GiB HBM2, 275 TFLOP/s bf16, ICI 2,400 Gbps per chip", 300e9),
@@ -59,6 +60,13 @@ class Slice:
   @property
   def devices_per_slice(self) -> int:
     return math.prod(self.grid)
+
+  @property
+  def hosts(self) -> int:
+    """TPU VM hosts of all slices (4 chips per host, as `devices` describes them to libtpu; cpu:N is one)."""
+    if self.chip is None:
+      return 1
+    return max(1, self.devices_per_slice // CHIPS_PER_HOST) * self.num_slices
 
   @property
   def topology_name(self) -> str:
@@ -127,7 +135,7 @@ def devices(s: Slice) -> list:
   os.environ["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"
   from jax.experimental import topologies
 
-  chips_per_host = (2, 2, 1) if s.devices_per_slice >= 4 else (1, 1, 1)
+  chips_per_host = (2, 2, 1) if s.devices_per_slice >= CHIPS_PER_HOST else (1, 1, 1)
   topo = topologies.get_topology_desc(
       platform="tpu", topology_name=s.topology_name, chip_config_name="megacore" if s.chip.cores_per_chip == 2 else "default",
       chips_per_host_bounds=chips_per_host, num_slices=s.num_slices)

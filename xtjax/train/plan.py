@@ -166,6 +166,9 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
                      "activations_and_temporaries": train_temps,
                      "total": total},
       "hbm_bytes": hbm, "headroom": aot.HEADROOM,
+      "checkpoint_bytes": int(sum(x.size * x.dtype.itemsize  # what a save writes, all hosts together
+                                  for x in jax.tree.leaves((abs_state.params, abs_state.opt_state)))),
+      "hosts": slice_.hosts,
       "fits": fits, "overflow": dataclasses.asdict(overflow) if overflow else None,
       "peak_bf16": slice_.chip.peak_bf16 if slice_.chip is not None else None,
       "chip_source": slice_.chip.source if slice_.chip is not None else None,
