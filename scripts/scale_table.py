@@ -287,23 +287,39 @@ def compiled_table(rows, cache: dict, task_label: str) -> list[str]:
 # A hand-measured section kept at the end of docs/scale.md (`xtjax plan --remat-table`, issue 23).
 REMAT_SECTION = '''## Remat policies: Llama-3.1-8B MNLI on v4-16
 
-`xtjax plan --preset llama-3.1-8b --topology v4-16 --remat-table --remats none,full,dots_saveable,minimal_with_context`
-(8 chips, FSDP 8, global batch 32 x 128, bf16 compute, f32 weights, AdamW; jax 0.10.2 / libtpu 0.0.42.1,
-2026-12-07; not rewritten by this script). Per device; XLA's FLOPs count the scanned layer once (one layer
-fwd + bwd plus what lies outside the scan); "of full" is (FLOPs - none's) / (full's - none's).
+`xtjax plan --preset llama-3.1-8b --topology v4-16 --remat-table --remats none,full,minimal_with_context,minimal`
+side by side with MaxText 0.2.5's AOT compile of the same step (`python -m maxtext.trainers.pre_train.train_compile
+maxtext/configs/base.yml model_name=llama3.1-8b compile_topology=v4-16 compile_topology_num_slices=1
+per_device_batch_size=4 max_target_length=128 ici_fsdp_parallelism=-1 remat_policy=...`, its defaults: f32
+weights, bf16 activations, AdamW, scanned layers, `attention: autoselected`). 8 chips, FSDP 8,
+global batch 32 x 128; measured 2026-12-07 (not rewritten by this script). The xtjax rows on libtpu 0.0.52 ran
+the same code in MaxText's venv (`pip install maxtext[tpu]==0.2.5`: jax 0.12.1, flax 0.12.12, libtpu 0.0.52);
+the 0.0.42.1 rows are the project's lock (jax 0.10.2). Per device; "state" is peak - temporaries (arguments
+not donated back); peak = arguments + outputs + temporaries - donated. XLA's FLOPs count the scanned layer
+once (one layer fwd + bwd plus what lies outside the scan); "of full" is (FLOPs - none's) / (full's - none's).
+MaxText trains the language model: its FLOPs include the LM head over all 512 tokens a device (6 x 512 x 4096
+x 128256 = 1.61e+12) and its state the untied head with its Adam moments (0.73 GiB a device); xtjax's MNLI
+classifier holds neither (a head that never reads the LM head does not carry it).
 
-| remat | temporaries | peak | XLA FLOPs | of full's recompute |
-|---|---:|---:|---:|---:|
-| none | 12.24 GiB | 23.46 GiB | 7.03e+11 | 0% |
-| full | 6.26 GiB | 17.48 GiB | 8.68e+11 | 100% |
-| dots_saveable | 8.89 GiB | 20.11 GiB | 7.03e+11 | 1% |
-| minimal_with_context | 8.45 GiB | 19.67 GiB | 7.04e+11 | 1% |
+| run | jax / libtpu | remat | state | temporaries | peak | XLA FLOPs | of full's recompute |
+|---|---|---|---:|---:|---:|---:|---:|
+| xtjax | 0.12.1 / 0.0.52 | none | 10.49 GiB | 10.26 GiB | 20.75 GiB | 7.01e+11 | 0% |
+| xtjax | 0.12.1 / 0.0.52 | full | 10.49 GiB | 5.59 GiB | 16.07 GiB | 8.67e+11 | 100% |
+| xtjax | 0.12.1 / 0.0.52 | minimal_with_context | 10.49 GiB | 6.66 GiB | 17.15 GiB | 7.03e+11 | 1% |
+| xtjax | 0.12.1 / 0.0.52 | minimal | 10.49 GiB | 6.54 GiB | 17.03 GiB | 7.03e+11 | 1% |
+| MaxText 0.2.5 | 0.12.1 / 0.0.52 | full | 11.22 GiB | 5.72 GiB | 16.94 GiB | 2.47e+12 (8.60e+11 without the LM head) | |
+| MaxText 0.2.5 | 0.12.1 / 0.0.52 | minimal_with_context | 11.22 GiB | 6.73 GiB | 17.95 GiB | 2.31e+12 (6.97e+11 without the LM head) | |
+| xtjax | 0.10.2 / 0.0.42.1 | none | 10.49 GiB | 12.24 GiB | 22.72 GiB | 7.01e+11 | 0% |
+| xtjax | 0.10.2 / 0.0.42.1 | full | 10.49 GiB | 6.26 GiB | 16.75 GiB | 8.67e+11 | 100% |
+| xtjax | 0.10.2 / 0.0.42.1 | minimal_with_context | 10.49 GiB | 8.45 GiB | 18.94 GiB | 7.03e+11 | 1% |
+| xtjax | 0.10.2 / 0.0.42.1 | minimal | 10.49 GiB | 8.20 GiB | 18.69 GiB | 7.03e+11 | 1% |
 
-Before the layers named their activations (`xtjax/models/remat.py`: the weight products go through a custom
-VJP that XLA's dot policies cannot see), `dots_saveable` on the same compiler kept 7.01 GiB of temporaries
-(18.23 GiB peak) at 8.7e+11 FLOPs: `full`'s FLOPs. Now it and `minimal_with_context` recompute no matmul and
-keep 3.3-3.8 GiB a device less than `none`. MaxText 0.2.5's `minimal_with_context` for the same step peaks at
-17.95 GiB on libtpu 0.0.52, whose `none` needs 2 GiB fewer temporaries than 0.0.42.1's (issue 23).
+On the same compiler, xtjax's `minimal_with_context` keeps the FLOPs of `none` (no matmul recomputed) at
+6.66 GiB of temporaries against MaxText's 6.73, and peaks at 17.15 GiB against 17.95 (0.73 GiB of it the LM
+head MaxText carries); `full` peaks at 16.07 GiB against 16.94. libtpu 0.0.52 needs 1.3-2.0 GiB fewer
+temporaries than the locked 0.0.42.1 for the same xtjax program. Before the layers named their activations
+(`xtjax/models/remat.py`: the weight products go through a custom VJP that XLA's dot policies cannot see),
+`dots_saveable` on 0.0.42.1 kept 7.01 GiB of temporaries at 8.7e+11 FLOPs: `full`'s FLOPs (issue 23).
 '''
 
 
