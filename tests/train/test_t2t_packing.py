@@ -229,3 +229,43 @@ def test_truncation_report_shows_packing_lowers_padding_on_short_examples():
     parts.append(truncation_report(len(mine.features), mine.features, pack_shard(mine, pad_id=0)[1]))
   assert merge_truncation_reports(parts) == report
   assert "input_padding_rate" not in truncation_report(n, whole.features)  # unpacked runs report as before
+
+
+@pytest.fixture(scope="module")
+def t2t_env(tmp_path_factory, mt5_folder):
+  from xtjax.tasks.synthetic import write_toy_data
+
+  root = tmp_path_factory.mktemp("toy-t2t-pack")
+  return {"hf": mt5_folder, "data": write_toy_data(root / "data", n_train=96, n_eval=16), "root": root}
+
+
+def _trainer_run(env, workdir, stop_after=None, **kw):
+  from conftest import toy_config
+
+  from xtjax.train.loop import Trainer
+
+  cfg = toy_config(env, model={"pretrained": str(env["hf"])}, tasks=[
+      {"name": "toy_cls_t2t", "data": {"path": str(env["data"] / "{split}.{lang}.jsonl")}}], batch_size=4,
+      eval_batch_size=4, mesh={"data": 1, "devices": 1}, steps=6, zero_shot=False, eval_every=100, features={"max_length": 64, "max_target_length": 16, "pack": True},
+      checkpoint={"every_steps": 2, "keep": 3, "async_save": False}, **kw)
+  t = Trainer(cfg, workdir).setup()
+  try:
+    return t, t.run(stop_after_steps=stop_after)
+  finally:
+    t.ckpt.close()
+
+
+@pytest.mark.slow
+def test_trainer_packs_reports_padding_and_resumes_exactly(t2t_env, tmp_path):
+  full, summary = _trainer_run(t2t_env, tmp_path / "full")
+  report = summary["truncation"]["toy_cls_t2t"]["train"]
+  assert report["features"] == 96 and report["packed_rows"] < 96
+  assert report["packed_input_padding_rate"] < report["input_padding_rate"]
+  assert "input_padding_rate" not in summary["truncation"]["toy_cls_t2t"]["dev"]  # dev rows are not packed
+  assert set(SEGMENT_KEYS) <= set(full.stream.at(0)[1])
+  _, cut = _trainer_run(t2t_env, tmp_path / "cut", stop_after=3)
+  assert cut == {"status": "preempted", "step": 3}  # mid-way between the periodic checkpoints (every 2)
+  resumed, summary = _trainer_run(t2t_env, tmp_path / "cut")
+  assert summary["start"].startswith("resumed from")
+  for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
