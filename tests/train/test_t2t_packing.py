@@ -3,6 +3,8 @@ defines them, whole examples only; a packed row's per-example logits, losses and
 and gradients equal the unpacked ones on a tiny mT5; the packed stream replays from a saved position;
 the truncation report's padding rates fall."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import optax
@@ -269,3 +271,29 @@ def test_trainer_packs_reports_padding_and_resumes_exactly(t2t_env, tmp_path):
   assert summary["start"].startswith("resumed from")
   for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+SHARED = Path(__file__).parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "xlmr_tokenizer").exists() or not (SHARED / "ud").exists(),
+                    reason="needs /work/shared/data (XLM-R tokenizer, UD English-EWT)")
+def test_mnli_like_rows_at_1024_tokens_are_mostly_padding_until_packed():
+  """mnli_t2t's form over sentence pairs of real English web text (UD EWT: a sentence and the next, as
+  premise and hypothesis), XLM-R's sentencepiece, mT5's 1024 -> 128 lengths; here 500 dev pairs. On all
+  6272 train pairs: inputs 51 tokens on average, input padding 95.0% unpacked, 0.6% packed (19.9 per row)."""
+  import types
+
+  from transformers import AutoTokenizer
+
+  from xtjax.tasks import registry
+
+  lines = (SHARED / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu").read_text(encoding="utf-8").splitlines()
+  sents = [line[len("# text = "):] for line in lines if line.startswith("# text = ")][:1000]
+  examples = [types.SimpleNamespace(text_a=a, text_b=b, label="neutral") for a, b in zip(sents[::2], sents[1::2])]
+  tok = AutoTokenizer.from_pretrained(str(SHARED / "xlmr_tokenizer"))
+  arrays, _ = encode_pairs(registry.get("mnli_t2t").pairs(examples), tok, 1024, 128)
+  shard = _shard(arrays, ShardSpec(1), len(examples))
+  _, counts = pack_shard(shard, tok.pad_token_id)
+  report = truncation_report(len(examples), shard.features, counts)
+  assert report["input_padding_rate"] > 0.9 and report["packed_input_padding_rate"] < 0.05, report
