@@ -297,3 +297,22 @@ def test_mnli_like_rows_at_1024_tokens_are_mostly_padding_until_packed():
   _, counts = pack_shard(shard, tok.pad_token_id)
   report = truncation_report(len(examples), shard.features, counts)
   assert report["input_padding_rate"] > 0.9 and report["packed_input_padding_rate"] < 0.05, report
+
+
+def test_pack_keeps_the_feature_cache_and_gives_plan_the_packed_batch(mt5):
+  """Packing runs on cached features: switching it on reuses them; `plan` compiles the packed step."""
+  from xtjax.data.cache import feature_key
+  from xtjax.data.sources import DataSource
+  from xtjax.tasks import registry
+  from xtjax.tasks.base import FeatureSettings
+  from xtjax.train.plan import abstract_batch
+
+  task, source = registry.get("mnli_t2t"), DataSource(kind="hf")
+  off, _ = feature_key(task, "train", "en", source, mt5.tokenizer, FeatureSettings())
+  on, _ = feature_key(task, "train", "en", source, mt5.tokenizer, FeatureSettings(pack=True))
+  longer, _ = feature_key(task, "train", "en", source, mt5.tokenizer, FeatureSettings(max_length=64))
+  assert off == on != longer
+  plain = abstract_batch("text_to_text", 8, 64, False, 1, 16)
+  packed = abstract_batch("text_to_text", 8, 64, False, 1, 16, packed=True)
+  assert set(packed) - set(plain) == set(SEGMENT_KEYS)
+  assert packed["inputs_positions"].shape == (8, 64) and packed["targets_segment_ids"].shape == (8, 16)
