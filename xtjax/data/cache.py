@@ -98,7 +98,7 @@ def feature_key(task, split: str, language: str, source, tokenizer, settings, sh
       "split": split,
       "language": language,
       "tokenizer": tokenizer_identity(tokenizer),
-      "settings": dataclasses.asdict(settings),
+      "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in settings.AFTER_CACHE},
       "source": _describe_source(source),
       # The task's default hub / TFDS source (xtjax/tasks/source_table.py): a changed default is new data.
       "hub_defaults": _describe_source(task.hub),

@@ -17,13 +17,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xtjax.models.t5 import shift_right
+from xtjax.models.t5 import Segments, shift_right
 
 IGNORE = -100
 
 
 def teacher_forced_logits(model, batch: dict, dropout_key=None):
-  """[B, T, V] f32 logits of an encoder-decoder (`T5`) for `batch["labels"]` [B, T]."""
+  """[B, T, V] f32 logits of an encoder-decoder (`T5`) for `batch["labels"]` [B, T]; of packed rows when
+  the batch has segment ids (`xtjax.data.packing.SEGMENT_KEYS`)."""
+  if "inputs_segment_ids" in batch:
+    segments = Segments(*(batch[k] for k in Segments._fields))
+    decoder_input_ids = shift_right(batch["labels"], model.cfg, segments.targets_positions)
+    return model(batch["input_ids"], batch["attention_mask"], decoder_input_ids, dropout_key=dropout_key,
+                 segments=segments)
   decoder_input_ids = shift_right(batch["labels"], model.cfg)
   return model(batch["input_ids"], batch["attention_mask"], decoder_input_ids, dropout_key=dropout_key)
 

@@ -36,6 +36,21 @@ class DecodeCache(NamedTuple):
   index: jax.Array  # int32 scalar: decoder position of the next input token
 
 
+class Segments(NamedTuple):
+  """Packed rows (T5X, `xtjax.data.packing`): segment ids [B, L] / [B, T] (1..n per row, 0 for padding) and
+  positions restarting at 0 in each segment. Encoder and decoder self-attention stay inside a segment,
+  target segment k attends input segment k, and relative positions are counted within the segment."""
+
+  inputs_segment_ids: jax.Array
+  inputs_positions: jax.Array
+  targets_segment_ids: jax.Array
+  targets_positions: jax.Array
+
+
+def _same_segment_BxQxS(query_seg_BxQ, key_seg_BxS):
+  return (query_seg_BxQ[:, :, None] == key_seg_BxS[:, None, :]) & (key_seg_BxS[:, None, :] > 0)
+
+
 class DecodeOutput(NamedTuple):
   logits: jax.Array  # [B, T, V] float32
   cache: DecodeCache | None  # the advanced cache when one was given
@@ -55,10 +70,14 @@ class EncoderStack(nnx.Module):
     self.final_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, **_kw(cfg, rngs))
     self.cfg = cfg
 
-  def __call__(self, x_BxLxD, attention_mask_BxL, dropout_key=None):
+  def __call__(self, x_BxLxD, attention_mask_BxL, dropout_key=None, segments: Segments | None = None):
     """(final-norm output, hidden states: embedding output, layers 1..n-1, final-norm output)."""
-    pos = jnp.arange(x_BxLxD.shape[1], dtype=jnp.int32)
-    mask_bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, _NEG).astype(jnp.float32)
+    if segments is None:
+      pos = jnp.arange(x_BxLxD.shape[1], dtype=jnp.int32)
+      mask_bias = jnp.where(attention_mask_BxL[:, None, None, :] > 0, 0.0, _NEG).astype(jnp.float32)
+    else:  # packed rows: attention within a segment, positions per segment
+      pos, seg = segments.inputs_positions, segments.inputs_segment_ids
+      mask_bias = jnp.where(_same_segment_BxQxS(seg, seg)[:, None], 0.0, _NEG).astype(jnp.float32)
 
     def bias_of(layer):
       return layer.attention.position_bias(pos, pos, bidirectional=True) + mask_bias
@@ -129,19 +148,22 @@ class T5(nnx.Module):
     return L.dropout(x, self.cfg.dropout_rate, dropout_key)
 
   def encoder_outputs(self, input_ids_BxL, attention_mask_BxL=None, token_type_ids_BxL=None, *,
-                      dropout_key: jax.Array | None = None, first_tokens: int | None = None) -> EncoderOutput:
+                      dropout_key: jax.Array | None = None, first_tokens: int | None = None,
+                      segments: Segments | None = None) -> EncoderOutput:
     """The encoder with `Encoder.__call__`'s signature (T5 has no token types; no pooler; every position
-    is computed whatever `first_tokens`)."""
+    is computed whatever `first_tokens`); `segments`: packed rows."""
     del token_type_ids_BxL, first_tokens
     if attention_mask_BxL is None:
       attention_mask_BxL = jnp.ones_like(input_ids_BxL)
     x = self._embed(input_ids_BxL, L.fold(dropout_key, 0))
-    last, hidden = self.encoder(x, attention_mask_BxL, L.fold(dropout_key, 1))
+    last, hidden = self.encoder(x, attention_mask_BxL, L.fold(dropout_key, 1), segments)
     return EncoderOutput(last, hidden, None)
 
-  def encode(self, input_ids_BxL, attention_mask_BxL=None, dropout_key: jax.Array | None = None):
+  def encode(self, input_ids_BxL, attention_mask_BxL=None, dropout_key: jax.Array | None = None,
+             segments: Segments | None = None):
     """Encoder final-norm output [B, L, D]; what task heads and the decoder's cross attention read."""
-    return self.encoder_outputs(input_ids_BxL, attention_mask_BxL, dropout_key=dropout_key).last_hidden_state
+    return self.encoder_outputs(input_ids_BxL, attention_mask_BxL, dropout_key=dropout_key,
+                                segments=segments).last_hidden_state
 
   def _check_decoder(self):
     if self.decoder is None:
@@ -160,15 +182,22 @@ class T5(nnx.Module):
                        jnp.zeros((), jnp.int32))
 
   def decode(self, decoder_input_ids_BxT, encoder_hidden_BxSxD, encoder_mask_BxS, cache: DecodeCache | None = None,
-             decoder_attention_mask_BxT=None, dropout_key: jax.Array | None = None) -> DecodeOutput:
+             decoder_attention_mask_BxT=None, dropout_key: jax.Array | None = None,
+             segments: Segments | None = None) -> DecodeOutput:
     """Decoder logits [B, T, V] (f32).
 
-    Without `cache`: teacher forcing over the whole target (causal mask, optional padding mask).
-    With `cache`: the T tokens sit at positions cache.index.. and the cache comes back advanced.
+    Without `cache`: teacher forcing over the whole target (causal mask, optional padding mask), of
+    packed rows with `segments`. With `cache`: the T tokens sit at positions cache.index.. and the
+    cache comes back advanced.
     """
     self._check_decoder()
     B, T = decoder_input_ids_BxT.shape
     x = self._embed(decoder_input_ids_BxT, L.fold(dropout_key, 0))
+    if segments is not None:
+      if cache is not None:
+        raise ValueError("packed rows (segments) are for teacher forcing; decoding with a cache takes one example "
+                         "per row")
+      return self._decode_packed(x, encoder_hidden_BxSxD, segments, decoder_attention_mask_BxT, dropout_key)
     cross_bias = jnp.where(encoder_mask_BxS[:, None, None, :] > 0, 0.0, _NEG).astype(jnp.float32)
     if cache is None:
       index = jnp.zeros((), jnp.int32)
@@ -191,6 +220,22 @@ class T5(nnx.Module):
     return DecodeOutput(logits, cache._replace(self_keys=tuple(k for k, _ in new_kvs),
                                                self_values=tuple(v for _, v in new_kvs), index=index + T))
 
+  def _decode_packed(self, x_BxTxD, encoder_hidden_BxSxD, segments: Segments, decoder_attention_mask_BxT,
+                     dropout_key) -> DecodeOutput:
+    """Teacher forcing over packed rows: causal within a target segment, target segment k reading input
+    segment k, relative positions from `targets_positions`."""
+    tseg, iseg = segments.targets_segment_ids, segments.inputs_segment_ids
+    T = tseg.shape[1]
+    cross_bias = jnp.where(_same_segment_BxQxS(tseg, iseg)[:, None], 0.0, _NEG).astype(jnp.float32)
+    rows = jnp.arange(T, dtype=jnp.int32)
+    mask = (rows[None, None, :] <= rows[None, :, None]) & _same_segment_BxQxS(tseg, tseg)
+    if decoder_attention_mask_BxT is not None:
+      mask = mask & (decoder_attention_mask_BxT[:, None, :] > 0)
+    pos = segments.targets_positions
+    x, _ = self.decoder(x_BxTxD, mask, pos, pos, cross_bias, encoder_hidden_BxSxD, None, None,
+                        jnp.zeros((), jnp.int32), L.fold(dropout_key, 1))
+    return DecodeOutput(self.logits(x), None)
+
   def logits(self, decoder_hidden_BxTxD):
     dt = L.to_dtype(self.cfg.dtype)
     x = decoder_hidden_BxTxD.astype(dt)
@@ -200,14 +245,17 @@ class T5(nnx.Module):
     return L.einsum("btd,dv->btv", x, self.lm_head[...], dt, jnp.float32)
 
   def __call__(self, input_ids_BxL, attention_mask_BxL, decoder_input_ids_BxT, decoder_attention_mask_BxT=None,
-               dropout_key: jax.Array | None = None):
-    """Teacher-forced logits [B, T, V] (f32)."""
-    enc = self.encode(input_ids_BxL, attention_mask_BxL, L.fold(dropout_key, 0))
+               dropout_key: jax.Array | None = None, segments: Segments | None = None):
+    """Teacher-forced logits [B, T, V] (f32); `segments`: of packed rows."""
+    enc = self.encode(input_ids_BxL, attention_mask_BxL, L.fold(dropout_key, 0), segments)
     return self.decode(decoder_input_ids_BxT, enc, attention_mask_BxL, None, decoder_attention_mask_BxT,
-                       L.fold(dropout_key, 1)).logits
+                       L.fold(dropout_key, 1), segments).logits
 
 
-def shift_right(labels_BxT, cfg: T5Config):
-  """Teacher-forcing decoder inputs from labels: start token first, -100 (ignored labels) as padding."""
+def shift_right(labels_BxT, cfg: T5Config, targets_positions_BxT=None):
+  """Teacher-forcing decoder inputs from labels: start token first, -100 (ignored labels) as padding;
+  with `targets_positions_BxT` (packed rows) the start token begins every segment."""
   shifted = jnp.concatenate([jnp.full_like(labels_BxT[:, :1], cfg.decoder_start_token_id), labels_BxT[:, :-1]], axis=1)
+  if targets_positions_BxT is not None:
+    shifted = jnp.where(targets_positions_BxT == 0, cfg.decoder_start_token_id, shifted)
   return jnp.where(shifted == -100, cfg.pad_token_id, shifted)

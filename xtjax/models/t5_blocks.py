@@ -83,8 +83,14 @@ class Attention(nnx.Module):
     return tuple(L.project(self, n, "bsd,dhk->bshk", x, dt, L.fold(dropout_key, i)) for i, n in enumerate("kv"))
 
   def position_bias(self, query_pos_Q, key_pos_S, bidirectional: bool):
-    """[1, H, Q, S] float32 learned bias for each (query, key) relative position bucket."""
+    """[1, H, Q, S] float32 learned bias for each (query, key) relative position bucket; per row
+    [B, H, Q, S] from positions [B, Q] and [B, S] (packed rows: positions restart per segment)."""
     cfg = self.cfg
+    if query_pos_Q.ndim == 2:
+      buckets_BxQxS = relative_position_bucket(key_pos_S[:, None, :] - query_pos_Q[:, :, None], bidirectional,
+                                               cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+      values = jnp.take(self.relative_attention_bias[...], buckets_BxQxS, axis=0).astype(jnp.float32)
+      return jnp.transpose(values, (0, 3, 1, 2))
     buckets_QxS = relative_position_bucket(key_pos_S[None, :] - query_pos_Q[:, None], bidirectional,
                                            cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
     values_QxSxH = jnp.take(self.relative_attention_bias[...], buckets_QxS, axis=0).astype(jnp.float32)

@@ -16,7 +16,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class FeatureSettings:
   max_answer_length: int = 30  # QA post-processing
   n_best: int = 20  # QA post-processing
   max_target_length: int = 32  # text-to-text: target tokens (EOS included); inputs use max_length
+  # Text-to-text training: pack several examples into each row (xtjax.data.packing), applied to the
+  # cached features, so no part of the feature-cache key (`AFTER_CACHE`).
+  pack: bool = False
+
+  AFTER_CACHE: ClassVar[tuple[str, ...]] = ("pack",)
 
   def __post_init__(self):
     from xtjax.config import check_min

@@ -97,12 +97,14 @@ def basic_stats(examples: Sequence, features, labels: Sequence | None = None) ->
   return out
 
 
-def truncation_report(num_examples: int, features) -> dict[str, Any]:
+def truncation_report(num_examples: int, features, padding: Mapping[str, int] | None = None) -> dict[str, Any]:
   """How often featurisation cut something, read from `features.stats` alone (no per-task work, so it
   is cheap at every training start): examples, features, every truncation count (inputs; targets of
-  text-to-text; questions of QA; choices of multiple choice), and the input and target rates per feature."""
+  text-to-text; questions of QA; choices of multiple choice), and the input and target rates per feature.
+  `padding`: token and slot counts (`xtjax.data.packing.padding_counts`), reported with padding rates."""
   counts = {"examples": num_examples, "features": len(features)}
   counts.update({k: int(v) for k, v in features.stats.items() if k.startswith("truncated")})
+  counts.update({k: int(v) for k, v in (padding or {}).items()})
   return _with_rates(counts)
 
 
@@ -118,6 +120,11 @@ def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
   out["truncation_rate"] = out.get("truncated", 0) / n if n else 0.0
   if "truncated_targets" in out:
     out["target_truncation_rate"] = out["truncated_targets"] / n if n else 0.0
+  for rows in ("", "packed_"):  # padding of text-to-text rows, unpacked and packed (`xtjax.data.packing`)
+    for side in ("input", "target"):
+      slots = out.get(f"{rows}{side}_slots")
+      if slots is not None:
+        out[f"{rows}{side}_padding_rate"] = 1.0 - out[f"{rows}{side}_tokens"] / slots if slots else 0.0
   return out
 
 

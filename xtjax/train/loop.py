@@ -14,6 +14,7 @@ import numpy as np
 from etils import epath
 
 from xtjax.checkpoint import RunCheckpoints
+from xtjax.data import packing
 from xtjax.data.batching import DataPosition, MultiTaskStream, sampling_weights
 from xtjax.data.cache import cached_shard
 from xtjax.data.loader import TrainLoader, task_streams
@@ -120,8 +121,12 @@ class Trainer:
       shard = cached_shard(task, tcfg.train_split, "en", tcfg.data, self.tokenizer, settings, self.cache_dir, spec)
       if len(shard.features) == 0:
         raise XtjaxError(f"task {task.name!r}: no training features (split {tcfg.train_split!r})")
+      num_examples, features, padding = len(np.unique(shard.example_ids)), shard.features, None
+      if settings.pack:
+        packing.check_packable(task.name, task.head_type, start.config.kind)
+        shard, padding = packing.pack_shard(shard, self.tokenizer.pad_token_id)
       self.train_sets[task.name] = shard
-      self._report_truncation(task, tcfg.train_split, len(np.unique(shard.example_ids)), shard.features)
+      self._report_truncation(task, tcfg.train_split, num_examples, features, padding)
       try:
         # this process's share of the dev examples (xtjax.evaluation.shares)
         share = task_features(task, tcfg, tcfg.dev_split, tcfg.dev_language, self.tokenizer, settings, self.cache_dir)
@@ -161,11 +166,11 @@ class Trainer:
              len(self.tasks), self.total_steps, self.steps_per_epoch, dict(self.mesh.shape), time.time() - t0)
     return self
 
-  def _report_truncation(self, task, split: str, num_examples: int, features):
-    """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets; with
-    several processes, each featurised its own share, and the record is the sum over them (every process
-    calls this for the same splits in the same order)."""
-    report = truncation_report(num_examples, features)
+  def _report_truncation(self, task, split: str, num_examples: int, features, padding=None):
+    """Logs and records (summary.json `truncation`) how often featurisation cut inputs and targets (and,
+    packing, the padding before and after); with several processes, each featurised its own share, and
+    the record is the sum over them (every process calls this for the same splits in the same order)."""
+    report = truncation_report(num_examples, features, padding)
     if jax.process_count() > 1:
       report = merge_truncation_reports([json.loads(b) for b in allgather_bytes(json.dumps(report).encode())])
     self.truncation.setdefault(task.name, {})[split] = report

@@ -13,6 +13,7 @@ import types
 import jax
 import jax.numpy as jnp
 
+from xtjax.data.packing import SEGMENT_KEYS
 from xtjax.errors import ConfigError
 from xtjax.evaluation.programs import head_fn
 from xtjax.models import init as model_init
@@ -56,8 +57,9 @@ def left_out(cfg: TrainConfig) -> dict | None:
 
 
 def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, choices: int,
-                   target_length: int = 32) -> dict:
-  """The arrays a task's featuriser produces for one batch, as shapes (see `tasks.base.Features`)."""
+                   target_length: int = 32, packed: bool = False) -> dict:
+  """The arrays a task's featuriser produces for one batch, as shapes (see `tasks.base.Features`);
+  `packed`: text-to-text rows with segment ids and positions (`xtjax.data.packing`)."""
   rows = (batch, choices, length) if head_type == "multiple_choice" else (batch, length)
   i32 = jnp.int32
   out = {"input_ids": jax.ShapeDtypeStruct(rows, i32), "attention_mask": jax.ShapeDtypeStruct(rows, i32),
@@ -71,6 +73,9 @@ def abstract_batch(head_type: str, batch: int, length: int, with_types: bool, ch
     out["labels"] = jax.ShapeDtypeStruct((batch, length), i32)
   elif head_type == "text_to_text":
     out["labels"] = jax.ShapeDtypeStruct((batch, target_length), i32)
+    if packed:
+      for key in SEGMENT_KEYS:
+        out[key] = jax.ShapeDtypeStruct((batch, length if key.startswith("inputs") else target_length), i32)
   else:
     out["labels"] = jax.ShapeDtypeStruct((batch,), i32)
   return out
@@ -97,7 +102,8 @@ def _train_program(cfg: TrainConfig, slice_: topology.Slice, choices: int) -> ty
   prog = run_program(cfg, family, enc_cfg, setup.head_configs(train_tasks), mesh, rules, cfg.steps or 1000)
   with_types = enc_cfg.token_types
   batch_sh, batch = _with_shardings(abstract_batch(task.head_type, cfg.batch_size, cfg.features.max_length,
-                                                   with_types, choices, cfg.features.max_target_length), mesh, rules)
+                                                   with_types, choices, cfg.features.max_target_length,
+                                                   cfg.features.pack), mesh, rules)
   return types.SimpleNamespace(program=prog, devices=devs, task=task, batch=batch, with_types=with_types,
                                step=prog.train_step(task.name, batch_sh))
 
