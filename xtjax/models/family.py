@@ -31,7 +31,7 @@ class ModelConfig(abc.ABC):
   `param_dtype`, `scan_layers`, `remat`, `attention_impl` (`models.attention`: xla | dot_product | pallas |
   auto) and `model_type` (Hugging Face's; checked by the registry at import)."""
 
-  kind: ClassVar[str]
+  kind: ClassVar[str] = ""  # each family sets one of KINDS (the registry checks it at import)
   # Fields every family config declares (the registry checks them).
   COMMON_FIELDS: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "dtype", "param_dtype", "scan_layers",
                                               "remat", "attention_impl", "model_type")
