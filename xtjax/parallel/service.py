@@ -62,7 +62,7 @@ def service_in_child_process():
 
 
 def _serve(spec: str, grace: float) -> None:
-  import threading
+  import os
   import time
 
   from jax._src.lib import _jax
@@ -74,24 +74,13 @@ def _serve(spec: str, grace: float) -> None:
     print(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", flush=True)
     sys.exit(1)
   print(READY, flush=True)
-  orphaned = threading.Event()
-
-  def watch_parent() -> None:
-    if sys.stdin.readline().strip() != "shutdown":  # end of input without the word: process 0 has died
-      orphaned.set()
-    else:
-      service.shutdown()
-      sys.exit(0)
-
-  reader = threading.Thread(target=watch_parent, daemon=True)
-  reader.start()
-  while reader.is_alive() and not orphaned.is_set():
-    reader.join(0.5)
-  if orphaned.is_set():
-    import os
-
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # its complaints about missing heartbeats follow the one line
-    time.sleep(grace)
+  if sys.stdin.readline().strip() == "shutdown":  # process 0 is exiting normally
+    service.shutdown()
+    return
+  # end of input without the word: process 0 has died. Serve the survivors until their watchdogs have spoken;
+  # the service's complaints about missing heartbeats would only follow their one line.
+  os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+  time.sleep(grace)
 
 
 if __name__ == "__main__":
