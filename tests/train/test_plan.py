@@ -377,3 +377,16 @@ def test_remat_table_lists_a_refused_policy(monkeypatch):
   assert rows["none"]["fits"] is False and rows["none"]["temp_bytes"] == 51.23 * 2 ** 30
   assert rows["none"]["compile_cpu_seconds"] is None and rows["full"]["fits"] is None
   assert "refused" in format_remat_table(r).splitlines()[2]
+
+
+def test_search_meshes_are_parsed_and_checked_against_the_slice(capsys):
+  from xtjax.cli.plan_cmd import _meshes
+
+  v4_32 = topology.parse("v4-32")
+  assert _meshes("1x16x1, 1x4x4,2x2x4", v4_32) == [(1, 16, 1), (1, 4, 4), (2, 2, 4)]
+  for spec, message in [("1x8x1", "has 8 devices; v4-32 has 16"), ("1x4", "is not DATAxFSDPxTENSOR"),
+                        ("0x16x1", "is not DATAxFSDPxTENSOR"), (",", "no mesh given")]:
+    assert main(["plan", "--preset", "xlmr-bench-small", "--topology", "v4-32", "--search", "--meshes", spec,
+                 *TINY]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -62,8 +62,9 @@ def _hf_loss_and_grads(folder, arrays, double=False):
   return float(out.loss.detach()), grads
 
 
-def _xtjax_step(folder, arrays, accum, mesh_cfg):
-  """(loss, grads as a pure dict) from one jitted train step with SGD(lr=1): grads = params - new params."""
+def _xtjax_step(folder, arrays, accum, mesh_cfg, traced=False):
+  """(loss, grads as a pure dict) from one jitted train step with SGD(lr=1): grads = params - new params.
+  `traced`: under the trainer's activation sharding (vocabulary-parallel LM head included)."""
   mesh = make_mesh(mesh_cfg)
   pre = load_pretrained(str(folder), mesh=mesh, rules=DEFAULT_RULES)
   start = EncoderStart(pre.family, pre.config, pre.params, pre.tokenizer, "test")
@@ -71,7 +72,8 @@ def _xtjax_step(folder, arrays, accum, mesh_cfg):
   tx = optax.sgd(1.0)
   state = init_state(params, tx, 0)
   state_sh = state_sharding(jax.eval_shape(lambda: state), param_sh, mesh)
-  step = compile_train_step(make_train_step(graphdef, tx, TASK, "text_to_text", accum, dropout=False), state_sh, None)
+  step = compile_train_step(make_train_step(graphdef, tx, TASK, "text_to_text", accum, dropout=False), state_sh, None,
+                            mesh if traced else None)
   batch = {k: jax.device_put(v, batch_sharding(mesh, DEFAULT_RULES, v.shape)) for k, v in arrays.items()}
   before = jax.tree.map(np.asarray, params)
   new, metrics = step(state, batch)
@@ -124,6 +126,19 @@ def test_eight_devices_and_micro_batches_change_nothing(mt5):
   arrays = _pad_rows(_batch(load_pretrained(str(mt5)).tokenizer), 8)
   loss1, g1, _ = _xtjax_step(mt5, arrays, 1, MeshConfig(devices=1))
   loss8, g8, _ = _xtjax_step(mt5, _pad_rows(arrays, 16), 2, MeshConfig(data=4, fsdp=2))
+  np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
+  _assert_close_to_scale(_flat(g8), _flat(g1), 1e-5)
+
+
+# The tiny vocabulary (178) splits over fsdp=2 (vocabulary-parallel) but not over fsdp x tensor = 4 (FSDP's default).
+@pytest.mark.parametrize("mesh_cfg", [MeshConfig(data=4, fsdp=2), MeshConfig(data=2, fsdp=2, tensor=2)])
+def test_vocabulary_parallel_lm_head_changes_nothing(mt5, mesh_cfg):
+  """Under the trainer's activation sharding the LM head runs vocabulary-parallel (`rules.vocab_parallel`):
+  the loss and every gradient equal one device's."""
+  arrays = _pad_rows(_batch(load_pretrained(str(mt5)).tokenizer), 8)
+  loss1, g1, cfg = _xtjax_step(mt5, arrays, 1, MeshConfig(devices=1))
+  assert cfg.vocab_size % 2 == 0 and cfg.vocab_size % 4  # see above
+  loss8, g8, _ = _xtjax_step(mt5, arrays, 1, mesh_cfg, traced=True)
   np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
   _assert_close_to_scale(_flat(g8), _flat(g1), 1e-5)
 

@@ -36,14 +36,22 @@ def register(sub) -> None:
                  help="compile the train step once per remat policy (none, full, dots_saveable, ...) on the config's "
                       "mesh: per-device temporaries and peak, the memory each saves against none, and XLA's FLOPs "
                       "of each (a policy recomputing as much as full shows it)")
+  p.add_argument("--meshes", default=None,
+                 help="with --search: comma-separated meshes DATAxFSDPxTENSOR to try (e.g. 1x16x1,1x4x4: T5X's "
+                      "fsdp x model layouts); default: every factorisation of the slice with tensor <= 8")
   p.add_argument("--remats", default=None,
-                 help="with --remat-table: comma-separated policies to compile (default: all of xtjax.models.remat)")
+                 help="with --remat-table or --search: comma-separated policies to compile (default: every policy "
+                      "of xtjax.models.remat for the table; none, minimal_with_context, minimal, save_qkv_proj, full "
+                      "for the search)")
   p.add_argument("--notice-s", type=float, default=None,
                  help="seconds between a preemption notice and shutdown that a save must fit (default 30: spot VMs)")
   p.add_argument("--disk-mb-s", type=float, default=None,
                  help="local disk write bandwidth per host in MB/s for the checkpoint estimate (default 200)")
   p.add_argument("--gcs-mb-s", type=float, default=None,
                  help="GCS write bandwidth per host in MB/s for the checkpoint estimate (default 500)")
+  p.add_argument("--buffers", type=int, default=0, metavar="N",
+                 help="also name the N largest temporaries of the compiled train step (size, shape, the JAX "
+                      "operation that made them), from the compiler's buffer assignment")
   p.add_argument("--json", action="store_true", help="print the plan as JSON")
   p.set_defaults(func=run)
 
@@ -174,11 +182,17 @@ def run(args: argparse.Namespace) -> int:
   if args.search:
     from xtjax.train.plan_search import search
 
-    found = search(cfg, slice_, args.choices)
+    found = search(cfg, slice_, args.choices, *([_remats(args.remats)] if args.remats else []),
+                   meshes=_meshes(args.meshes, slice_) if args.meshes else None)
     print(json.dumps(found, indent=2, default=str) if args.json else format_search(found))
     return 0
-  result = add_estimates(plan(cfg, slice_, args.choices, not args.no_eval, not args.memory_only),
-                         saving)
+  if args.buffers < 0 or (args.buffers and args.memory_only):
+    from xtjax.errors import ConfigError
+
+    raise ConfigError(f"--buffers {args.buffers}: " + ("a positive count" if args.buffers < 0 else
+                                                       "needs a compile (drop --memory-only)"))
+  result = add_estimates(plan(cfg, slice_, args.choices, not args.no_eval, not args.memory_only,
+                              buffers=args.buffers), saving)
   result["encoder_config"] = dataclasses.asdict(result["encoder_config"])
   if args.json:
     print(json.dumps(result, indent=2, default=str))
@@ -220,6 +234,11 @@ def format_plan(r: dict) -> str:
                  f"arguments {_gib(p['argument_bytes'])}, "
                  f"temporaries {_gib(p['temp_bytes'])}, outputs {_gib(p['output_bytes'])} "
                  f"(aliased {_gib(p['alias_bytes'])}), peak {_gib(p['peak_bytes'])}; {p['flops']:.3e} FLOPs/device")
+  for p in r["programs"]:
+    if p.get("largest_temporaries"):
+      from xtjax.parallel.buffers import Slot, format_slots
+
+      lines += format_slots(p["name"], p["temp_bytes"], [Slot(**s) for s in p["largest_temporaries"]])
   f = r["flops_per_device"]
   compiled = f"{f['compiled']:.3e}" if f["compiled"] is not None else "(not compiled)"
   lines.append(f"train FLOPs per device per step: analytic {f['analytic']:.3e}, compiled {compiled}"
@@ -248,6 +267,25 @@ def _remats(spec: str) -> tuple[str, ...]:
   if unknown or not names:
     raise ConfigError(f"--remats {spec!r}: unknown policy {unknown} (choices: {', '.join(REMAT_CHOICES)})")
   return names
+
+
+def _meshes(spec: str, slice_) -> list[tuple[int, int, int]]:
+  """`--meshes 1x16x1,1x4x4`: each (data, fsdp, tensor), checked against the slice's device count."""
+  from xtjax.errors import ConfigError
+
+  devices = slice_.devices_per_slice * slice_.num_slices
+  out = []
+  for item in (m.strip() for m in spec.split(",") if m.strip()):
+    parts = item.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+      raise ConfigError(f"--meshes {spec!r}: {item!r} is not DATAxFSDPxTENSOR (e.g. 1x8x2)")
+    d, f, t = map(int, parts)
+    if d * f * t != devices:
+      raise ConfigError(f"--meshes {spec!r}: {item} has {d * f * t} devices; {slice_.name} has {devices}")
+    out.append((d, f, t))
+  if not out:
+    raise ConfigError(f"--meshes {spec!r}: no mesh given")
+  return out
 
 
 def format_remat_table(r: dict) -> str:

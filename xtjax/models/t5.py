@@ -22,7 +22,7 @@ from xtjax.models.scan import layer_at, make_layers, run_layers
 from xtjax.models.t5_blocks import _NEG, DecoderLayer, EncoderLayer, RMSNorm, _kw
 from xtjax.models.t5_blocks import relative_position_bucket  # noqa: F401 (part of this module's interface)
 from xtjax.models.t5_config import MODEL_TYPES, T5Config  # noqa: F401 (part of this module's interface)
-from xtjax.parallel.rules import constrain
+from xtjax.parallel.rules import constrain, vocab_parallel
 
 
 class DecodeCache(NamedTuple):
@@ -240,9 +240,10 @@ class T5(nnx.Module):
     dt = L.to_dtype(self.cfg.dtype)
     x = decoder_hidden_BxTxD.astype(dt)
     if self.lm_head is None:  # tied (T5 v1.0): Mesh TensorFlow rescales before reusing the embedding
-      x = x * (self.cfg.d_model ** -0.5)
-      return L.einsum("btd,vd->btv", x, self.shared[...], dt, jnp.float32)
-    return L.einsum("btd,dv->btv", x, self.lm_head[...], dt, jnp.float32)
+      x, w, pin = vocab_parallel(x * (self.cfg.d_model ** -0.5), self.shared[...], 0)
+      return pin(L.einsum("btd,vd->btv", x, w, dt, jnp.float32))
+    x, w, pin = vocab_parallel(x, self.lm_head[...], 1)
+    return pin(L.einsum("btd,dv->btv", x, w, dt, jnp.float32))
 
   def __call__(self, input_ids_BxL, attention_mask_BxL, decoder_input_ids_BxT, decoder_attention_mask_BxT=None,
                dropout_key: jax.Array | None = None, segments: Segments | None = None):

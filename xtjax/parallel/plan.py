@@ -12,10 +12,13 @@ import dataclasses
 import hashlib
 import math
 import re
+import tempfile
 import time
 
 import jax
 import numpy as np
+
+from xtjax.parallel.buffers import largest_temporaries
 
 # A plan "fits" when its per-device total stays under this share of HBM (the rest is for XLA's
 # runtime buffers, fragmentation and the input pipeline's prefetched batches).
@@ -36,6 +39,7 @@ class Compiled:
   flops: float  # XLA's count for one device
   lower_cpu_seconds: float = 0.0  # of compile_cpu_seconds, JAX's trace and lowering to StableHLO (the rest is XLA)
   program: str = ""  # program_hash of what was compiled
+  largest_temporaries: tuple = ()  # `buffers.Slot`s as dicts, when asked for (`measure(buffers=N)`)
 
   @property
   def peak_bytes(self) -> int:
@@ -93,22 +97,31 @@ def program_hash(lowered) -> str:
   return hashlib.sha256(lowered.as_text().encode()).hexdigest()[:16]
 
 
-def measure(name: str, jitted, *abstract_args) -> Compiled:
+def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
+  """Compiles `jitted` for `abstract_args`; `buffers` > 0 also names the largest slots of its temporaries
+  (the compiler dumps its buffer assignment into a scratch folder, `xtjax.parallel.buffers`)."""
   t0, c0 = time.perf_counter(), time.process_time()
   lowered = jitted.trace(*abstract_args).lower()
   lower_cpu = time.process_time() - c0
-  try:
-    compiled = lowered.compile()
-  except jax.errors.JaxRuntimeError as e:
-    if (overflow := hbm_overflow(name, str(e))) is None:
-      raise
-    raise DoesNotFit(overflow) from e
-  seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+  cached = jax.config.jax_enable_compilation_cache
+  with tempfile.TemporaryDirectory(prefix="xtjax-buffers-") as dump:
+    try:
+      if buffers:  # a persistent-cache hit compiles nothing, so dumps nothing (the key leaves dump options out)
+        jax.config.update("jax_enable_compilation_cache", False)
+      compiled = lowered.compile(**({"compiler_options": {"xla_dump_to": dump}} if buffers else {}))
+    except jax.errors.JaxRuntimeError as e:
+      if (overflow := hbm_overflow(name, str(e))) is None:
+        raise
+      raise DoesNotFit(overflow) from e
+    finally:
+      jax.config.update("jax_enable_compilation_cache", cached)
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    slots = tuple(dataclasses.asdict(s) for s in largest_temporaries(dump, buffers)) if buffers else ()
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   return Compiled(name, round(seconds, 2), round(cpu_seconds, 2), int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
                   int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), float(cost.get("flops", float("nan"))),
-                  round(lower_cpu, 2), program_hash(lowered))
+                  round(lower_cpu, 2), program_hash(lowered), slots)
 
 
 def _leaves_with_shardings(tree, shardings):

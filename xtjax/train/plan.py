@@ -116,14 +116,15 @@ def train_program_hash(cfg: TrainConfig, slice_: topology.Slice, choices: int = 
 
 
 def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
-         compile_train: bool = True) -> dict:
+         compile_train: bool = True, buffers: int = 0) -> dict:
   """Per-device memory, compiled FLOPs and compile time of the run's first training task.
 
   A program the compiler refuses as larger than HBM gives `fits: False` and `overflow` (`aot.Overflow`: what
   it needs against the HBM it has); the programs compiled before it stay listed.
 
   `compile_train=False` compiles nothing: the per-device parameters, optimizer state and gradients
-  alone, a lower bound that already rules out slices too small for the model."""
+  alone, a lower bound that already rules out slices too small for the model. `buffers` > 0: the train step's
+  largest temporaries as well (`programs[0]["largest_temporaries"]`, from the compiler's buffer assignment)."""
   p = _train_program(cfg, slice_, choices)
   prog, task, length = p.program, p.task, cfg.features.max_length
   enc_cfg, mesh, rules = prog.model_config, prog.mesh, prog.rules
@@ -132,7 +133,7 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
   programs, overflow = [], None
   try:  # a program the compiler refuses as larger than HBM is an answer ("does not fit"), not a crash
     if compile_train:
-      programs.append(aot.measure("train_step", p.step, abs_state, p.batch))
+      programs.append(aot.measure("train_step", p.step, abs_state, p.batch, buffers=buffers))
     if compile_eval and compile_train and not head_kind(task.head_type).seq2seq:  # text-to-text evaluates by generation
       eval_sh, eval_batch = _with_shardings(
           abstract_batch(task.head_type, cfg.eval_batch_size, length, p.with_types, choices), mesh, rules)
