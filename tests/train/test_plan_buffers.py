@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 
+import jax
 import pytest
 
 from xtjax.cli.main import main
@@ -60,6 +61,26 @@ def test_plan_buffers_prints_the_largest_temporaries_with_their_operations(capsy
                  *TINY_T5]) == 0
   found = json.loads(buf.getvalue())["programs"][0]["largest_temporaries"]
   assert len(found) == 2 and {"bytes", "shape", "op", "values"} <= found[0].keys()
+
+
+def test_a_refused_compile_names_what_it_could_not_fit(monkeypatch, capsys):
+  """libtpu refuses a program larger than HBM after assigning its buffers: `--buffers` shows them beside the
+  refusal (here XLA:CPU compiles, dumping its assignment, and the refusal is libtpu's message)."""
+  from jax.errors import JaxRuntimeError
+
+  compile_ = jax.stages.Lowered.compile
+
+  def refuse(self, *a, **k):
+    compile_(self, *a, **k)
+    raise JaxRuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                          "temporaries (51.23G) exceeds available HBM (30.75G).")
+
+  monkeypatch.setattr(jax.stages.Lowered, "compile", refuse)
+  assert main(["plan", "--preset", "mt5-small", "--topology", "cpu:8", "--no-eval", "--buffers", "3", *TINY_T5]) == 0
+  out = capsys.readouterr().out
+  assert "does not fit: train_step needs 51.23 GiB of temporaries against 30.75 GiB HBM per device" in out
+  lines = out[out.index("largest temporaries of train_step (of 51.23 GiB"):].splitlines()[1:4]
+  assert len(lines) == 3 and all(" GiB  " in ln and "[" in ln for ln in lines), lines
 
 
 @pytest.mark.parametrize("argv, message", [(["--buffers", "-1"], "a positive count"),

@@ -222,7 +222,12 @@ def format_plan(r: dict) -> str:
   if r.get("overflow"):  # the compiler refused a program: its figures are the answer
     from xtjax.parallel.plan import Overflow
 
-    lines.append(Overflow(**r["overflow"]).text())
+    overflow = Overflow(**r["overflow"])
+    lines.append(overflow.text())
+    if overflow.largest_temporaries:
+      from xtjax.parallel.buffers import Slot, format_slots
+
+      lines += format_slots(overflow.name, overflow.needed_bytes, [Slot(**s) for s in overflow.largest_temporaries])
   elif r["hbm_bytes"] is not None:
     verdict = {True: "fits", False: "does NOT fit", None: "fits without activations (compile to know)"}[r["fits"]]
     lines.append(f"  {'HBM':<28}{_gib(r['hbm_bytes'])}  -> {verdict} (limit {int(r['headroom'] * 100)}% of HBM; "

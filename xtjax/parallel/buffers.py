@@ -42,6 +42,8 @@ def _program_files(dump_dir: Path) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{dump_dir}: no *after_optimizations-buffer-assignment.txt (did the compile dump?)")
   assignment = max(assignments, key=lambda p: p.stat().st_size)
   hlo = assignment.with_name(assignment.name.replace("-buffer-assignment.txt", ".txt"))
+  if not hlo.exists():  # a compile refused as larger than HBM stops before writing the final HLO
+    hlo = assignment.with_name(assignment.name.replace("-buffer-assignment.txt", "_before_buffer_assignment.txt"))
   return assignment, hlo
 
 

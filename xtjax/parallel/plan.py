@@ -64,6 +64,7 @@ class Overflow:
   needed_bytes: float
   available_bytes: float  # HBM per device, as the compiler counts it
   message: str  # the compiler's first line
+  largest_temporaries: tuple = ()  # `buffers.Slot`s as dicts, when asked for: what the refused program holds
 
   def text(self) -> str:
     return (f"does not fit: {self.name} needs {self.needed_bytes / 2 ** 30:.2f} GiB "
@@ -112,16 +113,22 @@ def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
     except jax.errors.JaxRuntimeError as e:
       if (overflow := hbm_overflow(name, str(e))) is None:
         raise
+      if buffers:  # the compiler assigned buffers before it refused: they say what does not fit
+        overflow = dataclasses.replace(overflow, largest_temporaries=_slots(dump, buffers))
       raise DoesNotFit(overflow) from e
     finally:
       jax.config.update("jax_enable_compilation_cache", cached)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-    slots = tuple(dataclasses.asdict(s) for s in largest_temporaries(dump, buffers)) if buffers else ()
+    slots = _slots(dump, buffers) if buffers else ()
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   return Compiled(name, round(seconds, 2), round(cpu_seconds, 2), int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
                   int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), float(cost.get("flops", float("nan"))),
                   round(lower_cpu, 2), program_hash(lowered), slots)
+
+
+def _slots(dump: str, n: int) -> tuple[dict, ...]:
+  return tuple(dataclasses.asdict(s) for s in largest_temporaries(dump, n))
 
 
 def _leaves_with_shardings(tree, shardings):

@@ -115,6 +115,16 @@ def train_program_hash(cfg: TrainConfig, slice_: topology.Slice, choices: int = 
   return aot.program_hash(p.step.trace(p.program.abstract_state, p.batch).lower())
 
 
+def _overflow_dict(overflow: aot.Overflow | None) -> dict | None:
+  """The refusal's figures (its largest temporaries only when `plan --buffers` asked for them)."""
+  if overflow is None:
+    return None
+  out = dataclasses.asdict(overflow)
+  if not out["largest_temporaries"]:
+    del out["largest_temporaries"]
+  return out
+
+
 def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eval: bool = True,
          compile_train: bool = True, buffers: int = 0) -> dict:
   """Per-device memory, compiled FLOPs and compile time of the run's first training task.
@@ -176,7 +186,7 @@ def plan(cfg: TrainConfig, slice_: topology.Slice, choices: int = 4, compile_eva
       "checkpoint_bytes": int(sum(x.size * x.dtype.itemsize  # what a save writes, all hosts together
                                   for x in jax.tree.leaves((abs_state.params, abs_state.opt_state)))),
       "hosts": slice_.hosts,
-      "fits": fits, "overflow": dataclasses.asdict(overflow) if overflow else None,
+      "fits": fits, "overflow": _overflow_dict(overflow),
       "peak_bf16": slice_.chip.peak_bf16 if slice_.chip is not None else None,
       "chip_source": slice_.chip.source if slice_.chip is not None else None,
       "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],
