@@ -323,6 +323,45 @@ temporaries than the locked 0.0.42.1 for the same xtjax program. Before the laye
 '''
 
 
+# A hand-measured section kept at the end of docs/scale.md (`xtjax plan --buffers`, issue 23).
+XXL_SECTION = '''## mT5-XXL text-to-text at mT5's recipe: compiled
+
+MNLI as mT5 fine-tuned XNLI (`finetune_mt5_tasks.sh`): 1024 rows x 1024 input tokens -> 128 target tokens a
+step (2^20 tokens), Adafactor (factored, no momentum), f32 weights, bf16 compute, FSDP over the slice,
+`remat: full`, 64 micro-batches of 16 rows. `xtjax plan --preset mt5-xxl --topology T --no-eval --buffers 25
+"tasks=[{name: mnli_t2t}]" batch_size=1024 features.max_length=1024 features.max_target_length=128
+mesh.data=1 mesh.fsdp=-1 model.config_overrides.remat=full optim.grad_accum_steps=64 optim.optimizer=adafactor
+optim.weight_decay=0.0 optim.learning_rate=0.001`; measured 2026-12-07 on libtpu 0.0.42.1 (not rewritten by this
+script). Per device:
+
+| slice | mesh | LM head | arguments | temporaries | peak | HBM | verdict | compile (wall / CPU) |
+|---|---|---|---:|---:|---:|---:|---|---:|
+| v4-32 (16 chips) | fsdp 16 | gathered (FSDP's default) | 3.03 GiB | 17.69 GiB | 20.72 GiB | 32 GiB | fits | 431 s / 770 s |
+| v4-32 (16 chips) | fsdp 16 | vocabulary-parallel | 3.03 GiB | 13.03 GiB | **16.06 GiB** | 32 GiB | **fits** | 509 s / 788 s |
+| v5p-8 (4 chips) | fsdp 4 | vocabulary-parallel | 12.06 GiB | 40.98 GiB | **53.04 GiB** | 95 GiB | **fits** | 501 s / 669 s |
+| v4-16 (8 chips) | fsdp 8 | either | | | | 32 GiB | libtpu 0.0.42.1 crashes (SIGSEGV, stack overflow in its convolution emitter), the same program before and after this change | |
+| v4-16 (8 chips), libtpu 0.0.52 | fsdp 8 | vocabulary-parallel | 6.04 GiB | 14.98 GiB | **21.02 GiB** | 32 GiB | **fits** | 500 s / 765 s |
+
+The v4-16 row ran the same xtjax code with jax 0.12.1 / libtpu 0.0.52 (MaxText 0.2.5's venv, as in the remat
+section). Smallest slices with a compiled fit: **v4-16** (on libtpu 0.0.52; the locked 0.0.42.1 crashes
+compiling it, so on the lock **v4-32**) and **v5p-8**, the smallest v5p slice. Step time at 50% MFU: 18.5 s on v4-32 (2.55e15 training FLOPs a step).
+The estimate above picked v4-8 (full, 64); earlier compiles of v4-8 and v4-16 were refused with 37-41 GiB of
+temporaries, and v4-32 with `none` with 31.5 GiB.
+
+What held the temporaries (`--buffers`, the compiler's buffer assignment, before the change, v4-32): the LM head
+[4096, 250112] all-gathered whole in bf16 (1.91 GiB) and its whole f32 gradient before the reduce-scatter (3.82 GiB)
+plus a bf16 copy of it (1.91 GiB): 7.6 of 13.5 GiB of the block. The T5 head is now vocabulary-parallel
+under FSDP (`xtjax.parallel.rules.vocab_parallel`): the hidden states of a micro-batch (a few MiB) are gathered
+instead of the weight, each device computes its 1/16 of the vocabulary for every token, and the loss's
+reductions over the vocabulary become all-reduces of [B, T] values; no [4096, 250112] buffer is left
+(largest head buffer [4096, 15632] f32, 0.24 GiB). Same logits, loss and gradients as one device
+(tests/train/test_t2t_loss.py). What is left: the per-layer gradients of the stacked weights and their
+accumulator (f32 [23, 256, 10240] slots, 0.22 GiB each), T5's relative position bias and its gradient
+(f32 [1024, 1024, 64], 0.25-0.5 GiB: the einsum attention materialises it; the Pallas kernels refuse T5's bias)
+and the f32 attention scores of the recomputed layer ([1, 64, 1024, 1024], 0.25 GiB each).
+'''
+
+
 def markdown(rows, cache: dict) -> str:
   entries = [e for *_, e, _ in compiled_cells(rows, cache) if e is not None]
   lines = [
@@ -397,7 +436,7 @@ def markdown(rows, cache: dict) -> str:
       lines.append(f"| {r['label']} | {head} | {t['params'] / 1e6:,.0f}M{trained} | {shape} | " + " | ".join(cells)
                    + " |")
     lines.append("")
-  return "\n".join(lines + [REMAT_SECTION.rstrip()])
+  return "\n".join(lines + [REMAT_SECTION.rstrip(), "", XXL_SECTION.rstrip()])
 
 
 def _selected(spec: tuple, wanted) -> bool:
