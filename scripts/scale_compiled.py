@@ -47,13 +47,17 @@ def choice_text(c: dict) -> str:
 # Model fields added after cells were compiled, at the value that lowers to the program those cells were
 # compiled from (checked by its hash): left out, so the cells stay valid.
 NEUTRAL_MODEL_FIELDS = {"attention_impl": "xla"}
+# Train-config fields added since cells were compiled, at values that change no program (packing off).
+NEUTRAL_FEATURE_FIELDS = {"pack": False}
 
 
 def inputs_hash(cfg, model_cfg) -> str:
   """The resolved train and model configs a cell is compiled from (the program itself is checked by its hash,
   `program_of`)."""
   model = {k: v for k, v in dataclasses.asdict(model_cfg).items() if NEUTRAL_MODEL_FIELDS.get(k, object()) != v}
-  text = json.dumps({"train": dataclasses.asdict(cfg), "model": model}, sort_keys=True, default=str)
+  train = dataclasses.asdict(cfg)
+  train["features"] = {k: v for k, v in train["features"].items() if NEUTRAL_FEATURE_FIELDS.get(k, object()) != v}
+  text = json.dumps({"train": train, "model": model}, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

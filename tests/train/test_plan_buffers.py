@@ -106,3 +106,21 @@ def test_the_assignment_parser_groups_values_by_offset():
   found = buffers.slots(buffers.temp_values(text), buffers.op_names(hlo))
   assert found == [buffers.Slot(4096, "f32[32,32]", "transpose(jvp())/dot", 2),
                    buffers.Slot(2048, "f32[16,32]", "state.params['w'].value", 1)]
+
+
+TINY_LORA = ["lora={targets: ['encoder/layers/\\d+/(attention/(q|k|v|o)|mlp/(gate|up|down))/kernel'], rank: 4, alpha: 8}",
+             "model.config_overrides={num_layers: 16, hidden_size: 256, intermediate_size: 1024, num_heads: 4, "
+             "num_kv_heads: 2, vocab_size: 512, remat: full}", "batch_size=16"]
+
+
+@pytest.mark.slow
+def test_remat_full_keeps_no_stacked_copy_of_the_layers_weights():
+  """Scanned layers under `remat: full` keep each layer's input, not its weights: the weights' per-layer sharding
+  constraint runs inside the rematerialised function (`models.scan._scan`). Before, the constrained weights
+  were residuals of the scan, stacked for the backward pass: f32 [16, 1024, 32] slots here (the MLP weights'
+  shards on fsdp=8), bf16 [80, 512, 28672] ones (2.19 GiB each) for LoRA on Llama-3.1-70B on v4-32."""
+  r = plan(load_plan_config(None, TINY_LORA, "llama-3.1-8b"), topology.parse("cpu:8"), compile_eval=False,
+           buffers=1000)
+  shards = {f"{dt}[16,{a},{b}]" for dt in ("f32", "bf16") for a, b in ((256 // 8, 1024), (1024, 256 // 8))}
+  found = [s["shape"] for s in r["programs"][0]["largest_temporaries"]]
+  assert found and not shards & set(found), sorted(shards & set(found))

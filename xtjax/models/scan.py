@@ -131,11 +131,16 @@ def _per_layer_loop(items, x, one, keep=None):
 
 
 def _scan(graphdef, state, x, call, remat: str, start: int, n: int, keep=None):
-  one = _rematted(lambda st, h, i: call(nnx.merge(graphdef, st), h, i), remat, in_scan=True)
+  if remat == "none":  # the weights' per-layer sharding constraint before the layer (autodiff keeps all it needs)
+    weights, one = _one_layer_weights, lambda st, h, i: call(nnx.merge(graphdef, st), h, i)
+  else:  # the constraint inside the rematerialised function: outside it, its outputs (every layer's weights, LoRA's
+    # frozen ones as bf16 casts) were residuals of the scan, stacked for the backward pass under every policy
+    weights = lambda st: st  # noqa: E731
+    one = _rematted(lambda st, h, i: call(nnx.merge(graphdef, _one_layer_weights(st)), h, i), remat, in_scan=True)
 
   def body(h, xs):
     st, i = xs
-    h = _hidden(one(_one_layer_weights(st), _hidden(h), i))
+    h = _hidden(one(weights(st), _hidden(h), i))
     return h, (h if keep is None else keep(h))
 
   x, hs = jax.lax.scan(body, x, (state, start + jnp.arange(n, dtype=jnp.int32)))
