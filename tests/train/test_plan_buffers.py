@@ -124,3 +124,25 @@ def test_remat_full_keeps_no_stacked_copy_of_the_layers_weights():
   shards = {f"{dt}[16,{a},{b}]" for dt in ("f32", "bf16") for a, b in ((256 // 8, 1024), (1024, 256 // 8))}
   found = [s["shape"] for s in r["programs"][0]["largest_temporaries"]]
   assert found and not shards & set(found), sorted(shards & set(found))
+
+
+def test_buffers_are_dumped_when_the_persistent_cache_already_holds_the_program(tmp_path):
+  """The cache key leaves dump options out, and jax decides once per process whether the cache is used: a
+  program compiled (and cached) before must still be compiled, and dumped, for `--buffers`."""
+  from jax.experimental.compilation_cache import compilation_cache
+  saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_enable_compilation_cache",
+                                                 "jax_persistent_cache_min_compile_time_secs")}
+  try:
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    compilation_cache.reset_cache()
+    jax.jit(lambda x: x * 2).lower(1.0).compile()  # the process now uses the cache (decided on its first compile)
+    cfg = load_plan_config(None, TINY_T5, "mt5-small")
+    for _ in range(2):  # the first compile writes the cache, the second would read it and dump nothing
+      r = plan(cfg, topology.parse("cpu:8"), compile_eval=False, buffers=3)
+      assert len(r["programs"][0]["largest_temporaries"]) == 3
+  finally:
+    for k, v in saved.items():
+      jax.config.update(k, v)
+    compilation_cache.reset_cache()

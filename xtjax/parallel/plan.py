@@ -16,6 +16,7 @@ import tempfile
 import time
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import numpy as np
 
 from xtjax.parallel.buffers import largest_temporaries
@@ -98,6 +99,19 @@ def program_hash(lowered) -> str:
   return hashlib.sha256(lowered.as_text().encode()).hexdigest()[:16]
 
 
+def _bypass_persistent_cache() -> None:
+  """Turns the persistent compilation cache off for the next compile. jax decides once per process whether
+  the cache is used (`is_cache_used` memoises it), so the flag alone is not enough once anything compiled:
+  the cache is reset, and re-initialised from the flags by the next compile after `_restore_persistent_cache`."""
+  jax.config.update("jax_enable_compilation_cache", False)
+  compilation_cache.reset_cache()
+
+
+def _restore_persistent_cache(enabled: bool) -> None:
+  jax.config.update("jax_enable_compilation_cache", enabled)
+  compilation_cache.reset_cache()
+
+
 def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
   """Compiles `jitted` for `abstract_args`; `buffers` > 0 also names the largest slots of its temporaries
   (the compiler dumps its buffer assignment into a scratch folder, `xtjax.parallel.buffers`)."""
@@ -108,7 +122,7 @@ def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
   with tempfile.TemporaryDirectory(prefix="xtjax-buffers-") as dump:
     try:
       if buffers:  # a persistent-cache hit compiles nothing, so dumps nothing (the key leaves dump options out)
-        jax.config.update("jax_enable_compilation_cache", False)
+        _bypass_persistent_cache()
       compiled = lowered.compile(**({"compiler_options": {"xla_dump_to": dump}} if buffers else {}))
     except jax.errors.JaxRuntimeError as e:
       if (overflow := hbm_overflow(name, str(e))) is None:
@@ -117,7 +131,8 @@ def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
         overflow = dataclasses.replace(overflow, largest_temporaries=_slots(dump, buffers))
       raise DoesNotFit(overflow) from e
     finally:
-      jax.config.update("jax_enable_compilation_cache", cached)
+      if buffers:
+        _restore_persistent_cache(cached)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     slots = _slots(dump, buffers) if buffers else ()
   mem = compiled.memory_analysis()
