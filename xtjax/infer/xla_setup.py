@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 _events = {"cache_hits": 0}
 _lock = threading.Lock()
@@ -42,12 +43,7 @@ def enable_compilation_cache(path: str | Path) -> Path:
   path.mkdir(parents=True, exist_ok=True)
   if jax.config.jax_compilation_cache_dir != str(path):
     jax.config.update("jax_compilation_cache_dir", str(path))
-    try:  # the cache object is created once per process; point it at the new folder
-      from jax._src import compilation_cache
-
-      compilation_cache.reset_cache()
-    except (ImportError, AttributeError):
-      pass
+    compilation_cache.reset_cache()  # the cache object is created once per process; point it at the new folder
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return path

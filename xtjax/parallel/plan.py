@@ -8,6 +8,7 @@ returns negative values for it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -99,17 +100,19 @@ def program_hash(lowered) -> str:
   return hashlib.sha256(lowered.as_text().encode()).hexdigest()[:16]
 
 
-def _bypass_persistent_cache() -> None:
-  """Turns the persistent compilation cache off for the next compile. jax decides once per process whether
-  the cache is used (`is_cache_used` memoises it), so the flag alone is not enough once anything compiled:
-  the cache is reset, and re-initialised from the flags by the next compile after `_restore_persistent_cache`."""
+@contextlib.contextmanager
+def _persistent_cache_off():
+  """The persistent compilation cache off for the compiles inside. jax decides once per process whether the
+  cache is used (`is_cache_used` memoises it), so the flag alone is not enough once anything compiled: the
+  cache is reset on the way in, and on the way out (the next compile re-initialises it from the flags)."""
+  enabled = jax.config.jax_enable_compilation_cache
   jax.config.update("jax_enable_compilation_cache", False)
   compilation_cache.reset_cache()
-
-
-def _restore_persistent_cache(enabled: bool) -> None:
-  jax.config.update("jax_enable_compilation_cache", enabled)
-  compilation_cache.reset_cache()
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    compilation_cache.reset_cache()
 
 
 def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
@@ -118,11 +121,10 @@ def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
   t0, c0 = time.perf_counter(), time.process_time()
   lowered = jitted.trace(*abstract_args).lower()
   lower_cpu = time.process_time() - c0
-  cached = jax.config.jax_enable_compilation_cache
-  with tempfile.TemporaryDirectory(prefix="xtjax-buffers-") as dump:
+  # A persistent-cache hit compiles nothing, so dumps nothing (the cache key leaves dump options out).
+  with tempfile.TemporaryDirectory(prefix="xtjax-buffers-") as dump, \
+       _persistent_cache_off() if buffers else contextlib.nullcontext():
     try:
-      if buffers:  # a persistent-cache hit compiles nothing, so dumps nothing (the key leaves dump options out)
-        _bypass_persistent_cache()
       compiled = lowered.compile(**({"compiler_options": {"xla_dump_to": dump}} if buffers else {}))
     except jax.errors.JaxRuntimeError as e:
       if (overflow := hbm_overflow(name, str(e))) is None:
@@ -130,9 +132,6 @@ def measure(name: str, jitted, *abstract_args, buffers: int = 0) -> Compiled:
       if buffers:  # the compiler assigned buffers before it refused: they say what does not fit
         overflow = dataclasses.replace(overflow, largest_temporaries=_slots(dump, buffers))
       raise DoesNotFit(overflow) from e
-    finally:
-      if buffers:
-        _restore_persistent_cache(cached)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     slots = _slots(dump, buffers) if buffers else ()
   mem = compiled.memory_analysis()
